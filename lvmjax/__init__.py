@@ -1,0 +1,36 @@
+"""lvmjax: latent variable models and variational inference in JAX.
+
+The inference core: pure functions of one datapoint, key first, for
+`jax.jit` and `jax.vmap`.
+"""
+
+from lvmjax import models
+from lvmjax.estimators import (
+    MarginalEstimate,
+    elbo,
+    iwae_bound,
+    log_marginal_exact,
+    log_marginal_is,
+    log_marginal_naive_mc,
+    log_weights,
+)
+from lvmjax.model import LatentVariableModel, log_joint, log_likelihood
+from lvmjax.models import gaussian_mixture, linear_gaussian
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LatentVariableModel",
+    "MarginalEstimate",
+    "elbo",
+    "gaussian_mixture",
+    "iwae_bound",
+    "linear_gaussian",
+    "log_joint",
+    "log_likelihood",
+    "log_marginal_exact",
+    "log_marginal_is",
+    "log_marginal_naive_mc",
+    "log_weights",
+    "models",
+]

@@ -1,0 +1,77 @@
+"""Finite discrete latent spaces: enumerating every state z, and the uniform q(z) over them.
+
+Supported priors: `distrax.Categorical`, `distrax.OneHotCategorical`,
+`distrax.Bernoulli`, and `distrax.Independent` of any of them (a vector of
+binary or categorical latents, the 2^|Z| states of the seed text).
+"""
+
+from __future__ import annotations
+
+import math
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+MAX_ENUMERATED_STATES = 2**22
+
+FINITE_FAMILIES = (distrax.Bernoulli, distrax.Categorical, distrax.OneHotCategorical)
+
+
+def _base_and_ndims(dist: distrax.Distribution) -> tuple[distrax.Distribution, int]:
+    """The per-element distribution and how many batch dimensions were made event ones."""
+    if isinstance(dist, distrax.Independent):
+        base = dist.distribution
+        ndims = dist.reinterpreted_batch_ndims
+    else:
+        base, ndims = dist, 0
+    if not isinstance(base, FINITE_FAMILIES):
+        raise TypeError(
+            f"a finite discrete prior (Categorical, OneHotCategorical, Bernoulli, or "
+            f"Independent of one of them) is needed, got {type(dist).__name__}"
+            + (f" of {type(base).__name__}" if base is not dist else "")
+            + "."
+        )
+    return base, ndims
+
+
+def _states_per_element(base: distrax.Distribution) -> int:
+    if isinstance(base, distrax.Bernoulli):
+        return 2
+    return base.num_categories
+
+
+def num_states(dist: distrax.Distribution) -> int:
+    """|Z|, the number of states of a finite discrete distribution."""
+    base, _ = _base_and_ndims(dist)
+    return _states_per_element(base) ** math.prod(base.batch_shape)
+
+
+def support(dist: distrax.Distribution) -> jax.Array:
+    """Every state of `dist`, stacked: shape (|Z|, *event_shape), dtype of its samples."""
+    base, _ = _base_and_ndims(dist)
+    radix = _states_per_element(base)
+    num_elements = math.prod(base.batch_shape)
+    total = num_states(dist)
+    if total > MAX_ENUMERATED_STATES:
+        raise ValueError(
+            f"the latent space has {radix}^{num_elements} = {total} states, more than "
+            f"the {MAX_ENUMERATED_STATES} that exact enumeration allows; estimate "
+            "log p(x) with log_marginal_is instead."
+        )
+    index = jnp.arange(total)
+    # Mixed-radix digits of the state index, most significant first.
+    powers = radix ** jnp.arange(num_elements - 1, -1, -1)
+    digits = (index[:, None] // powers) % radix
+    digits = digits.reshape((total, *base.batch_shape))
+    if isinstance(base, distrax.OneHotCategorical):
+        return jax.nn.one_hot(digits, radix, dtype=dist.dtype)
+    return digits.astype(dist.dtype)
+
+
+def uniform_over_support(dist: distrax.Distribution) -> distrax.Distribution:
+    """The uniform distribution over the states of `dist`, of the same family and shapes."""
+    base, ndims = _base_and_ndims(dist)
+    logits = jnp.zeros_like(base.logits)
+    uniform = type(base)(logits=logits, dtype=base.dtype)
+    return distrax.Independent(uniform, ndims) if ndims else uniform

@@ -1,0 +1,122 @@
+"""Argument checks shared by the public functions.
+
+Every check runs in Python while a function is traced, so a bad shape or a bad
+sample count fails with a named error before anything is compiled. Values
+(NaN, inf) can only be checked when they are concrete: under `jax.jit` or
+`jax.vmap` they are tracers, and the check is skipped.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lvmjax._discrete import FINITE_FAMILIES
+
+
+def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
+    """Returns `num_samples` as a Python int >= 1, or raises."""
+    if isinstance(num_samples, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a static Python int, but it is traced; "
+            f"mark it static, e.g. jax.jit(fn, static_argnames='{name}')."
+        )
+    if isinstance(num_samples, bool):
+        raise TypeError(f"{name} must be an int, got the bool {num_samples!r}.")
+    try:
+        value = operator.index(num_samples)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int, got {type(num_samples).__name__} {num_samples!r}."
+        ) from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}.")
+    return value
+
+
+def check_chunk_size(chunk_size: Any, num_samples: int) -> int | None:
+    """Returns a chunk size that splits `num_samples` into equal chunks, or raises."""
+    if chunk_size is None:
+        return None
+    chunk_size = check_num_samples(chunk_size, name="chunk_size")
+    if chunk_size > num_samples:
+        raise ValueError(
+            f"chunk_size={chunk_size} is larger than num_samples={num_samples}; "
+            f"use chunk_size=None (one chunk) or a divisor of {num_samples}."
+        )
+    if num_samples % chunk_size:
+        divisors = [d for d in range(1, num_samples + 1) if num_samples % d == 0]
+        below = max(d for d in divisors if d < chunk_size)
+        above = min(d for d in divisors if d > chunk_size)
+        raise ValueError(
+            f"chunk_size={chunk_size} does not divide num_samples={num_samples} into "
+            f"equal chunks; the nearest divisors are {below} and {above}."
+        )
+    return chunk_size
+
+
+def check_single_distribution(dist: Any, name: str) -> None:
+    """Checks that `dist` is one distrax distribution with an empty batch shape."""
+    if not isinstance(dist, distrax.Distribution):
+        raise TypeError(
+            f"{name} must be a distrax.Distribution, got {type(dist).__name__}."
+        )
+    if dist.batch_shape != ():
+        raise ValueError(
+            f"{name} must be ONE distribution over one datapoint's variable, but it has "
+            f"batch_shape {tuple(dist.batch_shape)} (event_shape {tuple(dist.event_shape)}). "
+            "For independent dimensions use distrax.MultivariateNormalDiag or "
+            "distrax.Independent(dist, reinterpreted_batch_ndims=...); for many "
+            "datapoints, jax.vmap the function."
+        )
+
+
+def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
+                      dist_name: str) -> None:
+    """Checks that `value` is one event of `dist`, naming a batch if it looks like one."""
+    shape = tuple(jnp.shape(value))
+    event_shape = tuple(dist.event_shape)
+    if shape == event_shape:
+        return
+    hint = ""
+    if len(shape) == len(event_shape) + 1 and shape[1:] == event_shape:
+        hint = (
+            f" It looks like a batch of {shape[0]}; these functions take one "
+            "datapoint: use jax.vmap over the batch."
+        )
+    raise ValueError(
+        f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}"
+    )
+
+
+def check_finite(tree: Any, name: str) -> None:
+    """Raises if a concrete floating-point leaf of `tree` holds NaN or inf."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        if not isinstance(leaf, (jax.Array, np.ndarray, float)):
+            continue
+        array = np.asarray(leaf)
+        if not np.issubdtype(array.dtype, np.inexact):
+            continue
+        if not np.all(np.isfinite(array)):
+            where = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"{name}{where} contains non-finite values (NaN or inf)."
+            )
+
+
+def is_discrete(dist: distrax.Distribution) -> bool:
+    """Whether `dist` draws discrete latents, which cannot be reparameterized.
+
+    True for integer or boolean samples, and for the discrete distrax families
+    whatever dtype their samples are given (a Bernoulli may draw 0.0 and 1.0).
+    """
+    while isinstance(dist, distrax.Independent):
+        dist = dist.distribution
+    return isinstance(dist, FINITE_FAMILIES) or not jnp.issubdtype(dist.dtype, jnp.inexact)

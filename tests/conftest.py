@@ -1,0 +1,94 @@
+"""Shared fixtures: small reference models whose answers are known exactly."""
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lvmjax import LatentVariableModel, gaussian_mixture, linear_gaussian
+
+# Silent dtype upcasts (float32 + float64 -> float64) fail instead of passing unnoticed.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def make_linear_gaussian(dtype=jnp.float32, data_dim=4, latent_dim=2, noise=0.3, seed=0):
+    """A factor-analysis model with a concentrated posterior, and one datapoint drawn from it."""
+    rng = np.random.default_rng(seed)
+    params = linear_gaussian.Params(
+        weight=jnp.asarray(rng.normal(size=(data_dim, latent_dim)), dtype),
+        bias=jnp.asarray(rng.normal(size=data_dim), dtype),
+        noise_variance=jnp.asarray(noise * rng.uniform(0.5, 1.5, size=data_dim), dtype),
+    )
+    z = rng.normal(size=latent_dim)
+    x = params.weight @ jnp.asarray(z, dtype) + params.bias
+    x = x + jnp.sqrt(params.noise_variance) * jnp.asarray(rng.normal(size=data_dim), dtype)
+    return params, x
+
+
+def make_gaussian_mixture(dtype=jnp.float32, num_components=3, data_dim=2, seed=1):
+    rng = np.random.default_rng(seed)
+    tril = np.tril(rng.normal(size=(num_components, data_dim, data_dim)) * 0.3)
+    tril[:, np.arange(data_dim), np.arange(data_dim)] = rng.uniform(0.5, 1.2, (num_components, data_dim))
+    params = gaussian_mixture.Params(
+        logits=jnp.asarray(rng.normal(size=num_components), dtype),
+        means=jnp.asarray(2.0 * rng.normal(size=(num_components, data_dim)), dtype),
+        scale_tril=jnp.asarray(tril, dtype),
+    )
+    x = jnp.asarray(rng.normal(size=data_dim), dtype)
+    return params, x
+
+
+def _binary_prior(params):
+    # Float samples: distrax's Bernoulli.log_prob of integer samples needs the
+    # standard dtype promotion, which these tests make strict.
+    logits = params["prior_logits"]
+    return distrax.Independent(distrax.Bernoulli(logits=logits, dtype=logits.dtype), 1)
+
+
+def _binary_likelihood(params, z):
+    mean = params["weight"] @ z.astype(params["weight"].dtype) + params["bias"]
+    return distrax.MultivariateNormalDiag(mean, params["scale"])
+
+
+# z ∈ {0, 1}^d with independent Bernoulli priors, x | z ~ N(W z + b, diag(scale²)).
+binary_latent_model = LatentVariableModel(_binary_prior, _binary_likelihood)
+
+
+def make_binary_latent(dtype=jnp.float32, latent_dim=5, data_dim=3, seed=2):
+    rng = np.random.default_rng(seed)
+    params = {
+        "prior_logits": jnp.asarray(rng.normal(size=latent_dim), dtype),
+        "weight": jnp.asarray(rng.normal(size=(data_dim, latent_dim)), dtype),
+        "bias": jnp.asarray(rng.normal(size=data_dim), dtype),
+        "scale": jnp.asarray(rng.uniform(0.3, 0.6, size=data_dim), dtype),
+    }
+    x = jnp.asarray(rng.normal(size=data_dim), dtype)
+    return params, x
+
+
+@pytest.fixture(scope="module")
+def linear_gaussian_setup():
+    return make_linear_gaussian()
+
+
+@pytest.fixture(scope="module")
+def gaussian_mixture_setup():
+    return make_gaussian_mixture()
+
+
+@pytest.fixture(scope="module")
+def binary_latent_setup():
+    return make_binary_latent()
+
+
+def assert_within_stderr(estimates, exact, num_stderr=4.0, floor=0.0):
+    """Asserts that the mean of `estimates` (leading axis: repetitions) is within
+    `num_stderr` standard errors of `exact`, elementwise."""
+    estimates = np.asarray(estimates, np.float64)
+    mean = estimates.mean(axis=0)
+    stderr = estimates.std(axis=0, ddof=1) / np.sqrt(estimates.shape[0])
+    bound = num_stderr * stderr + floor
+    assert np.all(np.abs(mean - np.asarray(exact)) <= bound), (
+        f"mean {mean} vs exact {exact}: |difference| {np.abs(mean - exact)} exceeds {bound}"
+    )
