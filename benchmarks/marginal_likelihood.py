@@ -108,7 +108,7 @@ def main(argv=None):
         result, compile_seconds, seconds, temp_bytes = measure(fn, keys, data, args.repeats)
         error = np.mean(np.abs(np.asarray(result.log_marginal - exact)) / np.asarray(result.stderr))
         rate = args.num_data * args.num_samples / seconds
-        print(f"{str(chunk_size):>10} {compile_seconds:>10.2f} {seconds:>8.3f} {rate:>12.3g} "
+        print(f"{chunk_size!s:>10} {compile_seconds:>10.2f} {seconds:>8.3f} {rate:>12.3g} "
               f"{temp_bytes / 2**20:>9.1f} {error:>9.2f}")
 
 

@@ -101,7 +101,8 @@ def test_log_marginal_is_elbo_plus_kl_linear_gaussian(linear_gaussian_setup, cov
     # The Monte Carlo ELBO, in both of its forms, is unbiased for that exact ELBO.
     model = linear_gaussian.model
     for analytic_kl in (False, True):
-        values = repeated(lambda key: lvmjax.elbo(key, model, params, q, x, 1, analytic_kl=analytic_kl))
+        values = repeated(lambda key, analytic_kl=analytic_kl: lvmjax.elbo(
+            key, model, params, q, x, 1, analytic_kl=analytic_kl))
         assert_within_stderr(values, exact_elbo)
 
 
@@ -117,8 +118,8 @@ def test_log_marginal_is_elbo_plus_kl_gaussian_mixture(gaussian_mixture_setup):
     np.testing.assert_allclose(enumerated_elbo + kl, gaussian_mixture.log_marginal(params, x), rtol=1e-5)
 
     for analytic_kl in (False, True):
-        values = repeated(lambda key: lvmjax.elbo(key, model, params, q, x, 1, analytic_kl=analytic_kl,
-                                                  gradient="score"))
+        values = repeated(lambda key, analytic_kl=analytic_kl: lvmjax.elbo(
+            key, model, params, q, x, 1, analytic_kl=analytic_kl, gradient="score"))
         assert_within_stderr(values, enumerated_elbo)
 
 

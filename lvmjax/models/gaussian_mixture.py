@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import distrax
 import jax
-import jax.numpy as jnp
 
 from lvmjax import _validation
 from lvmjax.model import LatentVariableModel
