@@ -14,7 +14,7 @@ from lvmjax.estimators import (
     log_marginal_naive_mc,
     log_weights,
 )
-from lvmjax.model import LatentVariableModel, log_joint, log_likelihood
+from lvmjax.model import LatentVariableModel, log_joint, log_likelihood, sample
 from lvmjax.models import gaussian_mixture, linear_gaussian
 
 __version__ = "0.1.0"
@@ -33,4 +33,5 @@ __all__ = [
     "log_marginal_naive_mc",
     "log_weights",
     "models",
+    "sample",
 ]

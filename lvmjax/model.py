@@ -59,3 +59,14 @@ def log_likelihood(model: LatentVariableModel, params: Params, x: Array, z: Arra
     _validation.check_single_distribution(likelihood, "model.likelihood(params, z)")
     _validation.check_event_shape(x, likelihood, "x", "model.likelihood(params, z)")
     return likelihood.log_prob(x)
+
+
+def sample(key: Array, model: LatentVariableModel, params: Params) -> tuple[Array, Array]:
+    """Ancestral sampling of one pair: z ~ p(z; θ), then x ~ p(x | z; θ).
+
+    Returns:
+      (z, x).
+    """
+    key_z, key_x = jax.random.split(key)
+    z = model.prior(params).sample(seed=key_z)
+    return z, model.likelihood(params, z).sample(seed=key_x)

@@ -8,8 +8,22 @@ import pytest
 
 from lvmjax import LatentVariableModel, gaussian_mixture, linear_gaussian
 
-# Silent dtype upcasts (float32 + float64 -> float64) fail instead of passing unnoticed.
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "standard_promotion: run with JAX's standard dtype promotion instead of the strict one")
+
+
+@pytest.fixture(autouse=True)
+def strict_dtype_promotion(request):
+    """Silent dtype upcasts (float32 + float64 -> float64) fail instead of passing unnoticed.
+
+    Tests of code that runs optax schedules or Flax modules opt out with the
+    `standard_promotion` mark: those libraries mix integer step counts and floats.
+    """
+    mode = "standard" if request.node.get_closest_marker("standard_promotion") else "strict"
+    with jax.numpy_dtype_promotion(mode):
+        yield
 
 
 def make_linear_gaussian(dtype=jnp.float32, data_dim=4, latent_dim=2, noise=0.3, seed=0):

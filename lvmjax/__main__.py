@@ -1,0 +1,5 @@
+import sys
+
+from lvmjax.cli import main
+
+sys.exit(main())

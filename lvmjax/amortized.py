@@ -1,0 +1,180 @@
+"""Amortized inference: the VAE, the IWAE and the deterministic autoencoder baseline.
+
+A variational autoencoder (Kingma & Welling 2014) is a latent variable model
+
+    z ~ N(0, I),    x | z ~ p(x | z; θ) = Bernoulli(σ(f_θ(z)))  or  N(μ_θ(z), σ_θ(z)²)
+
+whose per-datapoint variational parameters are the output of one network, an
+encoder φ(x) = g_φ(x): instead of optimizing φ_1 … φ_N separately (seed text,
+§4.1), all of them are amortized into the weights of g (seed text, §4.3).
+
+`make_vae` assembles Flax networks into an `AmortizedModel`: a core
+`LatentVariableModel` plus `encode(params, x) -> q(z | x)`, so every estimator
+of the core applies unchanged. Objectives are functions of ONE datapoint,
+`objective(key, params, x) -> scalar to maximize`, for `make_train_step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+from lvmjax import networks
+from lvmjax.estimators import elbo, iwae_bound
+from lvmjax.model import LatentVariableModel, log_likelihood
+from lvmjax.variational import VariationalFamily, mean_field_gaussian
+
+Params = Any  # {"encoder": φ, "decoder": θ}
+Array = jax.Array
+Objective = Callable[[Array, Params, Array], Array]
+
+
+class AmortizedModel(NamedTuple):
+    """A latent variable model with an encoder.
+
+    Attributes:
+      model: p(z) p(x | z; θ); its functions read `params["decoder"]`.
+      family: the variational family of q(z | x).
+      encoder_output: `(params, x) -> φ(x)`, the family's parameters for one x;
+        reads `params["encoder"]`.
+      init: `init(key) -> params`, a dict with "encoder" and "decoder".
+      latent_dim: d.
+    """
+
+    model: LatentVariableModel
+    family: VariationalFamily
+    encoder_output: Callable[[Params, Array], Params]
+    init: Callable[[Array], Params]
+    latent_dim: int
+
+    def encode(self, params: Params, x: Array) -> distrax.Distribution:
+        """q(z | x; φ) for one datapoint x."""
+        return self.family.distribution(self.encoder_output(params, x))
+
+
+def make_vae(data_dim: int, latent_dim: int,
+             likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+             architecture: Literal["mlp", "conv"] = "mlp",
+             hidden: Sequence[int] = (256, 256),
+             image_shape: tuple[int, int] | None = None,
+             observation_scale: float | None = None) -> AmortizedModel:
+    """A VAE with a standard-normal prior, a mean-field Gaussian q(z | x) and Flax networks.
+
+    Args:
+      data_dim: D, the size of one (flattened) datapoint.
+      latent_dim: d.
+      likelihood: "bernoulli" (binary data; the decoder gives logits) or
+        "gaussian" (real-valued data).
+      architecture: "mlp", or "conv" for images (needs `image_shape`, with H and
+        W divisible by 4).
+      hidden: widths of the MLP's hidden layers (the convolutional networks use
+        their last width for their dense layer).
+      image_shape: (H, W) with H·W = D, for "conv".
+      observation_scale: for "gaussian": a fixed σ of p(x | z) = N(μ_θ(z), σ² I);
+        None learns a σ_θ(z) per dimension.
+
+    Returns:
+      An `AmortizedModel`.
+    """
+    if likelihood not in ("bernoulli", "gaussian"):
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
+    if architecture not in ("mlp", "conv"):
+        raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")
+    if latent_dim < 1 or data_dim < 1:
+        raise ValueError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
+    num_outputs = 2 if likelihood == "gaussian" and observation_scale is None else 1
+
+    if architecture == "mlp":
+        encoder = networks.MLPEncoder(latent_dim, tuple(hidden))
+        decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs)
+    else:
+        if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
+            raise ValueError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
+                             f"got {image_shape}.")
+        if image_shape[0] % 4 or image_shape[1] % 4:
+            raise ValueError(f"architecture='conv' needs H and W divisible by 4, got {image_shape}.")
+        encoder = networks.ConvEncoder(latent_dim, tuple(image_shape), hidden=hidden[-1])
+        decoder = networks.ConvDecoder(tuple(image_shape), hidden=hidden[-1], num_outputs=num_outputs)
+
+    def prior(params):
+        return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
+
+    def likelihood_fn(params, z):
+        outputs = decoder.apply(params["decoder"], z)
+        if likelihood == "bernoulli":
+            return distrax.Independent(distrax.Bernoulli(logits=outputs[0], dtype=outputs.dtype), 1)
+        if observation_scale is None:
+            return distrax.MultivariateNormalDiag(outputs[0], jnp.exp(outputs[1]))
+        return distrax.MultivariateNormalDiag(outputs[0], jnp.full(data_dim, observation_scale, outputs.dtype))
+
+    def encoder_output(params, x):
+        mean, log_scale = encoder.apply(params["encoder"], x)
+        return {"mean": mean, "log_scale": log_scale}
+
+    def init(key):
+        key_encoder, key_decoder = jax.random.split(key)
+        return {"encoder": encoder.init(key_encoder, jnp.zeros(data_dim)),
+                "decoder": decoder.init(key_decoder, jnp.zeros(latent_dim))}
+
+    return AmortizedModel(LatentVariableModel(prior, likelihood_fn), mean_field_gaussian(latent_dim),
+                          encoder_output, init, latent_dim)
+
+
+def elbo_objective(amortized: AmortizedModel, num_samples: int = 1, analytic_kl: bool = True) -> Objective:
+    """The VAE objective: ELBO(x; θ, φ) with q = q(z | x; φ) from the encoder."""
+
+    def objective(key, params, x):
+        return elbo(key, amortized.model, params, amortized.encode(params, x), x, num_samples,
+                    analytic_kl=analytic_kl)
+
+    return objective
+
+
+def iwae_objective(amortized: AmortizedModel, num_samples: int) -> Objective:
+    """The IWAE objective (Burda et al. 2016): IWAE_K(x; θ, φ) with the encoder's q(z | x)."""
+
+    def objective(key, params, x):
+        return iwae_bound(key, amortized.model, params, amortized.encode(params, x), x, num_samples)
+
+    return objective
+
+
+def autoencoder_objective(amortized: AmortizedModel) -> Objective:
+    """The deterministic autoencoder: z = f(x), the encoder's mean; maximizes log p(x | f(x); θ).
+
+    The same networks as the VAE, trained on reconstruction alone: no KL term
+    and no sampling, so nothing makes p(z) = N(0, I) describe the codes.
+    """
+
+    def objective(key, params, x):
+        del key  # deterministic
+        return log_likelihood(amortized.model, params, x, encode_mean(amortized, params, x))
+
+    return objective
+
+
+def encode_mean(amortized: AmortizedModel, params: Params, x: Array) -> Array:
+    """E_q[z | x]: the latent code of one datapoint (dimensionality reduction)."""
+    return amortized.encoder_output(params, x)["mean"]
+
+
+def decode_mean(amortized: AmortizedModel, params: Params, z: Array) -> Array:
+    """E[x | z; θ]: pixel probabilities (Bernoulli) or means (Gaussian) for one latent."""
+    return amortized.model.likelihood(params, z).mean()
+
+
+def reconstruct(amortized: AmortizedModel, params: Params, x: Array) -> Array:
+    """E[x | z = E_q[z | x]]: the reconstruction of one datapoint."""
+    return decode_mean(amortized, params, encode_mean(amortized, params, x))
+
+
+def interpolate(amortized: AmortizedModel, params: Params, x_start: Array, x_end: Array,
+                num_steps: int) -> Array:
+    """Decoded means along the straight line between the codes of two datapoints; (num_steps, D)."""
+    start, end = encode_mean(amortized, params, x_start), encode_mean(amortized, params, x_end)
+    weights = jnp.linspace(0.0, 1.0, num_steps)[:, None]
+    return jax.vmap(lambda z: decode_mean(amortized, params, z))((1 - weights) * start + weights * end)

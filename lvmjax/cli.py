@@ -1,0 +1,186 @@
+"""The `lvmjax` command line.
+
+    lvmjax fit MODEL --data DATA --out RUN_DIR [options]
+    lvmjax evaluate RUN_DIR [--num-samples K] [--json]
+
+Bad input ends with one line on stderr, exit code 2, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lvmjax import __version__, runs
+from lvmjax import data as data_lib
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, not the usage and a line."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 256,256, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths like 256,256, got {text!r}")
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = runs.FitConfig(model="vae")
+    parser = _Parser(prog="lvmjax", description="Latent variable models and variational inference in JAX.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lvmjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    fit = commands.add_parser(
+        "fit", help="train a model and save it to a run directory",
+        description="Train a model on the training split and write RUN_DIR: config.json, metrics.jsonl "
+                    "(one line per epoch) and checkpoint/ (the parameters).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit.add_argument("model", choices=runs.MODELS,
+                     help="vae: amortized ELBO; iwae: importance-weighted bound with K samples; ae: "
+                          "deterministic autoencoder (same networks, reconstruction only); svi: "
+                          "non-amortized SVI with one φ_i per datapoint")
+    fit.add_argument("--data", default=defaults.data,
+                     help=f"dataset: one of {', '.join(data_lib.DATASETS)}")
+    fit.add_argument("--data-dir", default=None,
+                     help="directory holding the dataset's files (binarized-mnist: binarized_mnist.npz "
+                          "or the .amat files)")
+    fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create; must not exist")
+    fit.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="passes over the training set")
+    fit.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="minibatch size")
+    fit.add_argument("--latent-dim", type=_positive_int, default=defaults.latent_dim, help="dimension of z")
+    fit.add_argument("--num-samples", type=_positive_int, default=None,
+                     help="K: samples per datapoint of the objective (default 1 for vae and svi, 5 for iwae)")
+    fit.add_argument("--lr", type=_positive_float, default=defaults.lr,
+                     help="Adam's learning rate (cosine-decayed to 5%% of it)")
+    fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice")
+    fit.add_argument("--hidden", type=_widths, default=defaults.hidden, metavar="W,W",
+                     help="widths of the hidden layers")
+    fit.add_argument("--architecture", choices=("mlp", "conv"), default=defaults.architecture,
+                     help="mlp, or conv for image data")
+    fit.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test-split metrics of a saved run",
+        description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint, "
+                    "importance-sampled), and for vae and iwae the approximation and amortization gaps.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    evaluate.add_argument("--num-samples", type=_positive_int, default=5000,
+                          help="K: importance samples per test datapoint for the NLL")
+    evaluate.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
+                                                           "they were at fit time")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+class _Progress:
+    """A progress bar on a terminal, plain lines otherwise, nothing with --quiet."""
+
+    def __init__(self, total: int, label: str, quiet: bool):
+        self.total, self.label, self.quiet = total, label, quiet
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True))
+            self.task = self.bar.add_task(label, total=total, status="compiling")
+            self.bar.start()
+
+    def __call__(self, epoch: int, metrics: dict):
+        status = f"objective {metrics['train_objective']:.3f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=epoch, status=status)
+        elif not self.quiet and (epoch == 1 or epoch == self.total or epoch % max(1, self.total // 20) == 0):
+            print(f"{self.label} epoch {epoch}/{self.total}  {status}  {metrics['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fit(args) -> int:
+    config = runs.FitConfig(model=args.model, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+                            batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
+                            lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture)
+    runs.check_new_run_dir(args.out)
+    dataset = runs.load_data(config)
+    progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
+    try:
+        result = runs.fit(config, dataset, progress)
+    finally:
+        progress.close()
+    run_dir = runs.save_run(args.out, config, result)
+    if not args.quiet:
+        last = result.history[-1]["train_objective"]
+        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s "
+              f"(final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args) -> int:
+    report = runs.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in report.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{name:>22}  {shown}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"fit": _fit, "evaluate": _evaluate}[args.command](args)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+    except (runs.RunError, data_lib.DataError, ValueError, TypeError) as error:
+        print(f"lvmjax: error: {error}", file=sys.stderr)
+    except OSError as error:
+        print(f"lvmjax: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+    except KeyboardInterrupt:
+        print("lvmjax: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Binary datasets for latent variable models with a Bernoulli likelihood p(x | z; θ).
+
+Every dataset is a `Dataset`: float32 numpy arrays of shape (N, D), one
+flattened image per row, every value 0 or 1 (conversion to JAX arrays is the
+caller's). Two are known by name:
+
+- ``"digits"``: scikit-learn's copy of the UCI optical recognition of handwritten
+  digits test set, 1797 images of 8x8 with values 0..16, binarized as
+  pixel >= 8. It ships inside the package (``lvmjax/datasets/digits.npz``), so
+  loading it needs neither a download nor scikit-learn. The first 1500 images, in
+  scikit-learn's order, are the training set and the other 297 the test set.
+- ``"binarized-mnist"``: the statically binarized MNIST of Larochelle & Murray
+  (2011), 50,000 training, 10,000 validation and 10,000 test images of 28x28,
+  the standard benchmark of Burda et al. (2016). It is read from a directory
+  the user names, holding ``binarized_mnist.npz`` (arrays ``train``, ``valid``,
+  ``test``) or the original text files ``binarized_mnist_{train,valid,test}.amat``.
+
+Anything wrong with the data raises a `DataError` whose message is one line
+saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import pathlib
+from typing import NamedTuple
+
+import numpy as np
+
+DATASETS = ("digits", "binarized-mnist")
+
+DIGITS_NUM_TRAIN = 1500  # of scikit-learn's 1797 digits; the other 297 are the test set
+DIGITS_THRESHOLD = 8  # a pixel (0..16) is 1 where it is >= 8, the middle of its range
+MNIST_WIDTH = 784  # 28 * 28 pixels
+MNIST_SPLITS = ("train", "valid", "test")
+MNIST_NPZ = "binarized_mnist.npz"
+MNIST_HINT = (
+    "binarized-mnist needs --data-dir DIR, a directory holding binarized_mnist.npz "
+    "or the binarized_mnist_{train,valid,test}.amat files"
+)
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message is one line that says what is wrong and how to fix it."""
+
+
+class Dataset(NamedTuple):
+    """A dataset of flattened binary images, split for training and evaluation."""
+
+    name: str  # "digits", "binarized-mnist", or the file name of a user's file
+    train: np.ndarray  # shape=(N_train, D), float32
+    test: np.ndarray  # shape=(N_test, D), float32
+    valid: np.ndarray | None  # shape=(N_valid, D), float32, or None where there is no validation split
+    train_labels: np.ndarray | None  # shape=(N_train,), int32, or None where there are no labels
+    test_labels: np.ndarray | None  # shape=(N_test,), int32, or None where there are no labels
+    image_shape: tuple[int, int] | None  # (height, width) of one image, with height * width = D
+    binary: bool  # every value is 0 or 1
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Loads the dataset called `name`, one of `DATASETS`.
+
+    Args:
+      name: ``"digits"`` (packaged with lvmjax) or ``"binarized-mnist"``.
+      data_dir: the directory that holds binarized MNIST; unused for ``"digits"``.
+
+    Returns:
+      The `Dataset`.
+
+    Raises:
+      DataError: for an unknown name, or missing or malformed data.
+    """
+    if name == "digits":
+        return load_digits()
+    if name == "binarized-mnist":
+        return load_binarized_mnist(data_dir)
+    known = ", ".join(repr(known_name) for known_name in DATASETS)
+    raise DataError(f"unknown dataset {name!r}; the known datasets are {known}")
+
+
+def load_digits() -> Dataset:
+    """The UCI handwritten digits of scikit-learn, binarized: x_d = 1 where pixel_d >= 8.
+
+    1797 images of 8x8 pixels with values 0..16 (scikit-learn's
+    ``load_digits()``, in its order), read from the copy packaged with lvmjax.
+    The first 1500 are the training set, the other 297 the test set; there is no
+    validation split.
+
+    Returns:
+      A `Dataset` with train (1500, 64), test (297, 64), labels 0..9 and
+      image_shape (8, 8).
+    """
+    resource = importlib.resources.files("lvmjax") / "datasets" / "digits.npz"
+    try:
+        with resource.open("rb") as file, np.load(file, allow_pickle=False) as archive:
+            images = archive["images"]
+            labels = archive["labels"]
+    except Exception as error:  # a damaged file; see _read_npz
+        raise DataError(
+            f"the digits data packaged with lvmjax could not be read ({_one_line(error)}); "
+            "reinstall lvmjax, whose package data must include lvmjax/datasets/digits.npz"
+        ) from error
+    if images.shape != (1797, 64) or labels.shape != (1797,):
+        raise DataError(
+            f"the digits data packaged with lvmjax has images of shape {images.shape} and labels of shape "
+            f"{labels.shape}, expected (1797, 64) and (1797,); reinstall lvmjax"
+        )
+    binary = (images >= DIGITS_THRESHOLD).astype(np.float32)
+    labels = labels.astype(np.int32)
+    return Dataset(
+        name="digits",
+        train=binary[:DIGITS_NUM_TRAIN],
+        test=binary[DIGITS_NUM_TRAIN:],
+        valid=None,
+        train_labels=labels[:DIGITS_NUM_TRAIN],
+        test_labels=labels[DIGITS_NUM_TRAIN:],
+        image_shape=(8, 8),
+        binary=True,
+    )
+
+
+def load_binarized_mnist(data_dir: str | os.PathLike | None) -> Dataset:
+    """The statically binarized MNIST of Larochelle & Murray (2011), read from `data_dir`.
+
+    `data_dir` holds either ``binarized_mnist.npz``, with arrays ``train``
+    (50000, 784), ``valid`` (10000, 784) and ``test`` (10000, 784) of 0/1
+    values, or the original text files ``binarized_mnist_train.amat``,
+    ``binarized_mnist_valid.amat`` and ``binarized_mnist_test.amat``, one image
+    per line as 784 space-separated 0/1 values. Where both are present the npz
+    is read. Only the widths and values are checked, not the number of images.
+
+    Args:
+      data_dir: the directory holding the data.
+
+    Returns:
+      A `Dataset` with train, valid and test of 784 columns, no labels and
+      image_shape (28, 28).
+
+    Raises:
+      DataError: if `data_dir` is None, missing or holds neither format, or a
+        file is unreadable, lacks a split, has the wrong width, is empty or has
+        values other than 0 and 1.
+    """
+    if data_dir is None:
+        raise DataError(MNIST_HINT)
+    directory = pathlib.Path(data_dir)
+    if not directory.exists():
+        raise DataError(f"the data directory {directory} does not exist; {MNIST_HINT}")
+    if not directory.is_dir():
+        raise DataError(f"the data directory {directory} is a file, not a directory; {MNIST_HINT}")
+    npz_path = directory / MNIST_NPZ
+    amat_paths = {split: directory / f"binarized_mnist_{split}.amat" for split in MNIST_SPLITS}
+    if npz_path.is_file():
+        arrays = _read_npz(npz_path, MNIST_SPLITS)
+        described = {split: f"array {split!r} in {npz_path}" for split in MNIST_SPLITS}
+    elif all(path.is_file() for path in amat_paths.values()):
+        arrays = {split: _read_amat(path, MNIST_WIDTH) for split, path in amat_paths.items()}
+        described = {split: str(path) for split, path in amat_paths.items()}
+    else:
+        found = [path.name for path in amat_paths.values() if path.is_file()]
+        found_text = f" (it has only {', '.join(found)})" if found else ""
+        raise DataError(f"the data directory {directory} holds neither {MNIST_NPZ} nor all three "
+                        f"binarized_mnist_{{train,valid,test}}.amat files{found_text}; {MNIST_HINT}")
+    images = {split: _as_binary_images(arrays[split], described[split], MNIST_WIDTH) for split in MNIST_SPLITS}
+    return Dataset(
+        name="binarized-mnist",
+        train=images["train"],
+        test=images["test"],
+        valid=images["valid"],
+        train_labels=None,
+        test_labels=None,
+        image_shape=(28, 28),
+        binary=True,
+    )
+
+
+def check_binary(array: np.ndarray, name: str) -> None:
+    """Raises a `DataError` unless every value of `array` is 0 or 1 (NaN is neither).
+
+    Args:
+      array: numbers of any shape.
+      name: how the message names the array, e.g. ``"array 'train' in data.npz"``.
+    """
+    array = np.asarray(array)
+    not_binary = (array != 0) & (array != 1)
+    count = int(np.count_nonzero(not_binary))
+    if count:
+        example = array[not_binary].flat[0].item()
+        raise DataError(
+            f"{name} has {count} values that are not 0 or 1 (for example {example!r}); "
+            "a Bernoulli likelihood needs binary data, so binarize it first (e.g. x >= 0.5)"
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    """`error` as 'TypeName: message' on one line."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _read_npz(path: pathlib.Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` of the npz archive at `path`."""
+    hint = "the file may be truncated or corrupted; download or convert it again"
+    try:
+        file = open(path, "rb")  # not by np.load, which leaves its file open when the archive is damaged
+    except OSError as error:
+        raise DataError(f"could not read {path} ({_one_line(error)})") from error
+    with file:
+        # A damaged file fails in whichever layer notices first (zipfile, zlib, numpy's header
+        # parser, tokenize, ...), each with an exception of its own, so any exception here means that.
+        try:
+            archive = np.load(file, allow_pickle=False)
+        except Exception as error:
+            raise DataError(f"could not read {path} as an npz archive ({_one_line(error)}); {hint}") from error
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single array, not an npz archive of the arrays {', '.join(names)}; "
+                            "save them with np.savez(path, train=..., valid=..., test=...)")
+        with archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise DataError(f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'}); "
+                                f"it needs the arrays {', '.join(names)}, e.g. np.savez(path, train=..., "
+                                "valid=..., test=...)")
+            try:
+                return {name: archive[name] for name in names}
+            except Exception as error:  # a damaged file, as above
+                raise DataError(f"could not read {path} ({_one_line(error)}); {hint}") from error
+
+
+def _read_amat(path: pathlib.Path, width: int) -> np.ndarray:
+    """The (N, width) array of a text file holding one row of `width` numbers per line."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"could not read {path} ({_one_line(error)})") from error
+    if not content.strip():
+        raise DataError(f"{path} is empty; it must hold one image per line, {width} values separated by spaces, "
+                        "so download or convert it again")
+    parsed = _parse_binary_text(content)
+    if parsed is None:
+        parsed = _parse_any_text(content, path)
+    values, counts, line_numbers = parsed
+    wrong = np.flatnonzero(counts != width)
+    if wrong.size:
+        first = wrong[0]
+        raise DataError(f"{path} line {line_numbers[first]}: expected {width} columns, got {counts[first]}; "
+                        "each line must hold one image, so the file may be truncated or corrupted")
+    return values.reshape(-1, width)
+
+
+def _parse_binary_text(content: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Parses non-empty text whose every number is the single character 0 or 1, at the speed of numpy.
+
+    Returns:
+      The values (uint8, all lines concatenated), the number of values on each
+      line that has any, and those lines' numbers (from 1); or None where the
+      text holds anything else, for `_parse_any_text`.
+    """
+    characters = np.frombuffer(content, np.uint8)
+    is_digit = characters - np.uint8(ord("0")) < 2  # wraps around below "0"
+    is_separator = (characters == ord(" ")) | (characters == ord("\n")) | (characters == ord("\r"))
+    is_separator |= characters == ord("\t")
+    if not np.all(is_digit | is_separator) or np.any(is_digit[1:] & is_digit[:-1]):
+        return None
+    values = characters[is_digit] - np.uint8(ord("0"))
+    line_starts = np.concatenate(([0], np.flatnonzero(characters == ord("\n")) + 1))
+    line_starts = line_starts[line_starts < characters.size]
+    counts = np.add.reduceat(is_digit.view(np.uint8), line_starts, dtype=np.int64)
+    has_values = counts > 0
+    return values, counts[has_values], np.flatnonzero(has_values) + 1
+
+
+def _parse_any_text(content: bytes, path: pathlib.Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parses whitespace-separated numbers of any format, line by line; see `_parse_binary_text`."""
+    try:
+        lines = content.decode("ascii").splitlines()
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not a text file of numbers ({_one_line(error)}); "
+                        "download or convert it again") from error
+    tokens, counts, line_numbers = [], [], []
+    for line_number, line in enumerate(lines, start=1):
+        row = line.split()
+        if row:
+            tokens.extend(row)
+            counts.append(len(row))
+            line_numbers.append(line_number)
+    try:
+        values = np.array(tokens, dtype=np.float64)
+    except ValueError as error:
+        raise DataError(f"{path} holds text that is not a number ({_one_line(error)}); "
+                        "each line must hold numbers separated by spaces") from error
+    return values, np.array(counts, dtype=np.int64), np.array(line_numbers, dtype=np.int64)
+
+
+def _as_binary_images(array: np.ndarray, description: str, width: int) -> np.ndarray:
+    """`array` as float32 after checking that it is (N, width), N >= 1, of 0/1 values."""
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{description} has dtype {array.dtype}; expected numbers 0 and 1")
+    if array.size == 0:
+        raise DataError(f"{description} is empty (shape {array.shape}); expected at least one image of {width} values")
+    if array.ndim != 2:
+        raise DataError(f"{description} has shape {array.shape}; expected a 2-D array (N, {width}), "
+                        "one flattened image per row")
+    if array.shape[1] != width:
+        raise DataError(f"{description} has shape {array.shape}: expected {width} columns, got {array.shape[1]}; "
+                        "each row must be one flattened image")
+    check_binary(array, description)
+    return array.astype(np.float32)

@@ -1,0 +1,67 @@
+"""Variational families: q(z; φ) for one latent, as a pair of pure functions of φ.
+
+A family turns a pytree φ into a distrax distribution. Non-amortized SVI holds
+one φ_i per datapoint (stacked along a leading axis N); an encoder outputs φ(x)
+for each x. Both families here are reparameterizable, z = μ + L ε.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+Params = Any
+Array = jax.Array
+
+
+class VariationalFamily(NamedTuple):
+    """q(z; φ) for one latent.
+
+    Attributes:
+      init: `init(key) -> φ` for one datapoint.
+      distribution: `distribution(φ) -> q(z; φ)`, a distrax distribution with batch_shape ().
+    """
+
+    init: Callable[[Array], Params]
+    distribution: Callable[[Params], distrax.Distribution]
+
+
+def mean_field_gaussian(latent_dim: int, init_scale: float = 1.0,
+                        init_mean_scale: float = 0.0) -> VariationalFamily:
+    """q(z; φ) = N(μ, diag(σ²)), φ = {"mean": μ, "log_scale": log σ}, each of shape (d,).
+
+    Initialised at σ = init_scale and μ ~ N(0, init_mean_scale² I).
+    """
+
+    def init(key):
+        return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
+                "log_scale": jnp.full((latent_dim,), jnp.log(init_scale))}
+
+    def distribution(phi):
+        return distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
+
+    return VariationalFamily(init, distribution)
+
+
+def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0,
+                       init_mean_scale: float = 0.0) -> VariationalFamily:
+    """q(z; φ) = N(μ, L Lᵀ), φ = {"mean": μ (d,), "log_diag": (d,), "off_diag": (d, d)}.
+
+    L = tril(off_diag, -1) + diag(exp(log_diag)): lower-triangular with a
+    positive diagonal, so every φ gives a valid covariance.
+    """
+
+    def init(key):
+        return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
+                "log_diag": jnp.full((latent_dim,), jnp.log(init_scale)),
+                "off_diag": jnp.zeros((latent_dim, latent_dim))}
+
+    def distribution(phi):
+        scale_tril = jnp.tril(phi["off_diag"], -1) + jnp.diag(jnp.exp(phi["log_diag"]))
+        return distrax.MultivariateNormalTri(phi["mean"], scale_tril)
+
+    return VariationalFamily(init, distribution)

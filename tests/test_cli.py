@@ -1,0 +1,146 @@
+"""`lvmjax fit` and `lvmjax evaluate`: runs, their files, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lvmjax import cli, runs
+
+pytestmark = pytest.mark.standard_promotion
+
+TINY = ["--epochs", "2", "--hidden", "16", "--latent-dim", "2", "--batch-size", "100", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One tiny run of every model on digits, fitted once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    for model in runs.MODELS:
+        assert cli.main(["fit", model, "--data", "digits", "--out", str(root / model), *TINY]) == 0
+    return root
+
+
+@pytest.mark.parametrize("model", runs.MODELS)
+def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
+    run_dir = fitted / model
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == model and config["data"] == "digits" and config["epochs"] == 2
+    assert config["data_dim"] == 64 and config["image_shape"] == [8, 8]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in metrics] == [1, 2]
+    assert all(np.isfinite(entry["train_objective"]) for entry in metrics)
+    assert (run_dir / "checkpoint").is_dir()
+    assert not list(fitted.glob(f".{model}.partial-*"))  # the staging directory was renamed
+
+
+@pytest.mark.parametrize("model", runs.MODELS)
+def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(fitted / model), "--num-samples", "50", "--json")
+    assert code == 0
+    report = json.loads(out)  # ONE JSON object on stdout
+    assert {"model", "dataset", "num_test", "test_elbo", "test_nll", "num_samples"} <= report.keys()
+    assert report["model"] == model and report["dataset"] == "digits"
+    assert report["num_test"] == 297 and report["num_samples"] == 50
+    if model == "ae":
+        assert report["test_elbo"] is None and report["test_nll"] is None
+        assert report["test_reconstruction_nll"] > 0
+        return
+    # A negative log-likelihood is above the negative ELBO's lower bound on it... and below it:
+    # −log p(x) <= −ELBO, for an estimate with K = 50 up to its error.
+    assert 0 < report["test_nll"] <= -report["test_elbo"] + 0.05
+    if model in ("vae", "iwae"):
+        assert report["amortization_gap"] >= 0
+        np.testing.assert_allclose(report["approximation_gap"] + report["amortization_gap"],
+                                   -report["test_nll"] - report["test_elbo"], rtol=1e-4, atol=1e-4)
+
+
+def test_evaluate_prints_a_table_without_json(fitted, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(fitted / "ae"), "--num-samples", "10")
+    assert code == 0 and "test_reconstruction_nll" in out
+
+
+def one_line_error(capsys, *argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_command_lines_get_one_line_errors(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    one_line_error(capsys, "fit", "gan", "--out", out, message="invalid choice: 'gan'")
+    one_line_error(capsys, "fit", "vae", "--data", "cifar", "--out", out, message="unknown dataset 'cifar'")
+    one_line_error(capsys, "fit", "vae", "--data", "binarized-mnist", "--out", out,
+                   message="binarized-mnist needs --data-dir DIR")
+    one_line_error(capsys, "fit", "vae", "--epochs", "0", "--out", out, message="--epochs: must be at least 1, got 0")
+    one_line_error(capsys, "fit", "vae", "--batch-size", "-5", "--out", out,
+                   message="--batch-size: must be at least 1, got -5")
+    one_line_error(capsys, "fit", "vae", "--lr", "abc", "--out", out, message="--lr: expected a number")
+    one_line_error(capsys, "fit", "vae", message="the following arguments are required: --out")
+    one_line_error(capsys, "evaluate", str(tmp_path), message="is not a run directory")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_wrong_file_format_gets_one_line(tmp_path, capsys):
+    (tmp_path / "binarized_mnist.npz").write_bytes(b"not a zip file")
+    one_line_error(capsys, "fit", "vae", "--data", "binarized-mnist", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path / "run"), message="binarized_mnist.npz")
+
+
+def test_non_binary_data_is_refused_for_a_bernoulli_likelihood(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    arrays = {split: (rng.random((10, 784)) < 0.5).astype(np.uint8) for split in ("train", "valid", "test")}
+    arrays["train"][0, 0] = 3
+    np.savez(tmp_path / "binarized_mnist.npz", **arrays)
+    one_line_error(capsys, "fit", "vae", "--data", "binarized-mnist", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path / "run"), message="not 0 or 1")
+
+
+def test_an_existing_run_dir_is_left_untouched(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me")
+    one_line_error(capsys, "fit", "vae", "--out", str(run_dir), *TINY, message="already exists")
+    assert [path.name for path in run_dir.iterdir()] == ["notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "keep me"
+
+
+def test_evaluating_data_of_the_wrong_dimension_is_refused(fitted, tmp_path):
+    run_dir = tmp_path / "copy"
+    __import__("shutil").copytree(fitted / "vae", run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data_dim"] = 100  # as if the model had been fitted to 100-dimensional data
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(runs.RunError, match=r"does not match config.json \(a model for 100-dimensional data"):
+        runs.evaluate_run(run_dir, num_samples=10)
+
+
+def test_the_installed_command_exits_non_zero_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lvmjax", "fit", "vae", "--epochs", "0", "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lvmjax fit: argument --epochs: must be at least 1, got 0 (see lvmjax fit --help)"]
+
+
+def test_help_explains_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--data", "--data-dir", "--out", "--epochs", "--batch-size", "--latent-dim", "--num-samples",
+                   "--lr", "--seed", "--hidden", "--architecture", "--quiet"):
+        assert option in out
+    assert "(default: 200)" in out and "(default: 0.001)" in out
