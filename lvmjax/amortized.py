@@ -172,6 +172,11 @@ def reconstruct(amortized: AmortizedModel, params: Params, x: Array) -> Array:
     return decode_mean(amortized, params, encode_mean(amortized, params, x))
 
 
+def generate(key: Array, amortized: AmortizedModel, params: Params) -> Array:
+    """One generated datapoint: z ~ p(z), decoded to E[x | z; θ] (vmap over keys for many)."""
+    return decode_mean(amortized, params, amortized.model.prior(params).sample(seed=key))
+
+
 def interpolate(amortized: AmortizedModel, params: Params, x_start: Array, x_end: Array,
                 num_steps: int) -> Array:
     """Decoded means along the straight line between the codes of two datapoints; (num_steps, D)."""

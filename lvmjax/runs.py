@@ -55,8 +55,8 @@ class FitConfig:
     model: str
     data: str = "digits"
     data_dir: str | None = None
-    epochs: int = 200
-    batch_size: int = 64
+    epochs: int = 600
+    batch_size: int = 128
     latent_dim: int = 16
     num_samples: int | None = None
     lr: float = 1e-3

@@ -36,6 +36,10 @@ def test_networks_give_one_distribution_per_datapoint(architecture, likelihood):
     assert amortized.interpolate(vae, params, x, x + 1, 5).shape == (5, 64)
     z, sample = lvmjax.sample(jax.random.PRNGKey(1), vae.model, params)
     assert z.shape == (3,) and sample.shape == (64,)
+    images = jax.vmap(lambda key: amortized.generate(key, vae, params))(jax.random.split(jax.random.PRNGKey(2), 100))
+    assert images.shape == (100, 64)
+    if likelihood == "bernoulli":  # pixel probabilities
+        assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
 
 
 def test_fixed_observation_scale_is_used():

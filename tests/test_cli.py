@@ -143,4 +143,20 @@ def test_help_explains_every_option_with_its_default(capsys):
     for option in ("--data", "--data-dir", "--out", "--epochs", "--batch-size", "--latent-dim", "--num-samples",
                    "--lr", "--seed", "--hidden", "--architecture", "--quiet"):
         assert option in out
-    assert "(default: 200)" in out and "(default: 0.001)" in out
+    assert "(default: 600)" in out and "(default: 0.001)" in out
+
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "binarized_mnist.npz").exists(), reason="../shared/data is absent")
+def test_fit_on_binarized_mnist(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "fit", "vae", "--data", "binarized-mnist", "--data-dir", str(SHARED_DATA),
+                           "--out", str(tmp_path / "mnist"), "--epochs", "2", "--hidden", "32",
+                           "--latent-dim", "4", "--batch-size", "500", "--quiet")
+    assert code == 0, err
+    config = json.loads((tmp_path / "mnist" / "config.json").read_text())
+    assert config["data_dim"] == 784 and config["image_shape"] == [28, 28]
+    lines = (tmp_path / "mnist" / "metrics.jsonl").read_text().splitlines()
+    first, second = (json.loads(line)["train_objective"] for line in lines)
+    assert first + 20 < second < 0, (first, second)  # the per-image ELBO climbs by tens of nats
