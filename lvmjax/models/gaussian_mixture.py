@@ -86,7 +86,9 @@ def component_log_probs(params: Params, data: Array) -> Array:
     identity = jnp.broadcast_to(jnp.eye(data_dim, dtype=data.dtype), (num_components, data_dim, data_dim))
     precision_cholesky = jnp.swapaxes(jax.scipy.linalg.solve_triangular(params.scale_tril, identity, lower=True),
                                       1, 2)  # L_k⁻ᵀ, upper triangular
-    projected = jnp.einsum("nd,kde->nke", data, precision_cholesky)
+    # One (N, D) x (D, K·D) product for all components at once.
+    stacked = jnp.swapaxes(precision_cholesky, 0, 1).reshape(data_dim, num_components * data_dim)
+    projected = (data @ stacked).reshape(-1, num_components, data_dim)
     projected = projected - jnp.einsum("kd,kde->ke", params.means, precision_cholesky)
     log_det = jnp.sum(jnp.log(jnp.diagonal(precision_cholesky, axis1=1, axis2=2)), axis=1)
     return -0.5 * (data_dim * jnp.log(2 * jnp.pi) + jnp.sum(projected**2, axis=-1)) + log_det
@@ -132,21 +134,23 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     responsibilities = jnp.exp(log_responsibilities)
     counts = jnp.sum(responsibilities, axis=0) + 10 * jnp.finfo(data.dtype).eps
     means = responsibilities.T @ data / counts[:, None]
-    data_dim = data.shape[1]
+    num_data, data_dim = data.shape
     if covariance_type == "full":
-        # Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ, one (D, N) x (N, D) product per component.
-        centred = data[None, :, :] - means[:, None, :]  # (K, N, D)
+        # Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ as K batched (D, N) x (N, D) products. The centred form
+        # costs a (K, N, D) buffer but, unlike Σ r x xᵀ / N_k - μ μᵀ, loses no digits when a
+        # component collapses onto a few points far from the origin.
+        centred = data[None, :, :] - means[:, None, :]
         weighted = centred * responsibilities.T[:, :, None]
-        covariances = jnp.einsum("knd,kne->kde", weighted, centred) / counts[:, None, None]
+        covariances = jnp.matmul(jnp.swapaxes(weighted, 1, 2), centred) / counts[:, None, None]
         covariances = covariances + reg_covar * jnp.eye(data_dim, dtype=data.dtype)
         scale_tril = jnp.linalg.cholesky(covariances)
     else:
-        second_moment = responsibilities.T @ (data * data) / counts[:, None]
-        variances = second_moment - means**2 + reg_covar
+        centred_squares = (data[None, :, :] - means[:, None, :]) ** 2  # (K, N, D)
+        variances = jnp.einsum("nk,knd->kd", responsibilities, centred_squares) / counts[:, None] + reg_covar
         if covariance_type == "spherical":
             variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
         scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
-    return Params(jnp.log(counts / data.shape[0]), means, scale_tril)
+    return Params(jnp.log(counts / num_data), means, scale_tril)
 
 
 def kmeans_plus_plus(key: Array, data: Array, num_components: int) -> Array:
