@@ -15,13 +15,14 @@ from lvmjax.estimators import (
     log_weights,
 )
 from lvmjax.model import LatentVariableModel, log_joint, log_likelihood, sample
-from lvmjax.models import gaussian_mixture, linear_gaussian
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LatentVariableModel",
     "MarginalEstimate",
+    "bernoulli_mixture",
     "elbo",
     "gaussian_mixture",
     "iwae_bound",
