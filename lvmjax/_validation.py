@@ -111,6 +111,35 @@ def check_finite(tree: Any, name: str) -> None:
             )
 
 
+def check_data_matrix(data: Any, min_rows: int = 1) -> jax.Array:
+    """`data` as a floating-point (N, D) array with N >= min_rows and D >= 1, finite where concrete.
+
+    The shared check of every function that fits a model to a dataset.
+    """
+    shape = tuple(jnp.shape(data))
+    if len(shape) != 2:
+        raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {shape}.")
+    if 0 in shape:
+        raise ValueError(f"data is empty (shape {shape}); it needs at least one datapoint and one column.")
+    if shape[0] < min_rows:
+        raise ValueError(f"fitting needs at least {min_rows} datapoints, but data has N={shape[0]}.")
+    check_finite(data, "data")
+    data = jnp.asarray(data)
+    if not jnp.issubdtype(data.dtype, jnp.floating):
+        data = data.astype(jnp.result_type(float))
+    return data
+
+
+def check_num_components(num_components: Any, num_data: int) -> int:
+    """Returns K as an int between 1 and the number of datapoints, or raises."""
+    if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)):
+        raise TypeError(f"num_components must be an int, got {type(num_components).__name__}.")
+    if not 1 <= num_components <= num_data:
+        raise ValueError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
+                         f"got {num_components}.")
+    return int(num_components)
+
+
 def is_discrete(dist: distrax.Distribution) -> bool:
     """Whether `dist` draws discrete latents, which cannot be reparameterized.
 

@@ -20,7 +20,6 @@ from typing import NamedTuple
 import distrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import betaln
 
 from lvmjax import _validation
@@ -214,11 +213,10 @@ def fit_em(key: Array, data: Array, num_components: int, max_iter: int = 100, to
         (`lvmjax.data.DataError` for values other than 0 and 1), or
         `num_components`, `alpha`, `beta`, `max_iter` or `n_init` is out of range.
     """
-    data = _check_data(data)
-    num_data = data.shape[0]
-    if not 1 <= num_components <= num_data:
-        raise ValueError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
-                         f"got {num_components}.")
+    data = _validation.check_data_matrix(data)
+    if not isinstance(data, jax.core.Tracer):  # values are only known outside jit
+        check_binary(data, "data")
+    _validation.check_num_components(num_components, data.shape[0])
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
     n_init = _validation.check_num_samples(n_init, "n_init")
     for name, value in (("alpha", alpha), ("beta", beta)):
@@ -246,19 +244,3 @@ def _fit_em(key, data, num_components, max_iter, tol, alpha, beta, n_init):
     params, info, final = jax.vmap(restart)(jax.random.split(key, n_init))
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
     return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
-
-
-def _check_data(data: Array) -> Array:
-    """`data` as a float (N, D) array of 0s and 1s with N, D >= 1, or a ValueError."""
-    if jnp.ndim(data) != 2:
-        raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {jnp.shape(data)}.")
-    if 0 in jnp.shape(data):
-        raise ValueError(f"data is empty (shape {jnp.shape(data)}); a Bernoulli mixture needs at least one "
-                         "datapoint per component and one pixel.")
-    if not isinstance(data, jax.core.Tracer):  # values are only known outside jit
-        _validation.check_finite(np.asarray(data), "data")
-        check_binary(data, "data")
-    data = jnp.asarray(data)
-    if not jnp.issubdtype(data.dtype, jnp.floating):
-        data = data.astype(jnp.result_type(float))
-    return data

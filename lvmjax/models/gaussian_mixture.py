@@ -182,22 +182,16 @@ def initial_params(key: Array, data: Array, num_components: int, covariance_type
     return m_step(data, jnp.log(assignments), covariance_type, reg_covar)
 
 
-def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init):
+def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init) -> Array:
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
-    if jnp.ndim(data) != 2:
-        raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {jnp.shape(data)}.")
-    num_data = jnp.shape(data)[0]
-    if num_data == 0:
-        raise ValueError("data is empty; a Gaussian mixture needs at least one datapoint per component.")
-    if not 1 <= num_components <= num_data:
-        raise ValueError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
-                         f"got {num_components}.")
+    data = _validation.check_data_matrix(data)
+    _validation.check_num_components(num_components, data.shape[0])
     if n_init < 1:
         raise ValueError(f"n_init must be at least 1, got {n_init}.")
     if not reg_covar >= 0:
         raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
-    _validation.check_finite(data, "data")
+    return data
 
 
 def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
@@ -227,8 +221,8 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
       log-likelihood per datapoint at each iterate).
     """
-    _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init)
-    return _fit_em(key, jnp.asarray(data), num_components, covariance_type, max_iter, tol, reg_covar, n_init,
+    data = _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init)
+    return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init,
                    init_params)
 
 

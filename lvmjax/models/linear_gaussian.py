@@ -125,23 +125,10 @@ def exact_elbo(params: Params, q: distrax.Distribution, x: Array) -> Array:
 
 def _check_data(data: Array, latent_dim: int) -> tuple[Array, int]:
     """`data` as a float (N, D) array with N >= 2, and 1 <= latent_dim < D, or a ValueError."""
-    shape = tuple(jnp.shape(data))
-    if len(shape) != 2:
-        raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {shape}.")
-    if shape[0] < 2:
-        raise ValueError(f"fitting needs at least 2 datapoints, but data has N={shape[0]}.")
-    if shape[1] == 0:
-        raise ValueError(f"data has no columns (shape {shape}).")
+    data = _validation.check_data_matrix(data, min_rows=2)
     latent_dim = _validation.check_num_samples(latent_dim, "latent_dim")
-    if latent_dim >= shape[1]:
-        raise ValueError(
-            f"latent_dim={latent_dim} must be below the data dimension D={shape[1]}."
-        )
-    if not isinstance(data, jax.core.Tracer):  # values are only known outside jit
-        _validation.check_finite(np.asarray(data), "data")
-    data = jnp.asarray(data)
-    if not jnp.issubdtype(data.dtype, jnp.floating):
-        data = data.astype(jnp.result_type(float))
+    if latent_dim >= data.shape[1]:
+        raise ValueError(f"latent_dim={latent_dim} must be below the data dimension D={data.shape[1]}.")
     return data, latent_dim
 
 
