@@ -1,6 +1,6 @@
 """The `lvmjax` command line.
 
-    lvmjax fit MODEL --data DATA --out RUN_DIR [options]
+    lvmjax fit MODEL --data DATA --out RUN_DIR [options]     MODEL: vae iwae ae svi gmm mob fa ppca
     lvmjax evaluate RUN_DIR [--num-samples K] [--json]
 
 Bad input ends with one line on stderr, exit code 2, and no traceback.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from lvmjax import __version__, runs
 from lvmjax import data as data_lib
@@ -47,6 +48,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -72,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("model", choices=runs.MODELS,
                      help="vae: amortized ELBO; iwae: importance-weighted bound with K samples; ae: "
                           "deterministic autoencoder (same networks, reconstruction only); svi: "
-                          "non-amortized SVI with one φ_i per datapoint")
+                          "non-amortized SVI with one φ_i per datapoint; gmm: Gaussian mixture (EM); "
+                          "mob: mixture of Bernoullis (EM); fa: factor analysis (EM); ppca: probabilistic "
+                          "PCA (closed form). gmm, fa and ppca take real-valued data, the others binary data")
     fit.add_argument("--data", default=defaults.data,
-                     help=f"dataset: one of {', '.join(data_lib.DATASETS)}")
+                     help=f"dataset: one of {', '.join(data_lib.DATASETS)}, or a .npy, .npz or .csv file with "
+                          "one datapoint per row (digits is binarized for the binary models and dequantized "
+                          "for the real-valued ones)")
     fit.add_argument("--data-dir", default=None,
                      help="directory holding the dataset's files (binarized-mnist: binarized_mnist.npz "
                           "or the .amat files)")
@@ -91,12 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="widths of the hidden layers")
     fit.add_argument("--architecture", choices=("mlp", "conv"), default=defaults.architecture,
                      help="mlp, or conv for image data")
+    fit.add_argument("--components", type=_positive_int, default=defaults.components,
+                     help="K: mixture components (gmm, mob)")
+    fit.add_argument("--covariance", choices=("full", "diag", "spherical"), default=defaults.covariance,
+                     help="covariance of each Gaussian component (gmm)")
+    fit.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter,
+                     help="the most EM iterations (gmm, mob, fa)")
+    fit.add_argument("--n-init", type=_positive_int, default=defaults.n_init,
+                     help="EM restarts from different k-means++ starts, run in parallel; the best is kept "
+                          "(gmm, mob)")
+    fit.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction,
+                     help="share of a data file's rows held out for testing, chosen with --seed")
     fit.add_argument("--quiet", action="store_true", help="no progress output")
 
     evaluate = commands.add_parser(
         "evaluate", help="test-split metrics of a saved run",
-        description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint, "
-                    "importance-sampled), and for vae and iwae the approximation and amortization gaps.",
+        description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint; "
+                    "importance-sampled for the neural models, exact for gmm, mob, fa and ppca), for vae and "
+                    "iwae the approximation and amortization gaps, for the classical models the BIC and, for "
+                    "mixtures on labelled data, the adjusted Rand index of the clusters.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
     evaluate.add_argument("--num-samples", type=_positive_int, default=5000,
@@ -136,22 +164,54 @@ class _Progress:
             self.bar.stop()
 
 
+class _Status:
+    """A transient spinner on a terminal while a step without epochs runs (EM); nothing otherwise."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.status = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status(label)
+
+    def __enter__(self):
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.status is not None:
+            self.status.stop()
+
+
 def _fit(args) -> int:
-    config = runs.FitConfig(model=args.model, data=args.data, data_dir=args.data_dir, epochs=args.epochs,
+    data = args.data
+    if Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
+        data = str(Path(data).absolute())  # so that 'lvmjax evaluate' finds it from anywhere
+    config = runs.FitConfig(model=args.model, data=data, data_dir=args.data_dir, epochs=args.epochs,
                             batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
-                            lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture)
+                            lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
+                            components=args.components, covariance=args.covariance, max_iter=args.max_iter,
+                            n_init=args.n_init, test_fraction=args.test_fraction)
     runs.check_new_run_dir(args.out)
     dataset = runs.load_data(config)
-    progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
-    try:
-        result = runs.fit(config, dataset, progress)
-    finally:
-        progress.close()
+    if config.model in runs.CLASSICAL_MODELS:
+        with _Status(f"fit {config.model}: EM on {dataset.train.shape[0]} x {dataset.train.shape[1]} "
+                     f"({dataset.name})", args.quiet):
+            result = runs.fit(config, dataset)
+        unit = "EM iterations"
+    else:
+        progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
+        try:
+            result = runs.fit(config, dataset, progress)
+        finally:
+            progress.close()
+        unit = "epochs"
     run_dir = runs.save_run(args.out, config, result)
     if not args.quiet:
         last = result.history[-1]["train_objective"]
-        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s "
-              f"(final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
+        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} {unit}, "
+              f"final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
     return 0
 
 

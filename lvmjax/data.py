@@ -1,7 +1,8 @@
-"""Binary datasets for latent variable models with a Bernoulli likelihood p(x | z; θ).
+"""Datasets for latent variable models: binary images for a Bernoulli likelihood p(x | z; θ),
+and real-valued rows for the Gaussian models.
 
 Every dataset is a `Dataset`: float32 numpy arrays of shape (N, D), one
-flattened image per row, every value 0 or 1 (conversion to JAX arrays is the
+datapoint (a flattened image) per row (conversion to JAX arrays is the
 caller's). Two are known by name:
 
 - ``"digits"``: scikit-learn's copy of the UCI optical recognition of handwritten
@@ -14,6 +15,11 @@ caller's). Two are known by name:
   the standard benchmark of Burda et al. (2016). It is read from a directory
   the user names, holding ``binarized_mnist.npz`` (arrays ``train``, ``valid``,
   ``test``) or the original text files ``binarized_mnist_{train,valid,test}.amat``.
+
+Real-valued models (Gaussian mixture, factor analysis) take ``digits`` with
+``continuous=True``: the pixel values, uniformly dequantized. Any other name
+ending in ``.npy``, ``.npz`` or ``.csv`` is a user's file of rows of numbers,
+split into training and test sets at random (`load_file`).
 
 Anything wrong with the data raises a `DataError` whose message is one line
 saying what is wrong and how to fix it.
@@ -32,6 +38,9 @@ DATASETS = ("digits", "binarized-mnist")
 
 DIGITS_NUM_TRAIN = 1500  # of scikit-learn's 1797 digits; the other 297 are the test set
 DIGITS_THRESHOLD = 8  # a pixel (0..16) is 1 where it is >= 8, the middle of its range
+DIGITS_LEVELS = 17  # pixel values 0..16
+DEQUANTIZATION_SEED = 0  # the noise of the continuous digits is part of the dataset, the same in every run
+FILE_SUFFIXES = (".npy", ".npz", ".csv")
 MNIST_WIDTH = 784  # 28 * 28 pixels
 MNIST_SPLITS = ("train", "valid", "test")
 MNIST_NPZ = "binarized_mnist.npz"
@@ -58,12 +67,19 @@ class Dataset(NamedTuple):
     binary: bool  # every value is 0 or 1
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Loads the dataset called `name`, one of `DATASETS`.
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, continuous: bool = False,
+                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """Loads the dataset called `name`, one of `DATASETS`, or a user's file.
 
     Args:
-      name: ``"digits"`` (packaged with lvmjax) or ``"binarized-mnist"``.
-      data_dir: the directory that holds binarized MNIST; unused for ``"digits"``.
+      name: ``"digits"`` (packaged with lvmjax), ``"binarized-mnist"``, or the
+        path of a ``.npy``, ``.npz`` or ``.csv`` file (see `load_file`).
+      data_dir: the directory that holds binarized MNIST; unused otherwise.
+      continuous: real values for a Gaussian model: the dequantized digits
+        instead of the binarized ones. A file is read as it is either way;
+        binarized MNIST has no real-valued version.
+      test_fraction: the share of a file's rows held out as the test set.
+      seed: the seed of a file's random split.
 
     Returns:
       The `Dataset`.
@@ -72,24 +88,36 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
       DataError: for an unknown name, or missing or malformed data.
     """
     if name == "digits":
-        return load_digits()
+        return load_digits(continuous=continuous)
     if name == "binarized-mnist":
+        if continuous:
+            raise DataError("binarized-mnist has only the values 0 and 1, so it has no real-valued version for "
+                            "a Gaussian model; use a binary model (mob, vae) or real-valued data")
         return load_binarized_mnist(data_dir)
+    if pathlib.Path(name).suffix.lower() in FILE_SUFFIXES:
+        return load_file(name, test_fraction=test_fraction, seed=seed)
     known = ", ".join(repr(known_name) for known_name in DATASETS)
-    raise DataError(f"unknown dataset {name!r}; the known datasets are {known}")
+    raise DataError(f"unknown dataset {name!r}; the known datasets are {known}, or the path of a "
+                    f"{', '.join(FILE_SUFFIXES)} file")
 
 
-def load_digits() -> Dataset:
-    """The UCI handwritten digits of scikit-learn, binarized: x_d = 1 where pixel_d >= 8.
+def load_digits(continuous: bool = False) -> Dataset:
+    """The UCI handwritten digits of scikit-learn, binarized (x_d = 1 where pixel_d >= 8) or dequantized.
 
     1797 images of 8x8 pixels with values 0..16 (scikit-learn's
     ``load_digits()``, in its order), read from the copy packaged with lvmjax.
     The first 1500 are the training set, the other 297 the test set; there is no
     validation split.
 
+    With `continuous=True` each pixel is uniformly dequantized (Theis, van den
+    Oord & Bethge 2016), x_d = (pixel_d + u_d) / 17 with u_d ~ U[0, 1), so that a
+    density model of x has a finite likelihood: its log-density in nats minus
+    64 log 17 lower-bounds the log-probability of the integer image. The noise
+    comes from a fixed seed, so every run sees the same data.
+
     Returns:
       A `Dataset` with train (1500, 64), test (297, 64), labels 0..9 and
-      image_shape (8, 8).
+      image_shape (8, 8); values 0 and 1, or in [0, 1) when continuous.
     """
     resource = importlib.resources.files("lvmjax") / "datasets" / "digits.npz"
     try:
@@ -106,17 +134,21 @@ def load_digits() -> Dataset:
             f"the digits data packaged with lvmjax has images of shape {images.shape} and labels of shape "
             f"{labels.shape}, expected (1797, 64) and (1797,); reinstall lvmjax"
         )
-    binary = (images >= DIGITS_THRESHOLD).astype(np.float32)
+    if continuous:
+        noise = np.random.default_rng(DEQUANTIZATION_SEED).uniform(size=images.shape)
+        values = ((images + noise) / DIGITS_LEVELS).astype(np.float32)
+    else:
+        values = (images >= DIGITS_THRESHOLD).astype(np.float32)
     labels = labels.astype(np.int32)
     return Dataset(
         name="digits",
-        train=binary[:DIGITS_NUM_TRAIN],
-        test=binary[DIGITS_NUM_TRAIN:],
+        train=values[:DIGITS_NUM_TRAIN],
+        test=values[DIGITS_NUM_TRAIN:],
         valid=None,
         train_labels=labels[:DIGITS_NUM_TRAIN],
         test_labels=labels[DIGITS_NUM_TRAIN:],
         image_shape=(8, 8),
-        binary=True,
+        binary=not continuous,
     )
 
 
@@ -173,6 +205,180 @@ def load_binarized_mnist(data_dir: str | os.PathLike | None) -> Dataset:
         image_shape=(28, 28),
         binary=True,
     )
+
+
+def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A user's data: one datapoint per row of numbers, in a ``.npy``, ``.npz`` or ``.csv`` file.
+
+    - ``.npy``: one 2-D array (N, D).
+    - ``.npz``: either the arrays ``train`` and ``test`` (and optionally
+      ``valid``, ``train_labels``, ``test_labels``), used as they are, or exactly
+      one 2-D array, split like the other formats.
+    - ``.csv``: comma-separated numbers, one row per line; a first line that is
+      not numbers is taken as a header and skipped.
+
+    A single array is split at random: round(N · test_fraction) rows, chosen by
+    a permutation from `seed`, are the test set and the rest the training set.
+
+    Args:
+      path: the file.
+      test_fraction: the held-out share, strictly between 0 and 1.
+      seed: the seed of the split.
+
+    Returns:
+      A `Dataset` named after the file, float32, without image shape; `binary`
+      says whether every value is 0 or 1.
+
+    Raises:
+      DataError: for a missing, unreadable or empty file, an unknown suffix, a
+        shape other than (N, D), values that are not finite numbers, or a split
+        that leaves either side empty.
+    """
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(f"{path} has the suffix {suffix or '(none)'!r}; data files must be "
+                        f"{', '.join(FILE_SUFFIXES)}")
+    if not path.is_file():
+        raise DataError(f"the data file {path} does not exist" if not path.exists()
+                        else f"the data file {path} is not a file")
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test-fraction must be strictly between 0 and 1, got {test_fraction}")
+    if suffix == ".npz":
+        arrays = _read_user_npz(path)
+    elif suffix == ".npy":
+        arrays = {"data": _read_npy(path)}
+    else:
+        arrays = {"data": _read_csv(path)}
+    if "data" in arrays:
+        data = _as_data_matrix(arrays["data"], str(path))
+        num_test = round(data.shape[0] * test_fraction)
+        if not 1 <= num_test <= data.shape[0] - 1:
+            raise DataError(f"{path} has {data.shape[0]} rows, too few to hold out test-fraction {test_fraction} "
+                            "and keep both splits non-empty")
+        order = np.random.default_rng(seed).permutation(data.shape[0])
+        train, test = data[order[num_test:]], data[order[:num_test]]
+        valid = train_labels = test_labels = None
+    else:
+        train = _as_data_matrix(arrays["train"], f"array 'train' in {path}")
+        test = _as_data_matrix(arrays["test"], f"array 'test' in {path}")
+        valid = _as_data_matrix(arrays["valid"], f"array 'valid' in {path}") if "valid" in arrays else None
+        for name, split in (("test", test), ("valid", valid)):
+            if split is not None and split.shape[1] != train.shape[1]:
+                raise DataError(f"array {name!r} in {path} has {split.shape[1]} columns but 'train' has "
+                                f"{train.shape[1]}; every split needs the same columns")
+        train_labels = _as_labels(arrays.get("train_labels"), train, f"array 'train_labels' in {path}")
+        test_labels = _as_labels(arrays.get("test_labels"), test, f"array 'test_labels' in {path}")
+    splits = [split for split in (train, test, valid) if split is not None]
+    binary = all(bool(np.all((split == 0) | (split == 1))) for split in splits)
+    return Dataset(name=path.name, train=train, test=test, valid=valid, train_labels=train_labels,
+                   test_labels=test_labels, image_shape=None, binary=binary)
+
+
+def _read_npy(path: pathlib.Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as file:
+            array = np.load(file, allow_pickle=False)
+    except Exception as error:  # truncated, corrupted, pickled objects, ...: numpy raises many types
+        raise DataError(f"could not read {path} as a .npy array ({_one_line(error)}); save it with "
+                        "np.save(path, array) of a 2-D numeric array") from error
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path} is not a .npy array; save it with np.save(path, array)")
+    return array
+
+
+def _read_user_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """{"train", "test", ...} when the archive has both, else {"data": its one array}."""
+    hint = "save it with np.savez(path, train=..., test=...) or np.savez(path, data)"
+    try:
+        file = open(path, "rb")
+    except OSError as error:
+        raise DataError(f"could not read {path} ({_one_line(error)})") from error
+    with file:
+        try:
+            archive = np.load(file, allow_pickle=False)
+        except Exception as error:  # see _read_npz
+            raise DataError(f"could not read {path} as an npz archive ({_one_line(error)}); {hint}") from error
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single .npy array, not an npz archive; rename it to .npy or {hint}")
+        with archive:
+            names = archive.files
+            if "train" in names and "test" in names:
+                wanted = [name for name in ("train", "test", "valid", "train_labels", "test_labels") if name in names]
+            elif len(names) == 1:
+                wanted = names
+            else:
+                raise DataError(f"{path} has the arrays {', '.join(names) or '(none)'}; it needs both 'train' and "
+                                f"'test', or exactly one array to split; {hint}")
+            try:
+                arrays = {name: archive[name] for name in wanted}
+            except Exception as error:  # a damaged member
+                raise DataError(f"could not read {path} ({_one_line(error)}); the file may be truncated or "
+                                "corrupted") from error
+    if len(wanted) == 1 and wanted[0] not in ("train", "test"):
+        return {"data": arrays[wanted[0]]}
+    return arrays
+
+
+def _read_csv(path: pathlib.Path) -> np.ndarray:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"could not read {path} as text ({_one_line(error)})") from error
+    rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if rows and not _is_numeric_row(rows[0][1]):
+        rows = rows[1:]  # a header
+    if not rows:
+        raise DataError(f"{path} has no rows of numbers; write one datapoint per line, values separated by commas")
+    width = len(rows[0][1].split(","))
+    values = []
+    for number, line in rows:
+        fields = line.split(",")
+        if len(fields) != width:
+            raise DataError(f"{path} line {number}: expected {width} comma-separated values, got {len(fields)}")
+        try:
+            values.append([float(field) for field in fields])
+        except ValueError:
+            bad = next(field for field in fields if not _is_number(field))
+            raise DataError(f"{path} line {number}: {bad.strip()!r} is not a number") from None
+    return np.array(values, dtype=np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_numeric_row(line: str) -> bool:
+    return all(_is_number(field) for field in line.split(","))
+
+
+def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
+    """`array` as float32 after checking that it is a non-empty (N, D) array of finite numbers."""
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{description} has dtype {array.dtype}; expected numbers")
+    if array.ndim != 2:
+        raise DataError(f"{description} has shape {array.shape}; expected a 2-D array (N, D), one datapoint per row")
+    if array.size == 0:
+        raise DataError(f"{description} is empty (shape {array.shape}); expected at least one row and one column")
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        row, column = np.argwhere(~finite)[0]
+        raise DataError(f"{description} has {int(np.sum(~finite))} values that are NaN or infinite (the first in "
+                        f"row {row}, column {column}); remove or impute them first")
+    return array.astype(np.float32)
+
+
+def _as_labels(labels: np.ndarray | None, data: np.ndarray, description: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{description} has shape {labels.shape} and dtype {labels.dtype}; expected "
+                        f"{data.shape[0]} integer labels, one per row")
+    return labels.astype(np.int32)
 
 
 def check_binary(array: np.ndarray, name: str) -> None:

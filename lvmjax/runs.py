@@ -7,6 +7,10 @@ This is what `lvmjax fit` and `lvmjax evaluate` call, usable from Python too:
     save_run("runs/vae", config, run)       # config.json, metrics.jsonl, checkpoint/
     report = evaluate_run("runs/vae")       # test ELBO, test NLL, amortization gap
 
+Two kinds of model share this interface: the neural ones (vae, iwae, ae, svi),
+trained by stochastic gradients over epochs on binary data, and the classical
+ones fitted by EM (gmm, mob, fa, ppca), whose test NLL is exact.
+
 A run directory is written whole or not at all: everything goes into a
 temporary sibling that is renamed into place at the end, and an existing
 directory is never written into.
@@ -33,10 +37,15 @@ from lvmjax import amortized as amortized_lib
 from lvmjax import data as data_lib
 from lvmjax import svi as svi_lib
 from lvmjax import training
+from lvmjax.applications import adjusted_rand_index
 from lvmjax.estimators import elbo, log_marginal_is
 from lvmjax.model import log_likelihood
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
-MODELS = ("vae", "iwae", "ae", "svi")
+NEURAL_MODELS = ("vae", "iwae", "ae", "svi")
+CLASSICAL_MODELS = ("gmm", "mob", "fa", "ppca")  # fitted by EM (ppca in closed form)
+CONTINUOUS_MODELS = ("gmm", "fa", "ppca")  # Gaussian likelihoods: real-valued data; all others binary
+MODELS = NEURAL_MODELS + CLASSICAL_MODELS
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR = "config.json", "metrics.jsonl", "checkpoint"
 
 
@@ -50,6 +59,12 @@ class FitConfig:
 
     `num_samples=None` means the model's default: 1 for vae and svi (the ELBO's
     Monte Carlo samples), 5 for iwae (K of the bound); unused by ae.
+
+    The neural models use epochs, batch_size, num_samples, lr, hidden,
+    architecture and the svi settings; the classical ones use components
+    (gmm, mob), covariance (gmm), max_iter and n_init. latent_dim is the
+    dimension of z for the neural models and for fa and ppca. test_fraction
+    splits a user's data file (the named datasets have fixed splits).
     """
 
     model: str
@@ -65,11 +80,21 @@ class FitConfig:
     architecture: str = "mlp"
     svi_inner_steps: int = 5
     svi_lr: float = 3e-2
+    components: int = 10
+    covariance: str = "full"
+    max_iter: int = 500
+    n_init: int = 1
+    test_fraction: float = 0.2
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise RunError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
-        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps"):
+        if self.covariance not in gaussian_mixture.COVARIANCE_TYPES:
+            raise RunError(f"covariance must be one of {', '.join(gaussian_mixture.COVARIANCE_TYPES)}, "
+                           f"got {self.covariance!r}.")
+        if not 0 < self.test_fraction < 1:
+            raise RunError(f"test-fraction must be strictly between 0 and 1, got {self.test_fraction}.")
+        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps", "components", "max_iter", "n_init"):
             if getattr(self, name) < 1:
                 raise RunError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if self.num_samples is not None and self.num_samples < 1:
@@ -115,8 +140,15 @@ def _optimizer(config: FitConfig, steps: int) -> optax.GradientTransformation:
 
 
 def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Dataset:
-    dataset = data_lib.load_dataset(config.data, data_dir if data_dir is not None else config.data_dir)
-    data_lib.check_binary(dataset.train, f"the training split of {dataset.name}")
+    """The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones."""
+    continuous = config.model in CONTINUOUS_MODELS
+    dataset = data_lib.load_dataset(config.data, data_dir if data_dir is not None else config.data_dir,
+                                    continuous=continuous, test_fraction=config.test_fraction, seed=config.seed)
+    if not continuous:
+        data_lib.check_binary(dataset.train, f"the training split of {dataset.name}")
+    elif dataset.binary:
+        raise RunError(f"{config.model} models real-valued data, but every value of {dataset.name} is 0 or 1 "
+                       "(a Gaussian fitted to it collapses onto the corners); use mob for binary data.")
     return dataset
 
 
@@ -124,6 +156,8 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         progress: Callable[[int, dict], None] | None = None) -> FitResult:
     """Trains the model of `config` on the training split; `progress(epoch, metrics)` after each epoch."""
     dataset = dataset if dataset is not None else load_data(config)
+    if config.model in CLASSICAL_MODELS:
+        return _fit_classical(config, dataset)
     train = jnp.asarray(dataset.train)
     num_data, data_dim = train.shape
     if config.batch_size > num_data:
@@ -164,6 +198,102 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         params = state.params
     params = jax.block_until_ready(params)
     return FitResult(params, history, time.perf_counter() - start, data_dim, dataset.image_shape)
+
+
+# --- Classical models, fitted by EM -----------------------------------------------------
+
+_CLASSICAL_PARAMS = {"gmm": gaussian_mixture.Params, "mob": bernoulli_mixture.Params,
+                     "fa": linear_gaussian.Params, "ppca": linear_gaussian.Params}
+_LOG_MARGINALS = {"gmm": gaussian_mixture.log_marginal, "mob": bernoulli_mixture.log_marginal,
+                  "fa": linear_gaussian.log_marginal, "ppca": linear_gaussian.log_marginal}
+
+
+def _fit_classical(config: FitConfig, dataset: data_lib.Dataset) -> FitResult:
+    train = jnp.asarray(dataset.train)
+    key = jax.random.PRNGKey(config.seed)
+    start = time.perf_counter()
+    if config.model == "gmm":
+        params, info = gaussian_mixture.fit_em(key, train, config.components, config.covariance,
+                                               max_iter=config.max_iter, n_init=config.n_init)
+    elif config.model == "mob":
+        params, info = bernoulli_mixture.fit_em(key, train, config.components, max_iter=config.max_iter,
+                                                n_init=config.n_init)
+    elif config.model == "fa":
+        params, info = linear_gaussian.fit_factor_analysis(key, train, config.latent_dim, max_iter=config.max_iter)
+    else:
+        params, info = linear_gaussian.fit_ppca(train, config.latent_dim), None
+    params = jax.block_until_ready(params)
+    seconds = time.perf_counter() - start
+    if info is None:  # closed form: one "iteration", at the maximum
+        trace = [float(jnp.mean(jax.vmap(linear_gaussian.log_marginal, in_axes=(None, 0))(params, train)))]
+    else:
+        trace = [float(value) for value in info.objective[: int(info.num_iterations)]]
+    if not all(math.isfinite(value) for value in trace):
+        raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}.")
+    history = [{"iteration": iteration, "train_objective": value} for iteration, value in enumerate(trace)]
+    return FitResult(params._asdict(), history, seconds, train.shape[1], dataset.image_shape)
+
+
+def _classical_template(config: FitConfig, data_dim: int):
+    """The shapes of a classical model's parameters, as a dict like the one saved."""
+    num_components, latent_dim = config.components, config.latent_dim
+    shapes = {
+        "gmm": {"logits": (num_components,), "means": (num_components, data_dim),
+                "scale_tril": (num_components, data_dim, data_dim)},
+        "mob": {"logits": (num_components,), "probs_logits": (num_components, data_dim)},
+        "fa": {"weight": (data_dim, latent_dim), "bias": (data_dim,), "noise_variance": (data_dim,)},
+        "ppca": {"weight": (data_dim, latent_dim), "bias": (data_dim,), "noise_variance": ()},
+    }[config.model]
+    return {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in shapes.items()}
+
+
+def classical_params(run: Run):
+    """The parameters of a classical run as its model's `Params` NamedTuple."""
+    return _CLASSICAL_PARAMS[run.config.model](**run.params)
+
+
+def num_free_parameters(config: FitConfig, data_dim: int) -> int:
+    """Free parameters of a classical model, for the BIC.
+
+    Mixtures: K − 1 weights and the components'. Factor analysis and PPCA: D
+    means, D·d loadings less the d(d − 1)/2 of a rotation, and D or 1 noise
+    variances (Bishop 2006, §12.2.1).
+    """
+    if config.model == "gmm":
+        return gaussian_mixture.num_free_parameters(config.components, data_dim, config.covariance)
+    if config.model == "mob":
+        return config.components - 1 + config.components * data_dim
+    latent_dim = config.latent_dim
+    noise = data_dim if config.model == "fa" else 1
+    return data_dim + data_dim * latent_dim - latent_dim * (latent_dim - 1) // 2 + noise
+
+
+def _evaluate_classical(run: Run, dataset: data_lib.Dataset, report: dict) -> dict:
+    """Exact test metrics: −log p(x) needs no sampling, and with q = p(z | x) the ELBO is log p(x)."""
+    model = run.config.model
+    params = classical_params(run)
+    log_marginal = jax.jit(jax.vmap(_LOG_MARGINALS[model], in_axes=(None, 0)))
+    train, test = jnp.asarray(dataset.train), jnp.asarray(dataset.test)
+    test_log_marginals, train_log_marginals = log_marginal(params, test), log_marginal(params, train)
+    num_train = train.shape[0]
+    bic = -2 * float(jnp.sum(train_log_marginals)) + num_free_parameters(run.config, run.data_dim) * math.log(num_train)
+    report = report | {
+        "num_samples": None,
+        "test_elbo": float(jnp.mean(test_log_marginals)),
+        "test_nll": -float(jnp.mean(test_log_marginals)),
+        "test_nll_stderr": 0.0,
+        "train_nll": -float(jnp.mean(train_log_marginals)),
+        "bic": bic,
+    }
+    if model in ("gmm", "mob"):
+        posterior = gaussian_mixture.posterior if model == "gmm" else bernoulli_mixture.posterior
+        labels = jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(test)
+        report["cluster_sizes"] = [int(count) for count in jnp.bincount(labels, length=run.config.components)]
+        if dataset.test_labels is not None:
+            report["adjusted_rand_index"] = adjusted_rand_index(dataset.test_labels, labels)
+    if model == "gmm":
+        report["collapsed_components"] = int(jnp.sum(gaussian_mixture.collapsed_components(params)))
+    return report
 
 
 # --- Run directories --------------------------------------------------------------------
@@ -207,10 +337,10 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
 
 class Run(NamedTuple):
     config: FitConfig
-    params: Any
+    params: Any  # as saved: a dict of arrays (see `classical_params` for the classical models)
     data_dim: int
     image_shape: tuple[int, int] | None
-    vae: amortized_lib.AmortizedModel
+    vae: amortized_lib.AmortizedModel | None  # the networks; None for the classical models
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
@@ -218,6 +348,9 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     import orbax.checkpoint as ocp
 
     run_dir = Path(run_dir).absolute()
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir} does not exist; make it with 'lvmjax fit'." if not run_dir.exists()
+                       else f"{run_dir} is a file, not a run directory; make one with 'lvmjax fit'.")
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; "
                        "make one with 'lvmjax fit'.")
@@ -229,8 +362,11 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         image_shape = tuple(description["image_shape"]) if description.get("image_shape") else None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise RunError(f"{run_dir / CONFIG_FILE} is damaged ({error}).") from None
-    vae = build_model(config, data_dim, image_shape)
-    template = vae.init(jax.random.PRNGKey(0))
+    if config.model in CLASSICAL_MODELS:
+        vae, template = None, _classical_template(config, data_dim)
+    else:
+        vae = build_model(config, data_dim, image_shape)
+        template = vae.init(jax.random.PRNGKey(0))
     if config.model == "svi":
         num_train = int(description.get("num_train", 0))
         template = {"decoder": template["decoder"],
@@ -248,9 +384,11 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     expected_shapes = {jax.tree_util.keystr(path): tuple(leaf.shape)
                        for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
     if stored_shapes != expected_shapes:
-        raise RunError(f"the checkpoint in {checkpoint} does not match {CONFIG_FILE} (a model for "
-                       f"{data_dim}-dimensional data with latent-dim {config.latent_dim}); the run "
-                       "directory was changed after 'lvmjax fit' wrote it.")
+        size = (f"{config.components} components" if config.model in ("gmm", "mob")
+                else f"latent-dim {config.latent_dim}")
+        raise RunError(f"the checkpoint in {checkpoint} does not match {CONFIG_FILE} (a {config.model} model for "
+                       f"{data_dim}-dimensional data with {size}); the run directory was changed after "
+                       "'lvmjax fit' wrote it.")
     try:
         params = checkpointer.restore(checkpoint, target)
     except Exception as error:
@@ -269,6 +407,9 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
       `num_samples` draws from the refined q; the approximation and amortization gaps.
     - svi: φ_i fitted to each test datapoint with θ fixed, then the same ELBO and NLL.
     - ae: no likelihood, so test_elbo and test_nll are None; the reconstruction term instead.
+    - gmm, mob, fa, ppca: exact test NLL (num_samples is unused), test_elbo = −test_nll (the
+      exact posterior is the q), the training NLL and BIC, and for the mixtures the cluster
+      sizes and, where the data has labels, the adjusted Rand index of the test clusters.
     """
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
@@ -283,6 +424,8 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
     chunk_size = _chunk_size(num_samples)
     report = {"model": config.model, "dataset": dataset.name, "num_test": int(test.shape[0]),
               "num_samples": num_samples}
+    if config.model in CLASSICAL_MODELS:
+        return _evaluate_classical(run, dataset, report)
 
     if config.model == "ae":
         reconstruction = jax.jit(jax.vmap(lambda x: log_likelihood(

@@ -1,4 +1,6 @@
-"""`lvmjax fit` and `lvmjax evaluate`: runs, their files, and one-line errors for bad input."""
+"""`lvmjax fit` and `lvmjax evaluate` of the neural models: runs, their files, and one-line errors for bad input.
+
+The classical models' runs are in test_cli_classical.py."""
 
 import json
 import subprocess
@@ -24,12 +26,12 @@ def run_cli(capsys, *argv):
 def fitted(tmp_path_factory):
     """One tiny run of every model on digits, fitted once for the module."""
     root = tmp_path_factory.mktemp("runs")
-    for model in runs.MODELS:
+    for model in runs.NEURAL_MODELS:
         assert cli.main(["fit", model, "--data", "digits", "--out", str(root / model), *TINY]) == 0
     return root
 
 
-@pytest.mark.parametrize("model", runs.MODELS)
+@pytest.mark.parametrize("model", runs.NEURAL_MODELS)
 def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
     run_dir = fitted / model
     config = json.loads((run_dir / "config.json").read_text())
@@ -42,7 +44,7 @@ def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
     assert not list(fitted.glob(f".{model}.partial-*"))  # the staging directory was renamed
 
 
-@pytest.mark.parametrize("model", runs.MODELS)
+@pytest.mark.parametrize("model", runs.NEURAL_MODELS)
 def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
     code, out, _ = run_cli(capsys, "evaluate", str(fitted / model), "--num-samples", "50", "--json")
     assert code == 0
@@ -123,7 +125,7 @@ def test_evaluating_data_of_the_wrong_dimension_is_refused(fitted, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     config["data_dim"] = 100  # as if the model had been fitted to 100-dimensional data
     (run_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(runs.RunError, match=r"does not match config.json \(a model for 100-dimensional data"):
+    with pytest.raises(runs.RunError, match=r"does not match config.json \(a vae model for 100-dimensional data"):
         runs.evaluate_run(run_dir, num_samples=10)
 
 
@@ -141,7 +143,8 @@ def test_help_explains_every_option_with_its_default(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for option in ("--data", "--data-dir", "--out", "--epochs", "--batch-size", "--latent-dim", "--num-samples",
-                   "--lr", "--seed", "--hidden", "--architecture", "--quiet"):
+                   "--lr", "--seed", "--hidden", "--architecture", "--quiet", "--components", "--covariance",
+                   "--max-iter", "--n-init", "--test-fraction"):
         assert option in out
     assert "(default: 600)" in out and "(default: 0.001)" in out
 

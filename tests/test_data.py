@@ -165,7 +165,8 @@ def test_binarized_mnist_real_file():
 
 
 def test_unknown_dataset_lists_the_known_names():
-    raises_one_line(r"^unknown dataset 'mnist'; the known datasets are 'digits', 'binarized-mnist'$",
+    raises_one_line(r"^unknown dataset 'mnist'; the known datasets are 'digits', 'binarized-mnist', "
+                    r"or the path of a \.npy, \.npz, \.csv file$",
                     data.load_dataset, "mnist")
 
 
@@ -314,3 +315,84 @@ def test_amat_with_text_that_is_not_a_number(tmp_path, tiny_mnist):
     path.write_bytes(b"\x00\xff\xfe" * 100)
     raises_one_line(r"binarized_mnist_valid\.amat is not a text file of numbers \(UnicodeDecodeError: ",
                     data.load_binarized_mnist, tmp_path)
+
+
+# ----------------------------------------------------------------------------- users' files
+
+
+def test_continuous_digits_dequantize_the_pixels_with_a_fixed_seed():
+    images, _ = packaged_digits()
+    digits = data.load_digits(continuous=True)
+    assert not digits.binary and digits.train.dtype == np.float32
+    values = np.concatenate([digits.train, digits.test])
+    np.testing.assert_array_equal(np.floor(values.astype(np.float64) * 17), images)  # each pixel's own bin
+    np.testing.assert_array_equal(values, data.load_dataset("digits", continuous=True).train.tolist()
+                                  + data.load_dataset("digits", continuous=True).test.tolist())
+    # U[0, 1) noise: the fractional parts have mean 1/2 to within 4 standard errors (1/sqrt(12 n)).
+    fraction = values.astype(np.float64) * 17 - images
+    assert abs(fraction.mean() - 0.5) < 4 / np.sqrt(12 * fraction.size)
+
+
+def test_binarized_mnist_has_no_continuous_version():
+    raises_one_line("has only the values 0 and 1", lambda: data.load_dataset("binarized-mnist", continuous=True))
+
+
+@pytest.fixture
+def rows():
+    return np.arange(40, dtype=np.float64).reshape(10, 4) / 7
+
+
+def test_every_format_gives_the_same_split(tmp_path, rows):
+    np.save(tmp_path / "a.npy", rows)
+    np.savez(tmp_path / "a.npz", rows=rows)
+    np.savetxt(tmp_path / "a.csv", rows, delimiter=",", header="w,x,y,z", comments="")
+    np.savetxt(tmp_path / "b.csv", rows, delimiter=",")  # no header
+    order = np.random.default_rng(5).permutation(10)
+    for name in ("a.npy", "a.npz", "a.csv", "b.csv"):
+        loaded = data.load_file(tmp_path / name, test_fraction=0.3, seed=5)
+        assert loaded.name == name and loaded.image_shape is None and not loaded.binary
+        np.testing.assert_allclose(loaded.test, rows[order[:3]].astype(np.float32), rtol=1e-7)
+        np.testing.assert_allclose(loaded.train, rows[order[3:]].astype(np.float32), rtol=1e-7)
+    assert data.load_dataset(str(tmp_path / "a.npy"), test_fraction=0.3, seed=5).test.shape == (3, 4)
+
+
+def test_an_npz_with_train_and_test_is_used_as_it_is(tmp_path, rows):
+    labels = np.arange(10) % 3
+    np.savez(tmp_path / "s.npz", train=rows[:7] > 1, test=rows[7:] > 1, train_labels=labels[:7],
+             test_labels=labels[7:])
+    loaded = data.load_file(tmp_path / "s.npz")
+    assert loaded.binary and loaded.train.shape == (7, 4) and loaded.test.shape == (3, 4)
+    np.testing.assert_array_equal(loaded.test_labels, labels[7:])
+
+
+def test_bad_users_files_get_one_line(tmp_path, rows):
+    np.save(tmp_path / "good.npy", rows)
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "good.npy").read_bytes()[:100])
+    np.save(tmp_path / "vector.npy", rows[0])
+    np.save(tmp_path / "strings.npy", np.array([["a", "b"]]))
+    np.savez(tmp_path / "two.npz", x=rows, y=rows)
+    np.savez(tmp_path / "columns.npz", train=rows, test=rows[:, :3])
+    np.savez(tmp_path / "labels.npz", train=rows, test=rows, train_labels=np.zeros(3, np.int64))
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
+    (tmp_path / "text.csv").write_text("1,2\n3,abc\n")
+    with_inf = rows.copy()
+    with_inf[2, 1] = np.inf
+    np.save(tmp_path / "inf.npy", with_inf)
+    (tmp_path / "data.txt").write_text("1 2\n")
+    raises_one_line(r"truncated\.npy as a \.npy array", data.load_file, tmp_path / "truncated.npy")
+    raises_one_line(r"shape \(4,\); expected a 2-D array", data.load_file, tmp_path / "vector.npy")
+    raises_one_line(r"could not read .*strings\.npy|dtype <U1", data.load_file, tmp_path / "strings.npy")
+    raises_one_line("it needs both 'train' and 'test', or exactly one array", data.load_file, tmp_path / "two.npz")
+    raises_one_line("array 'test' in .* has 3 columns but 'train' has 4", data.load_file, tmp_path / "columns.npz")
+    raises_one_line("expected 10 integer labels, one per row", data.load_file, tmp_path / "labels.npz")
+    raises_one_line("has no rows of numbers", data.load_file, tmp_path / "empty.csv")
+    raises_one_line("line 2: expected 3 comma-separated values, got 2", data.load_file, tmp_path / "ragged.csv")
+    raises_one_line("line 2: 'abc' is not a number", data.load_file, tmp_path / "text.csv")
+    raises_one_line(r"1 values that are NaN or infinite \(the first in row 2, column 1\)", data.load_file,
+                    tmp_path / "inf.npy")
+    raises_one_line("data files must be .npy, .npz, .csv", data.load_file, tmp_path / "data.txt")
+    raises_one_line("does not exist", data.load_file, tmp_path / "absent.npy")
+    raises_one_line("too few to hold out test-fraction 0.01", data.load_file, tmp_path / "good.npy", 0.01)
+    raises_one_line("strictly between 0 and 1", data.load_file, tmp_path / "good.npy", 1.0)
+    assert (tmp_path / "good.npy").read_bytes()[:6] == b"\x93NUMPY"  # reading never writes

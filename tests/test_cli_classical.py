@@ -1,0 +1,147 @@
+"""`lvmjax fit gmm|mob|fa|ppca` and `lvmjax evaluate`: exact test metrics, users' data files, bad input."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lvmjax import cli, runs
+from lvmjax.data import load_file
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
+
+FAST = ["--max-iter", "25", "--quiet"]
+LOG_MARGINALS = {"gmm": gaussian_mixture.log_marginal, "mob": bernoulli_mixture.log_marginal,
+                 "fa": linear_gaussian.log_marginal, "ppca": linear_gaussian.log_marginal}
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def mixture_rows(num_rows=300, seed=0):
+    """Three well-separated Gaussian clusters in 3-D, with their labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, num_rows)
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]])
+    return centres[labels] + rng.normal(size=(num_rows, 3)), labels
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    """One run of every classical model on digits, fitted once for the module."""
+    root = tmp_path_factory.mktemp("classical")
+    sizes = {"gmm": ["--components", "4", "--covariance", "diag"], "mob": ["--components", "5"],
+             "fa": ["--latent-dim", "4"], "ppca": ["--latent-dim", "4"]}
+    for model in runs.CLASSICAL_MODELS:
+        assert cli.main(["fit", model, "--out", str(root / model), *sizes[model], *FAST]) == 0
+    return root
+
+
+@pytest.mark.parametrize("model", runs.CLASSICAL_MODELS)
+def test_evaluate_reports_the_exact_test_nll(digits_runs, model, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(digits_runs / model), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert {"model", "dataset", "num_test", "test_elbo", "test_nll", "test_nll_stderr", "bic"} <= report.keys()
+    assert report["model"] == model and report["dataset"] == "digits" and report["num_test"] == 297
+    assert report["test_nll_stderr"] == 0.0 and report["test_elbo"] == -report["test_nll"]
+    # The same number, recomputed from the checkpoint and the data outside the run machinery.
+    run = runs.load_run(digits_runs / model)
+    params = runs.classical_params(run)
+    test = jnp.asarray(runs.load_data(run.config).test)
+    expected = -float(jnp.mean(jax.vmap(LOG_MARGINALS[model], in_axes=(None, 0))(params, test)))
+    np.testing.assert_allclose(report["test_nll"], expected, rtol=1e-6)
+    if model in ("gmm", "mob"):
+        assert sum(report["cluster_sizes"]) == 297
+        assert report["adjusted_rand_index"] > 0.1  # clusters of digits share something with the digits
+
+
+@pytest.mark.parametrize("model", ["gmm", "mob", "fa"])
+def test_the_em_trace_never_decreases(digits_runs, model):
+    lines = (digits_runs / model / "metrics.jsonl").read_text().splitlines()
+    trace = np.array([json.loads(line)["train_objective"] for line in lines])
+    assert 2 <= len(trace) <= 25
+    assert np.all(np.diff(trace) >= -1e-4 * np.abs(trace[1:])), trace
+
+
+def test_the_real_valued_models_see_dequantized_digits_and_mob_binary_ones(digits_runs):
+    mob = runs.load_data(runs.load_run(digits_runs / "mob").config)
+    gmm = runs.load_data(runs.load_run(digits_runs / "gmm").config)
+    assert mob.binary and set(np.unique(mob.train)) == {0.0, 1.0}
+    assert not gmm.binary and 0 <= gmm.train.min() and gmm.train.max() < 1
+    # Each dequantized pixel falls in the 1/17-wide bin of its integer value, which the binarization thresholds at 8.
+    np.testing.assert_array_equal(np.floor(gmm.train * 17) >= 8, mob.train == 1)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv"])
+def test_a_users_file_is_split_with_the_seed_and_evaluated_from_anywhere(tmp_path, capsys, monkeypatch, suffix):
+    rows, _ = mixture_rows()
+    path = tmp_path / f"points{suffix}"
+    if suffix == ".npy":
+        np.save(path, rows)
+    elif suffix == ".npz":
+        np.savez(path, rows)
+    else:
+        np.savetxt(path, rows, delimiter=",", header="a,b,c", comments="")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "fit", "gmm", "--data", path.name, "--components", "3", "--seed", "3",
+                           "--out", "run", *FAST)
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"] == str(path) and config["test_fraction"] == 0.2  # absolute, for evaluate
+    monkeypatch.chdir(tmp_path.parent)
+    code, out, _ = run_cli(capsys, "evaluate", str(tmp_path / "run"), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["dataset"] == path.name and report["num_test"] == 60
+    # The split is the permutation of the seed: the held-out rows are exactly those of load_file.
+    split = load_file(path, 0.2, seed=3)
+    np.testing.assert_array_equal(np.sort(split.test, axis=0), np.sort(rows[np.random.default_rng(3).permutation(
+        300)[:60]].astype(np.float32), axis=0))
+    # Three separated clusters of unit variance with weights 1/3: the truth's NLL is about
+    # 3/2 log(2πe) + log 3 = 5.36 nats, and 60 test points estimate it to ±0.16 (one standard error).
+    assert abs(report["test_nll"] - 5.36) < 4 * 0.16
+
+
+def test_bad_input_for_the_classical_models_gets_one_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    rows, _ = mixture_rows(20)
+    np.save(tmp_path / "real.npy", rows)
+    binary = (rows > 0).astype(np.float32)
+    np.save(tmp_path / "binary.npy", binary)
+    constant = rows.copy()
+    constant[:, 1] = 2.0
+    np.save(tmp_path / "constant.npy", constant)
+    with_nan = rows.copy()
+    with_nan[4, 2] = np.nan
+    np.save(tmp_path / "nan.npy", with_nan)
+    one_line_error(capsys, "fit", "gmm", "--data", "binarized-mnist", "--out", out,
+                   message="binarized-mnist has only the values 0 and 1")
+    one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "binary.npy"), "--out", out,
+                   message="use mob for binary data")
+    one_line_error(capsys, "fit", "mob", "--data", str(tmp_path / "real.npy"), "--out", out, message="not 0 or 1")
+    one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "real.npy"), "--components", "17", "--out", out,
+                   message="num_components must be between 1 and the number of datapoints (16)")
+    one_line_error(capsys, "fit", "fa", "--data", str(tmp_path / "constant.npy"), "--latent-dim", "1",
+                   "--out", out, message="column 1 is constant")
+    one_line_error(capsys, "fit", "ppca", "--data", str(tmp_path / "real.npy"), "--latent-dim", "3", "--out", out,
+                   message="latent_dim=3 must be below the data dimension D=3")
+    one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "nan.npy"), "--out", out,
+                   message="NaN or infinite (the first in row 4, column 2)")
+    one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "missing.csv"), "--out", out,
+                   message="does not exist")
+    one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "real.npy"), "--test-fraction", "1.5",
+                   "--out", out, message="--test-fraction: must be strictly between 0 and 1")
+    one_line_error(capsys, "fit", "gmm", "--covariance", "tied", "--out", out, message="invalid choice: 'tied'")
+    assert not (tmp_path / "run").exists()
