@@ -1,19 +1,47 @@
 """What fitted latent variable models are for (seed texts, §1): clustering, density and
-anomaly scores, imputation of missing values, and dimensionality reduction.
+anomaly scores, imputation of missing values, dimensionality reduction, and choosing
+the number of components.
 
 Functions of ONE datapoint take the key first where they draw; batch with `jax.vmap`.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lvmjax import _validation
-from lvmjax.models import gaussian_mixture, linear_gaussian
+from lvmjax.data import check_binary
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
+
+if TYPE_CHECKING:  # only for annotations: importing amortized would import Flax
+    from lvmjax.amortized import AmortizedModel
+
+__all__ = [
+    "ModelSelection",
+    "adjusted_rand_index",
+    "anomaly_scores",
+    "gaussian_conditional",
+    "hard_labels",
+    "impute_bernoulli_mixture",
+    "impute_gaussian_mixture",
+    "impute_linear_gaussian",
+    "impute_vae",
+    "latent_means",
+    "select_bernoulli_mixture",
+    "select_gaussian_mixture",
+    "top_half_missing",
+]
 
 Array = jax.Array
+Params = Any
 
 
 # --- Imputation: the conditional distribution of the missing entries --------------------
@@ -82,11 +110,141 @@ def impute_linear_gaussian(params: linear_gaussian.Params, x: Array, observed: A
     return gaussian_conditional(marginal.mean(), marginal.covariance(), x, observed)
 
 
+def _log_likelihood_per_dimension(likelihood: distrax.Distribution, x: Array) -> Array:
+    """log p(x_d | z; θ) for every entry d of x, for a likelihood that factorizes over entries.
+
+    Supported: `distrax.Independent` of a scalar family (the Bernoulli likelihood of
+    a VAE or of the mixture of Bernoullis) and `distrax.MultivariateNormalDiag`.
+    A leading batch shape of the likelihood broadcasts against x.
+    """
+    if isinstance(likelihood, distrax.Independent) and likelihood.distribution.event_shape == ():
+        return likelihood.distribution.log_prob(x)
+    if isinstance(likelihood, distrax.MultivariateNormalDiag):
+        return distrax.Normal(likelihood.loc, likelihood.scale_diag).log_prob(x)
+    raise TypeError(
+        f"imputation needs a likelihood p(x | z) that factorizes over the entries of x, so that "
+        f"log p(x_o | z) sums over the observed entries; got {type(likelihood).__name__}. Supported: "
+        "distrax.Independent of a scalar distribution (e.g. Bernoulli) and distrax.MultivariateNormalDiag.")
+
+
+def impute_bernoulli_mixture(params: bernoulli_mixture.Params, x: Array, observed: Array) -> tuple[Array, Array]:
+    """Exact imputation under a mixture of Bernoullis: the probability that each missing pixel is 1.
+
+        p(x_o; θ)         = Σ_k π_k Π_{d ∈ o} Bern(x_d; μ_kd)
+        p(z = k | x_o; θ) = π_k Π_{d ∈ o} Bern(x_d; μ_kd) / p(x_o; θ)
+        p(x_d = 1 | x_o)  = Σ_k p(z = k | x_o; θ) μ_kd,    d missing
+
+    The pixels are independent given z, so conditioning on x_o only reweights the
+    components; the mask is data, as in `gaussian_conditional`, and `vmap` runs
+    over masks.
+
+    Args:
+      params: θ, with K components over D pixels.
+      x: one binary datapoint, shape (D,), in the dtype of `params`; its missing
+        entries are ignored (they may be NaN).
+      observed: boolean mask, shape (D,).
+
+    Returns:
+      (log p(x_o; θ), x with each missing entry replaced by p(x_d = 1 | x_o)).
+    """
+    observed = _check_mask(x, observed)
+    filled = jnp.where(observed, x, 0.0)
+    per_pixel = _log_likelihood_per_dimension(bernoulli_mixture.components(params), filled)  # (K, D)
+    weighted = jax.nn.log_softmax(params.logits) + jnp.sum(jnp.where(observed, per_pixel, 0.0), axis=-1)
+    log_observed = jax.nn.logsumexp(weighted)
+    probabilities = jnp.exp(weighted - log_observed) @ jax.nn.sigmoid(params.probs_logits)
+    return log_observed, jnp.where(observed, x, probabilities)
+
+
+def impute_vae(key: Array, amortized: AmortizedModel, params: Params, x: Array, observed: Array,
+               num_samples: int = 1000, fill_value: float = 0.5) -> tuple[Array, Array]:
+    """Imputation under a VAE by self-normalized importance sampling of p(z | x_o; θ) (Mattei & Frellsen 2019).
+
+        z_k ~ q(z | x̃; φ),    w_k = p(x_o | z_k; θ) p(z_k; θ) / q(z_k | x̃; φ),    k = 1..K
+        p(x_o; θ)    ≈ (1/K) Σ_k w_k
+        E[x_m | x_o] = E_{p(z | x_o; θ)}[E[x_m | z; θ]] ≈ Σ_k w̄_k E[x_m | z_k; θ],    w̄_k = w_k / Σ_j w_j
+
+    where p(x_o | z; θ) = Π_{d ∈ o} p(x_d | z; θ) keeps only the observed entries of
+    the likelihood, and x̃ is x with every missing entry set to `fill_value`. The
+    encoder never saw missing entries, so q(z | x̃) is only a proposal: the weights
+    correct for it, and the estimates converge to the exact ones as K grows for any
+    q whose support covers p(z | x_o) (the Gaussian encoders of `make_vae` do). The
+    default 0.5 is the uninformative grey of binary images; for real-valued data a
+    value near the data mean is a better proposal.
+
+    p̂(x_o) is unbiased, so its log is consistent and biased downwards (as in
+    `log_marginal_is`); the imputation is a ratio of two such estimates, with a bias
+    of order 1/K. z_k is drawn with the key fold_in(key, k), the convention of
+    `lvmjax.estimators`: with nothing missing, the estimate is that of
+    `log_marginal_is(key, amortized.model, params, amortized.encode(params, x), x, K)`.
+    Memory is K times the size of x per datapoint; `jax.lax.map` over large batches.
+
+    Args:
+      key: PRNG key.
+      amortized: an `AmortizedModel` (e.g. from `make_vae`) whose likelihood
+        factorizes over the entries of x: `distrax.Independent` (the Bernoulli
+        VAE) or `distrax.MultivariateNormalDiag` (the Gaussian VAE).
+      params: θ and φ, as `amortized.init` returns them.
+      x: one datapoint, shape (D,); its missing entries are ignored (they may be NaN).
+      observed: boolean mask, shape (D,).
+      num_samples: K, a static int >= 1.
+      fill_value: what the encoder sees in place of the missing entries.
+
+    Returns:
+      (the estimate of log p(x_o; θ), x with each missing entry replaced by its
+      estimated conditional mean: a pixel probability for the Bernoulli VAE).
+    """
+    observed = _check_mask(x, observed)
+    num_samples = _validation.check_num_samples(num_samples)
+    filled = jnp.where(observed, x, fill_value)
+    q = amortized.encode(params, filled)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_samples))
+    latents, log_q = jax.vmap(lambda key_k: q.sample_and_log_prob(seed=key_k))(keys)
+    prior = amortized.model.prior(params)
+
+    def log_joint_observed_and_mean(z):
+        likelihood = amortized.model.likelihood(params, z)
+        per_entry = _log_likelihood_per_dimension(likelihood, filled)
+        return prior.log_prob(z) + jnp.sum(jnp.where(observed, per_entry, 0.0)), likelihood.mean()
+
+    log_joint, means = jax.vmap(log_joint_observed_and_mean)(latents)
+    log_weights = log_joint - log_q
+    log_observed = jax.nn.logsumexp(log_weights) - math.log(num_samples)
+    conditional_mean = jnp.tensordot(jax.nn.softmax(log_weights), means, axes=1)
+    return log_observed, jnp.where(observed, x, conditional_mean)
+
+
 def top_half_missing(image_shape: tuple[int, int]) -> Array:
     """The seed text's mask: the upper half of an image is missing. Flattened, shape (H·W,)."""
     height, width = image_shape
     rows = jnp.arange(height)[:, None] >= height // 2
     return jnp.broadcast_to(rows, (height, width)).reshape(-1)
+
+
+# --- Dimensionality reduction -------------------------------------------------------------
+
+
+def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], params: Params,
+                 data: Array) -> Array:
+    """The posterior mean of z for every datapoint: x_i ↦ E[z | x_i], from D dimensions to d.
+
+    - Factor analysis and PPCA, `posterior=linear_gaussian.posterior`:
+      E[z | x] = (I + Wᵀ Ψ⁻¹ W)⁻¹ Wᵀ Ψ⁻¹ (x - b), which for PPCA (Ψ = σ² I) is
+      M⁻¹ Wᵀ (x - b) with M = Wᵀ W + σ² I (Bishop 2006, eq. 12.48): a linear map
+      whose rows span the principal subspace of the maximum-likelihood W.
+    - A VAE, `posterior=amortized.encode`: E_q[z | x] under the encoder's
+      q(z | x; φ), the code of `lvmjax.amortized.encode_mean`.
+
+    Args:
+      posterior: `posterior(params, x) -> p(z | x)` (or q(z | x)) of one datapoint.
+      params: θ (and φ).
+      data: (N, D).
+
+    Returns:
+      The means, shape (N, d).
+    """
+    _validation.check_finite(data, "data")
+    return jax.vmap(lambda x: posterior(params, x).mean())(data)
 
 
 # --- Clustering ---------------------------------------------------------------------------
@@ -138,3 +296,115 @@ def anomaly_scores(log_marginal, params, data: Array) -> Array:
     """
     _validation.check_finite(data, "data")
     return -jax.vmap(log_marginal, in_axes=(None, 0))(params, data)
+
+
+# --- Choosing the number of components ----------------------------------------------------
+
+
+class ModelSelection(NamedTuple):
+    """Mixtures with K components, one per candidate K, fitted to training data and scored.
+
+    The seed text names choosing K as a weakness of the mixture of Gaussians. The
+    Bayesian information criterion (Schwarz 1978) penalizes the training
+    log-likelihood by the parameter count; the held-out log-likelihood measures the
+    fit on data the model has not seen.
+    """
+
+    candidates: Array  # shape=(C,), int32: the K tried
+    bic: Array  # shape=(C,): -2 Σ_i log p(x_i; θ_K) + (free parameters) · log N on the training data
+    test_log_likelihood: Array  # shape=(C,): (1/N_test) Σ_i log p(x_i; θ_K) on the test data
+    num_components_by_bic: Array  # shape=(), int32: the K of lowest BIC
+    num_components_by_test: Array  # shape=(), int32: the K of highest held-out log-likelihood
+    params: tuple  # the fitted θ_K, one per candidate (their shapes differ with K)
+
+
+def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
+            fit: Callable[[Array, Array, int], Params],
+            scores: Callable[[Params, Array, Array], tuple[Array, Array]]) -> ModelSelection:
+    """Fits one model per K, with the key fold_in(key, K) so that a fit does not depend on the
+    other candidates; `scores(params, train, test)` gives its (BIC, mean held-out log-likelihood)."""
+    candidates = tuple(candidates)
+    if not candidates:
+        raise ValueError("candidates is empty; give at least one number of components K.")
+    train = _validation.check_data_matrix(train)
+    test = _validation.check_data_matrix(test).astype(train.dtype)
+    if test.shape[1] != train.shape[1]:
+        raise ValueError(f"test has D={test.shape[1]} columns but train has D={train.shape[1]}.")
+    for num_components in candidates:
+        _validation.check_num_components(num_components, train.shape[0])
+    fits = tuple(fit(jax.random.fold_in(key, k), train, k) for k in candidates)
+    scored = [scores(params, train, test) for params in fits]
+    bic = jnp.stack([bic for bic, _ in scored])
+    held_out = jnp.stack([held_out for _, held_out in scored])
+    ks = jnp.asarray(candidates, jnp.int32)
+    return ModelSelection(ks, bic, held_out, ks[jnp.nanargmin(bic)], ks[jnp.nanargmax(held_out)], fits)
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _gaussian_mixture_scores(params: gaussian_mixture.Params, train: Array, test: Array,
+                             covariance_type: str) -> tuple[Array, Array]:
+    return gaussian_mixture.bic(params, train, covariance_type), gaussian_mixture.e_step(params, test)[1]
+
+
+def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],
+                            covariance_type: str = "full", **fit_options) -> ModelSelection:
+    """Fits a Gaussian mixture for every candidate K by `gaussian_mixture.fit_em`, and scores each.
+
+        BIC(K) = -2 Σ_{i ∈ train} log p(x_i; θ_K) + (K - 1 + K·D + K·c) log N_train
+
+    with c the covariance's free parameters (D(D+1)/2 for "full"; see
+    `gaussian_mixture.num_free_parameters`), and the mean held-out log-likelihood
+    (1/N_test) Σ_{i ∈ test} log p(x_i; θ_K).
+
+    Args:
+      key: PRNG key; K is fitted with fold_in(key, K).
+      train: (N_train, D).
+      test: (N_test, D).
+      candidates: the K to try, each between 1 and N_train.
+      covariance_type: "full", "diag" or "spherical".
+      **fit_options: passed to `gaussian_mixture.fit_em` (`n_init`, `max_iter`, ...).
+
+    Returns:
+      A `ModelSelection`.
+    """
+    def fit(key, data, num_components):
+        return gaussian_mixture.fit_em(key, data, num_components, covariance_type, **fit_options)[0]
+
+    def scores(params, train, test):
+        return _gaussian_mixture_scores(params, train, test, covariance_type)
+
+    return _select(key, train, test, candidates, fit, scores)
+
+
+@jax.jit
+def _bernoulli_mixture_scores(params: bernoulli_mixture.Params, train: Array, test: Array) -> tuple[Array, Array]:
+    return bernoulli_mixture.bic(params, train), bernoulli_mixture.e_step(params, test)[1]
+
+
+def select_bernoulli_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],
+                             **fit_options) -> ModelSelection:
+    """Fits a mixture of Bernoullis for every candidate K by `bernoulli_mixture.fit_em`, and scores each.
+
+        BIC(K) = -2 Σ_{i ∈ train} log p(x_i; θ_K) + (K - 1 + K·D) log N_train
+
+    and the mean held-out log-likelihood (1/N_test) Σ_{i ∈ test} log p(x_i; θ_K).
+    θ_K is the MAP estimate under the Beta prior of `fit_em`, plugged into the
+    likelihood's BIC.
+
+    Args:
+      key: PRNG key; K is fitted with fold_in(key, K).
+      train: binary data, (N_train, D).
+      test: binary data, (N_test, D).
+      candidates: the K to try, each between 1 and N_train.
+      **fit_options: passed to `bernoulli_mixture.fit_em` (`n_init`, `alpha`, ...).
+
+    Returns:
+      A `ModelSelection`.
+    """
+    if not isinstance(test, jax.core.Tracer):
+        check_binary(test, "test")
+
+    def fit(key, data, num_components):
+        return bernoulli_mixture.fit_em(key, data, num_components, **fit_options)[0]
+
+    return _select(key, train, test, candidates, fit, _bernoulli_mixture_scores)

@@ -253,19 +253,12 @@ def classical_params(run: Run):
 
 
 def num_free_parameters(config: FitConfig, data_dim: int) -> int:
-    """Free parameters of a classical model, for the BIC.
-
-    Mixtures: K − 1 weights and the components'. Factor analysis and PPCA: D
-    means, D·d loadings less the d(d − 1)/2 of a rotation, and D or 1 noise
-    variances (Bishop 2006, §12.2.1).
-    """
+    """Free parameters of a classical model, for the BIC."""
     if config.model == "gmm":
         return gaussian_mixture.num_free_parameters(config.components, data_dim, config.covariance)
     if config.model == "mob":
-        return config.components - 1 + config.components * data_dim
-    latent_dim = config.latent_dim
-    noise = data_dim if config.model == "fa" else 1
-    return data_dim + data_dim * latent_dim - latent_dim * (latent_dim - 1) // 2 + noise
+        return bernoulli_mixture.num_free_parameters(config.components, data_dim)
+    return linear_gaussian.num_free_parameters(data_dim, config.latent_dim, isotropic=config.model == "ppca")
 
 
 def _evaluate_classical(run: Run, dataset: data_lib.Dataset, report: dict) -> dict:

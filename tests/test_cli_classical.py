@@ -63,6 +63,8 @@ def test_evaluate_reports_the_exact_test_nll(digits_runs, model, capsys):
     test = jnp.asarray(runs.load_data(run.config).test)
     expected = -float(jnp.mean(jax.vmap(LOG_MARGINALS[model], in_axes=(None, 0))(params, test)))
     np.testing.assert_allclose(report["test_nll"], expected, rtol=1e-6)
+    penalty = runs.num_free_parameters(run.config, 64) * np.log(1500)
+    np.testing.assert_allclose(report["bic"], 2 * 1500 * report["train_nll"] + penalty, rtol=1e-6)
     if model in ("gmm", "mob"):
         assert sum(report["cluster_sizes"]) == 297
         assert report["adjusted_rand_index"] > 0.1  # clusters of digits share something with the digits

@@ -150,3 +150,15 @@ def test_factor_analysis_rejects_a_constant_column(factor_data):
     with pytest.raises(ValueError, match=re.escape(message)):
         linear_gaussian.fit_factor_analysis(KEY, data, LATENT_DIM)
     linear_gaussian.fit_ppca(data, LATENT_DIM)  # PPCA's σ² covers a constant column
+
+
+def test_bic_counts_parameters_up_to_rotation():
+    # D = 5, d = 2: 5 means + 10 loadings - 1 rotation angle + 5 (FA) or 1 (PPCA) noise variances.
+    assert linear_gaussian.num_free_parameters(5, 2) == 19
+    assert linear_gaussian.num_free_parameters(5, 2, isotropic=True) == 15
+    # d = D - 1 PPCA has as many parameters as a full Gaussian, D + D(D + 1)/2.
+    assert linear_gaussian.num_free_parameters(6, 5, isotropic=True) == 6 + 21
+    data = jax.random.normal(jax.random.key(0), (50, 5))
+    params = linear_gaussian.fit_ppca(data, 2)
+    total = float(jnp.sum(jax.vmap(linear_gaussian.log_marginal, in_axes=(None, 0))(params, data)))
+    np.testing.assert_allclose(float(linear_gaussian.bic(params, data)), -2 * total + 15 * np.log(50), rtol=1e-6)

@@ -244,3 +244,19 @@ def _fit_em(key, data, num_components, max_iter, tol, alpha, beta, n_init):
     params, info, final = jax.vmap(restart)(jax.random.split(key, n_init))
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
     return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
+
+
+def num_free_parameters(num_components: int, data_dim: int) -> int:
+    """Free parameters of θ: K − 1 mixing weights and K·D pixel probabilities."""
+    return num_components - 1 + num_components * data_dim
+
+
+def bic(params: Params, data: Array) -> Array:
+    """The Bayesian information criterion, -2 Σ_i log p(x_i; θ) + (K − 1 + K·D) log N (lower is better).
+
+    For the MAP θ of `fit_em` this is the likelihood's BIC at that θ; the Beta prior is not counted.
+    """
+    num_data = data.shape[0]
+    num_components, data_dim = params.probs_logits.shape
+    total = num_data * e_step(params, data)[1]
+    return -2 * total + num_free_parameters(num_components, data_dim) * jnp.log(num_data)

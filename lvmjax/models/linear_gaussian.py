@@ -313,3 +313,20 @@ def fit_ppca_em(key: Array, data: Array, latent_dim: int, max_iter: int = 1000,
     data, latent_dim = _check_data(data, latent_dim)
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
     return _fit_em(key, data, latent_dim, max_iter, tol, None, isotropic=True)
+
+
+def num_free_parameters(data_dim: int, latent_dim: int, isotropic: bool = False) -> int:
+    """Free parameters of θ, for the BIC: D means, D·d loadings less the d(d − 1)/2 of a
+    rotation that leaves p(x; θ) unchanged, and D noise variances (factor analysis) or
+    one (PPCA, `isotropic=True`) (Bishop 2006, §12.2.1)."""
+    noise = 1 if isotropic else data_dim
+    return data_dim + data_dim * latent_dim - latent_dim * (latent_dim - 1) // 2 + noise
+
+
+def bic(params: Params, data: Array) -> Array:
+    """-2 Σ_i log p(x_i; θ) + (free parameters) · log N, the Bayesian information criterion (lower is better)."""
+    num_data = data.shape[0]
+    data_dim, latent_dim = params.weight.shape
+    total = jnp.sum(jax.vmap(log_marginal, in_axes=(None, 0))(params, data))
+    isotropic = jnp.ndim(params.noise_variance) == 0
+    return -2 * total + num_free_parameters(data_dim, latent_dim, isotropic) * jnp.log(num_data)
