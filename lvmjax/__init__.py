@@ -8,6 +8,7 @@ from lvmjax import models
 from lvmjax.estimators import (
     MarginalEstimate,
     elbo,
+    elbo_exact,
     iwae_bound,
     log_marginal_exact,
     log_marginal_is,
@@ -24,6 +25,7 @@ __all__ = [
     "MarginalEstimate",
     "bernoulli_mixture",
     "elbo",
+    "elbo_exact",
     "gaussian_mixture",
     "iwae_bound",
     "linear_gaussian",

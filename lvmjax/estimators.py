@@ -398,3 +398,52 @@ def log_marginal_exact(model: LatentVariableModel, params: Params, x: Array) -> 
     except TypeError as error:
         raise TypeError(f"log_marginal_exact needs {error}") from None
     return logsumexp(jax.vmap(lambda z: log_joint(model, params, x, z))(states))
+
+
+def elbo_exact(model: LatentVariableModel, params: Params, q: distrax.Distribution,
+               x: Array) -> Array:
+    """The ELBO of one datapoint with the expectation over a finite discrete q computed exactly.
+
+        ELBO(x; θ, φ) = Σ_{z ∈ Z} q(z; φ) [log p(x, z; θ) - log q(z; φ)]
+                      = Σ_z q(z; φ) log p(x, z; θ) + H(q(z; φ))
+                      = log p(x; θ) - KL(q(z; φ) ‖ p(z | x; θ))  <=  log p(x; θ)
+
+    (seed text, §3.3 and §4.1). Z is every state of q: the K classes of a
+    categorical, or the 2^d states of d independent Bernoulli latents; terms
+    with q(z) = 0 count as 0 (0 log 0 = 0). No sampling, so the value and its
+    gradients with respect to θ and φ are exact; it is the quantity that
+    `elbo(..., gradient="score")` estimates without bias. With q = p(z | x; θ)
+    it equals `log_marginal_exact`, and EM is coordinate ascent on its sum over
+    the data. The cost grows with |Z|.
+
+    Args:
+      model: the `LatentVariableModel`, with a discrete prior.
+      params: θ.
+      q: q(z; φ), a Categorical, OneHotCategorical, Bernoulli, or Independent of
+        one of them, over one latent (batch_shape ()).
+      x: one datapoint.
+
+    Returns:
+      A scalar.
+
+    Raises:
+      TypeError: if q is not a distribution over a finite set (e.g. a Gaussian);
+        use `elbo` for a Monte Carlo estimate instead.
+    """
+    _validation.check_single_distribution(q, "q")
+    try:
+        states = _discrete.support(q)
+    except TypeError:
+        raise TypeError(
+            "elbo_exact sums over every state of q, so q must be a finite discrete "
+            "distribution (Categorical, OneHotCategorical, Bernoulli, or Independent of one "
+            f"of them), got {type(q).__name__}; use elbo(...) for a Monte Carlo estimate."
+        ) from None
+    _check_inputs(model, params, x, q)
+    log_q = jax.vmap(q.log_prob)(states)
+    log_p = jax.vmap(lambda z: log_joint(model, params, x, z))(states)
+    probs = jnp.exp(log_q)
+    # 0 log 0 = 0: states outside q's support add nothing, to the value or to the gradient.
+    inside = probs > 0
+    integrand = jnp.where(inside, log_p - jnp.where(inside, log_q, 0.0), 0.0)
+    return jnp.sum(probs * integrand)

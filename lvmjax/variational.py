@@ -2,7 +2,8 @@
 
 A family turns a pytree φ into a distrax distribution. Non-amortized SVI holds
 one φ_i per datapoint (stacked along a leading axis N); an encoder outputs φ(x)
-for each x. Both families here are reparameterizable, z = μ + L ε.
+for each x. The Gaussian families are reparameterizable, z = μ + L ε; the
+categorical one is discrete (use score-function or exact-enumeration ELBOs).
 """
 
 from __future__ import annotations
@@ -63,5 +64,23 @@ def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0,
     def distribution(phi):
         scale_tril = jnp.tril(phi["off_diag"], -1) + jnp.diag(jnp.exp(phi["log_diag"]))
         return distrax.MultivariateNormalTri(phi["mean"], scale_tril)
+
+    return VariationalFamily(init, distribution)
+
+
+def categorical(num_states: int, init_scale: float = 0.0) -> VariationalFamily:
+    """q(z; φ) = Categorical(softmax(φ["logits"])) over z ∈ {0, …, K - 1}, φ["logits"] of shape (K,).
+
+    Every q with full support is reached, the posterior of a mixture included.
+    Initialised at logits ~ N(0, init_scale² I): the uniform q for init_scale = 0.
+    Not reparameterizable: fit it with `estimators.elbo(..., gradient="score")`
+    or `estimators.elbo_exact`.
+    """
+
+    def init(key):
+        return {"logits": init_scale * jax.random.normal(key, (num_states,))}
+
+    def distribution(phi):
+        return distrax.Categorical(logits=phi["logits"])
 
     return VariationalFamily(init, distribution)
