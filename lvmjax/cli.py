@@ -28,6 +28,10 @@ class _UsageError(Exception):
     pass
 
 
+class _Interrupted(Exception):
+    """Ctrl-C during training, with what was kept."""
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -92,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "for the real-valued ones)")
     fit.add_argument("--data-dir", default=None,
                      help="directory holding the dataset's files (binarized-mnist: binarized_mnist.npz "
-                          "or the .amat files)")
+                          "or the .amat files; mnist, fashion-mnist: the four IDX files, plain or .gz, whose "
+                          "grey levels the binary models see dynamically binarized)")
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create; must not exist")
     fit.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="passes over the training set")
     fit.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="minibatch size")
@@ -117,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "(gmm, mob)")
     fit.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction,
                      help="share of a data file's rows held out for testing, chosen with --seed")
+    fit.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N",
+                     help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
+                          "(vae, iwae, ae, svi)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the unfinished run in --out from its last checkpoint; repeat the original "
+                          "command's options. It ends with the parameters of an uninterrupted run")
     fit.add_argument("--quiet", action="store_true", help="no progress output")
 
     evaluate = commands.add_parser(
@@ -193,21 +204,37 @@ def _fit(args) -> int:
                             lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
                             components=args.components, covariance=args.covariance, max_iter=args.max_iter,
                             n_init=args.n_init, test_fraction=args.test_fraction)
-    runs.check_new_run_dir(args.out)
+    if args.resume:
+        run_dir = runs.resume_run(args.out, config)
+    else:
+        runs.check_new_run_dir(args.out)
     dataset = runs.load_data(config)
+    runs.check_config_against_data(config, dataset)
     if config.model in runs.CLASSICAL_MODELS:
         with _Status(f"fit {config.model}: EM on {dataset.train.shape[0]} x {dataset.train.shape[1]} "
                      f"({dataset.name})", args.quiet):
             result = runs.fit(config, dataset)
+        run_dir = runs.save_run(args.out, config, result)
         unit = "EM iterations"
     else:
+        if not args.resume:
+            run_dir = runs.start_run(args.out, config, dataset)
+        checkpoints = runs.Checkpoints(run_dir, args.checkpoint_every)
         progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
         try:
-            result = runs.fit(config, dataset, progress)
-        finally:
+            result = runs.fit(config, dataset, progress, checkpoints)
+        except (KeyboardInterrupt, runs.RunError) as error:
             progress.close()
+            checkpoints.wait()
+            epoch = checkpoints.latest_epoch()
+            saved = f"its last checkpoint (epoch {epoch})" if epoch else "its configuration"
+            where = f"{run_dir} keeps {saved}; repeat the command with --resume to continue"
+            if isinstance(error, KeyboardInterrupt):
+                raise _Interrupted(f"lvmjax: interrupted; {where}") from None
+            raise runs.RunError(f"{error} {where}.") from None
+        progress.close()
+        runs.finish_run(run_dir, result)
         unit = "epochs"
-    run_dir = runs.save_run(args.out, config, result)
     if not args.quiet:
         last = result.history[-1]["train_objective"]
         print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} {unit}, "
@@ -236,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lvmjax: error: {error}", file=sys.stderr)
     except OSError as error:
         print(f"lvmjax: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+    except _Interrupted as interrupted:
+        print(interrupted, file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("lvmjax: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -1,9 +1,9 @@
-"""Datasets for latent variable models: binary images for a Bernoulli likelihood p(x | z; θ),
-and real-valued rows for the Gaussian models.
+"""Datasets for latent variable models: images for a Bernoulli likelihood p(x | z; θ), and
+real-valued rows for the Gaussian models.
 
 Every dataset is a `Dataset`: float32 numpy arrays of shape (N, D), one
 datapoint (a flattened image) per row (conversion to JAX arrays is the
-caller's). Two are known by name:
+caller's). Four are known by name:
 
 - ``"digits"``: scikit-learn's copy of the UCI optical recognition of handwritten
   digits test set, 1797 images of 8x8 with values 0..16, binarized as
@@ -15,26 +15,46 @@ caller's). Two are known by name:
   the standard benchmark of Burda et al. (2016). It is read from a directory
   the user names, holding ``binarized_mnist.npz`` (arrays ``train``, ``valid``,
   ``test``) or the original text files ``binarized_mnist_{train,valid,test}.amat``.
+- ``"mnist"`` and ``"fashion-mnist"``: LeCun's MNIST digits and Zalando's
+  Fashion-MNIST (Xiao, Rasul & Vollgraf 2017), 60,000 training and 10,000 test
+  images of 28x28 with labels, read from the four IDX files of their
+  distribution (`IDX_FILES`, each plain or gzipped) in a directory the user
+  names. The values are the grey levels scaled to [0, 1], pixel / 255: not
+  binary, and flagged ``grey_levels``.
 
-Real-valued models (Gaussian mixture, factor analysis) take ``digits`` with
-``continuous=True``: the pixel values, uniformly dequantized. Any other name
-ending in ``.npy``, ``.npz`` or ``.csv`` is a user's file of rows of numbers,
-split into training and test sets at random (`load_file`).
+A Bernoulli model reads a grey-level dataset (``grey_levels``) by dynamic
+binarization (Burda et al. 2016): each pixel's grey level p_d is the
+probability that it is on, and the training loop draws x ~ Bernoulli(p) afresh
+for every minibatch with `binarize`, so the model seldom sees the same binary
+image twice. Evaluation needs the same data in every run, so the test set is
+binarized once, from the fixed seed `BINARIZATION_SEED`, by `binarize_split`.
+Binary datasets (``binary``) are used as they are.
+
+Real-valued models (Gaussian mixture, factor analysis) take ``digits``,
+``mnist`` and ``fashion-mnist`` with ``continuous=True``: the pixel values,
+uniformly dequantized. Any other name ending in ``.npy``, ``.npz`` or ``.csv`` is
+a user's file of rows of numbers, split into training and test sets at random
+(`load_file`).
 
 Anything wrong with the data raises a `DataError` whose message is one line
-saying what is wrong and how to fix it.
+saying what is wrong and how to fix it. Loading never writes anything.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.resources
+import math
 import os
 import pathlib
+import zlib
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-DATASETS = ("digits", "binarized-mnist")
+DATASETS = ("digits", "binarized-mnist", "mnist", "fashion-mnist")
 
 DIGITS_NUM_TRAIN = 1500  # of scikit-learn's 1797 digits; the other 297 are the test set
 DIGITS_THRESHOLD = 8  # a pixel (0..16) is 1 where it is >= 8, the middle of its range
@@ -48,6 +68,24 @@ MNIST_HINT = (
     "binarized-mnist needs --data-dir DIR, a directory holding binarized_mnist.npz "
     "or the binarized_mnist_{train,valid,test}.amat files"
 )
+IDX_DATASETS = ("mnist", "fashion-mnist")  # the same four file names and formats
+IDX_FILES = {  # split: (images, labels), each found in the data directory plain or with the suffix .gz
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_TYPES = {  # the IDX type code (third byte of the magic number): big-endian dtype and the format's name for it
+    0x08: (np.dtype(">u1"), "unsigned byte"),
+    0x09: (np.dtype(">i1"), "signed byte"),
+    0x0B: (np.dtype(">i2"), "short"),
+    0x0C: (np.dtype(">i4"), "int"),
+    0x0D: (np.dtype(">f4"), "float"),
+    0x0E: (np.dtype(">f8"), "double"),
+}
+IDX_IMAGE_SHAPE = (28, 28)
+IDX_NUM_CLASSES = 10
+GREY_LEVELS = 256  # pixel values 0..255 of the IDX images
+GZIP_MAGIC = b"\x1f\x8b"
+BINARIZATION_SEED = 0  # the fixed binarization of a grey-level test set, the same in every run
 
 
 class DataError(ValueError):
@@ -55,9 +93,9 @@ class DataError(ValueError):
 
 
 class Dataset(NamedTuple):
-    """A dataset of flattened binary images, split for training and evaluation."""
+    """A dataset of flattened images (or a user's rows), split for training and evaluation."""
 
-    name: str  # "digits", "binarized-mnist", or the file name of a user's file
+    name: str  # one of DATASETS, or the file name of a user's file
     train: np.ndarray  # shape=(N_train, D), float32
     test: np.ndarray  # shape=(N_test, D), float32
     valid: np.ndarray | None  # shape=(N_valid, D), float32, or None where there is no validation split
@@ -65,6 +103,7 @@ class Dataset(NamedTuple):
     test_labels: np.ndarray | None  # shape=(N_test,), int32, or None where there are no labels
     image_shape: tuple[int, int] | None  # (height, width) of one image, with height * width = D
     binary: bool  # every value is 0 or 1
+    grey_levels: bool = False  # values in [0, 1] that a Bernoulli model binarizes: `binarize`, `binarize_split`
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, continuous: bool = False,
@@ -72,12 +111,14 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, contin
     """Loads the dataset called `name`, one of `DATASETS`, or a user's file.
 
     Args:
-      name: ``"digits"`` (packaged with lvmjax), ``"binarized-mnist"``, or the
-        path of a ``.npy``, ``.npz`` or ``.csv`` file (see `load_file`).
-      data_dir: the directory that holds binarized MNIST; unused otherwise.
-      continuous: real values for a Gaussian model: the dequantized digits
-        instead of the binarized ones. A file is read as it is either way;
-        binarized MNIST has no real-valued version.
+      name: ``"digits"`` (packaged with lvmjax), ``"binarized-mnist"``,
+        ``"mnist"``, ``"fashion-mnist"``, or the path of a ``.npy``, ``.npz`` or
+        ``.csv`` file (see `load_file`).
+      data_dir: the directory that holds the files of binarized-mnist, mnist or
+        fashion-mnist; unused otherwise.
+      continuous: real values for a Gaussian model: the dequantized pixels
+        instead of the binarized digits or the grey levels of mnist. A file is
+        read as it is either way; binarized MNIST has no real-valued version.
       test_fraction: the share of a file's rows held out as the test set.
       seed: the seed of a file's random split.
 
@@ -94,6 +135,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, contin
             raise DataError("binarized-mnist has only the values 0 and 1, so it has no real-valued version for "
                             "a Gaussian model; use a binary model (mob, vae) or real-valued data")
         return load_binarized_mnist(data_dir)
+    if name in IDX_DATASETS:
+        return load_mnist(data_dir, name, continuous=continuous)
     if pathlib.Path(name).suffix.lower() in FILE_SUFFIXES:
         return load_file(name, test_fraction=test_fraction, seed=seed)
     known = ", ".join(repr(known_name) for known_name in DATASETS)
@@ -135,8 +178,7 @@ def load_digits(continuous: bool = False) -> Dataset:
             f"{labels.shape}, expected (1797, 64) and (1797,); reinstall lvmjax"
         )
     if continuous:
-        noise = np.random.default_rng(DEQUANTIZATION_SEED).uniform(size=images.shape)
-        values = ((images + noise) / DIGITS_LEVELS).astype(np.float32)
+        values = _dequantize(images, DIGITS_LEVELS, np.random.default_rng(DEQUANTIZATION_SEED))
     else:
         values = (images >= DIGITS_THRESHOLD).astype(np.float32)
     labels = labels.astype(np.int32)
@@ -174,13 +216,7 @@ def load_binarized_mnist(data_dir: str | os.PathLike | None) -> Dataset:
         file is unreadable, lacks a split, has the wrong width, is empty or has
         values other than 0 and 1.
     """
-    if data_dir is None:
-        raise DataError(MNIST_HINT)
-    directory = pathlib.Path(data_dir)
-    if not directory.exists():
-        raise DataError(f"the data directory {directory} does not exist; {MNIST_HINT}")
-    if not directory.is_dir():
-        raise DataError(f"the data directory {directory} is a file, not a directory; {MNIST_HINT}")
+    directory = _data_directory(data_dir, MNIST_HINT)
     npz_path = directory / MNIST_NPZ
     amat_paths = {split: directory / f"binarized_mnist_{split}.amat" for split in MNIST_SPLITS}
     if npz_path.is_file():
@@ -205,6 +241,178 @@ def load_binarized_mnist(data_dir: str | os.PathLike | None) -> Dataset:
         image_shape=(28, 28),
         binary=True,
     )
+
+
+def load_mnist(data_dir: str | os.PathLike | None, name: str = "mnist", *, continuous: bool = False) -> Dataset:
+    """MNIST or Fashion-MNIST, read from the four IDX files of its distribution in `data_dir`.
+
+    `data_dir` holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` (`IDX_FILES`),
+    each as distributed, gzipped with the suffix ``.gz``, or decompressed
+    without it; where both are present the plain file is read. Both datasets
+    use these names, so each needs a directory of its own. The images are
+    unsigned bytes of shape (N, 28, 28) and the labels the classes 0..9; the
+    number of images is not checked, so a subset in the same format loads too.
+
+    The values are the grey levels x_d = pixel_d / 255 ∈ [0, 1], for a
+    Bernoulli model to binarize (`binarize`, `binarize_split`). With
+    `continuous=True` each pixel is instead uniformly dequantized as in
+    `load_digits`, x_d = (pixel_d + u_d) / 256 with u_d ~ U[0, 1) from a fixed
+    seed (training set first, then the test set), for a Gaussian model, whose
+    density on the 256 levels themselves would be unbounded.
+
+    Args:
+      data_dir: the directory holding the files.
+      name: ``"mnist"`` or ``"fashion-mnist"``, for the messages and the
+        dataset's name; the files are read the same way.
+      continuous: dequantized pixels instead of grey levels.
+
+    Returns:
+      A `Dataset` with train (60000, 784) and test (10000, 784) float32, no
+      validation split, int32 labels 0..9, image_shape (28, 28), ``binary``
+      False and ``grey_levels`` True (False when continuous).
+
+    Raises:
+      DataError: if `data_dir` is None, missing or lacks a file, or a file is
+        unreadable, not gzip or IDX data, truncated, of the wrong type or shape,
+        or its images and labels differ in number.
+    """
+    if name not in IDX_DATASETS:
+        raise DataError(f"unknown IDX dataset {name!r}; the IDX datasets are {', '.join(IDX_DATASETS)}")
+    hint = _idx_hint(name)
+    directory = _data_directory(data_dir, hint)
+    paths = {base: _find_idx_file(directory, base) for pair in IDX_FILES.values() for base in pair}
+    missing = [base for base, path in paths.items() if path is None]
+    if missing:
+        found = [path.name for path in paths.values() if path is not None]
+        found_text = f" (it has only {', '.join(found)})" if found else ""
+        raise DataError(f"the data directory {directory} lacks {', '.join(missing)}, plain or .gz{found_text}; {hint}")
+    rng = np.random.default_rng(DEQUANTIZATION_SEED) if continuous else None
+    values, labels = {}, {}
+    for split, (images_base, labels_base) in IDX_FILES.items():
+        images_path, labels_path = paths[images_base], paths[labels_base]
+        pixels = _as_idx_images(read_idx(images_path), images_path, name)
+        labels[split] = _as_idx_labels(read_idx(labels_path), labels_path, name)
+        if labels[split].shape[0] != pixels.shape[0]:
+            raise DataError(f"{labels_path} has {labels[split].shape[0]} labels but {images_path} has "
+                            f"{pixels.shape[0]} images; they must be the same {split} split of {name}, so download "
+                            "both files again")
+        pixels = pixels.reshape(pixels.shape[0], -1)
+        if continuous:
+            values[split] = _dequantize(pixels, GREY_LEVELS, rng)
+        else:
+            values[split] = pixels.astype(np.float32) / np.float32(GREY_LEVELS - 1)
+    return Dataset(
+        name=name,
+        train=values["train"],
+        test=values["test"],
+        valid=None,
+        train_labels=labels["train"],
+        test_labels=labels["test"],
+        image_shape=IDX_IMAGE_SHAPE,
+        binary=False,
+        grey_levels=not continuous,
+    )
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """The array stored in the IDX file at `path` (LeCun's format of the MNIST files), gzipped or not.
+
+    An IDX file is a magic number of four bytes, 0x00 0x00, the type code of
+    the values (`IDX_TYPES`) and the number of dimensions n; then n big-endian
+    uint32 sizes; then the values, big-endian, in row-major order, and nothing
+    after them. A file whose first bytes are gzip's (0x1f 0x8b) is
+    decompressed first, whatever its name.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The array, of the header's shape and type, in native byte order.
+
+    Raises:
+      DataError: if the file is unreadable, a damaged gzip stream, not IDX
+        data, of an unknown type code, truncated, or longer than its header says.
+    """
+    path = pathlib.Path(path)
+    again = "download it again"
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"could not read {path} ({_one_line(error)})") from error
+    if content[:2] == GZIP_MAGIC:
+        try:
+            content = gzip.decompress(content)
+        except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+            raise DataError(f"could not decompress {path} ({_one_line(error)}); the gzip file is truncated or "
+                            f"corrupted, so {again}") from error
+    if len(content) < 4:
+        raise DataError(f"{path} is truncated: it holds {len(content)} bytes, fewer than the 4 of an IDX file's "
+                        f"magic number; {again}")
+    if content[:2] != b"\x00\x00":
+        looks_like = " (it looks like a web page: was the download refused?)" if content.lstrip()[:1] == b"<" else ""
+        raise DataError(f"{path} is neither an IDX file nor gzipped: it starts with the bytes 0x{content[:2].hex()}, "
+                        f"where an IDX file starts with 0x0000 and a gzip file with 0x1f8b{looks_like}; {again}")
+    code, num_dims = content[2], content[3]
+    if code not in IDX_TYPES:
+        known = ", ".join(f"0x{known_code:02x} ({type_name})" for known_code, (_, type_name) in IDX_TYPES.items())
+        raise DataError(f"{path} has the IDX type code 0x{code:02x}, not one of {known}; the file is corrupted, "
+                        f"so {again}")
+    header_size = 4 + 4 * num_dims
+    if len(content) < header_size:
+        raise DataError(f"{path} is truncated: its header has {num_dims} dimensions, {header_size} bytes, but the "
+                        f"file holds {len(content)}; {again}")
+    shape = tuple(int(size) for size in np.frombuffer(content, ">u4", count=num_dims, offset=4))
+    dtype, type_name = IDX_TYPES[code]
+    num_values = math.prod(shape)
+    expected, available = num_values * dtype.itemsize, len(content) - header_size
+    described = f"a {'x'.join(map(str, shape)) or 'scalar'} array of {type_name}s, {expected} bytes after the header"
+    if available < expected:
+        raise DataError(f"{path} is truncated: its header promises {described}, but it holds {available}; {again}")
+    if available > expected:
+        raise DataError(f"{path} holds {available - expected} bytes more than its header promises ({described}); "
+                        f"the file is corrupted, so {again}")
+    values = np.frombuffer(content, dtype, count=num_values, offset=header_size)
+    return values.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def binarize(key: jax.Array, images: jax.Array) -> jax.Array:
+    """Dynamic binarization: x_d ~ Bernoulli(p_d), each pixel independently, E[x_d] = p_d.
+
+    The grey level p_d ∈ [0, 1] of each pixel is the probability that it is on:
+    x_d = 1[u_d < p_d] with u_d ~ U[0, 1). Drawn afresh for every minibatch
+    it turns grey-level MNIST into binary data for a Bernoulli likelihood
+    p(x | z; θ), as in Burda, Grosse & Salakhutdinov (2016), "Importance
+    Weighted Autoencoders", section 5; the test set gets one fixed draw
+    (`binarize_split`). Pure and traceable: call it inside the jitted step.
+
+    Args:
+      key: the PRNG key of this draw.
+      images: the probabilities p, floating, of any shape (one image (D,) or a
+        minibatch (B, D)).
+
+    Returns:
+      x, of the shape and dtype of `images`, every value 0 or 1.
+    """
+    images = jnp.asarray(images)
+    return jax.random.bernoulli(key, images).astype(images.dtype)
+
+
+def binarize_split(images: np.ndarray, seed: int = BINARIZATION_SEED) -> np.ndarray:
+    """One fixed binarization x ~ Bernoulli(images) of a whole split, the same for every call with `seed`.
+
+    For evaluation: binarizing the test set once, from a fixed seed, makes the
+    test metrics of grey-level data reproducible and comparable between runs,
+    while training draws afresh with `binarize`.
+
+    Args:
+      images: grey levels in [0, 1], shape (N, D), floating (a `Dataset`'s split).
+      seed: the seed of the draw.
+
+    Returns:
+      A numpy array of the shape and dtype of `images`, every value 0 or 1.
+    """
+    return np.asarray(binarize(jax.random.PRNGKey(seed), images))
 
 
 def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -513,3 +721,64 @@ def _as_binary_images(array: np.ndarray, description: str, width: int) -> np.nda
                         "each row must be one flattened image")
     check_binary(array, description)
     return array.astype(np.float32)
+
+
+def _data_directory(data_dir: str | os.PathLike | None, hint: str) -> pathlib.Path:
+    """`data_dir` as a path, after checking that it names a directory; `hint` ends every message."""
+    if data_dir is None:
+        raise DataError(hint)
+    directory = pathlib.Path(data_dir)
+    if not directory.exists():
+        raise DataError(f"the data directory {directory} does not exist; {hint}")
+    if not directory.is_dir():
+        raise DataError(f"the data directory {directory} is a file, not a directory; {hint}")
+    return directory
+
+
+def _dequantize(pixels: np.ndarray, levels: int, rng: np.random.Generator) -> np.ndarray:
+    """(pixels + u) / levels with u ~ U[0, 1) from `rng`, as float32 (Theis, van den Oord & Bethge 2016).
+
+    Every value stays inside its pixel's bin [pixel / levels, (pixel + 1) / levels).
+    """
+    values = rng.uniform(size=pixels.shape)
+    values += pixels  # in place: MNIST's training set is 376 MB of float64
+    values /= levels
+    dequantized = values.astype(np.float32)
+    # Rounding to float32 carries a few values up onto the next bin's lower edge; step those back inside.
+    np.multiply(dequantized, levels, out=values)
+    values -= pixels
+    over = values >= 1
+    dequantized[over] = np.nextafter(dequantized[over], np.float32(0))
+    return dequantized
+
+
+def _idx_hint(name: str) -> str:
+    return (f"{name} needs --data-dir DIR, a directory holding its four IDX files "
+            f"{', '.join(base for pair in IDX_FILES.values() for base in pair)}, each plain or gzipped (.gz)")
+
+
+def _find_idx_file(directory: pathlib.Path, base: str) -> pathlib.Path | None:
+    for path in (directory / base, directory / f"{base}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _as_idx_images(array: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
+    """`array` after checking that it is unsigned bytes of shape (N, 28, 28), N >= 1."""
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != IDX_IMAGE_SHAPE or not array.shape[0]:
+        raise DataError(f"{path} holds {array.dtype} values of shape {array.shape}, but the images of {name} are "
+                        f"unsigned bytes of shape (N, {IDX_IMAGE_SHAPE[0]}, {IDX_IMAGE_SHAPE[1]}) with N >= 1; "
+                        "check that it is the right file, or download it again")
+    return array
+
+
+def _as_idx_labels(array: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
+    """`array` as int32 after checking that it is unsigned bytes of shape (N,) with values 0..9."""
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise DataError(f"{path} holds {array.dtype} values of shape {array.shape}, but the labels of {name} are "
+                        "unsigned bytes of shape (N,); check that it is the right file, or download it again")
+    if array.size and array.max() >= IDX_NUM_CLASSES:
+        raise DataError(f"{path} has the label {array.max()}, but the labels of {name} are the classes "
+                        f"0..{IDX_NUM_CLASSES - 1}; the file is corrupted, so download it again")
+    return array.astype(np.int32)

@@ -47,6 +47,7 @@ CLASSICAL_MODELS = ("gmm", "mob", "fa", "ppca")  # fitted by EM (ppca in closed 
 CONTINUOUS_MODELS = ("gmm", "fa", "ppca")  # Gaussian likelihoods: real-valued data; all others binary
 MODELS = NEURAL_MODELS + CLASSICAL_MODELS
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR = "config.json", "metrics.jsonl", "checkpoint"
+CHECKPOINTS_DIR = "checkpoints"  # training checkpoints of the neural models, every N epochs
 
 
 class RunError(ValueError):
@@ -140,10 +141,23 @@ def _optimizer(config: FitConfig, steps: int) -> optax.GradientTransformation:
 
 
 def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Dataset:
-    """The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones."""
+    """The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones.
+
+    Grey-level images (mnist, fashion-mnist) become binary for the Bernoulli
+    models by dynamic binarization: `fit` draws each training minibatch afresh
+    (`data.binarize`); the test split is one fixed draw (`data.binarize_split`).
+    """
     continuous = config.model in CONTINUOUS_MODELS
     dataset = data_lib.load_dataset(config.data, data_dir if data_dir is not None else config.data_dir,
                                     continuous=continuous, test_fraction=config.test_fraction, seed=config.seed)
+    if not continuous and dataset.grey_levels:
+        # Burda et al. (2016): the test split binarized once, from a fixed seed, so that test metrics are
+        # reproducible; the training split afresh in every minibatch (`fit`), or once for EM.
+        test = data_lib.binarize_split(dataset.test)
+        if config.model in NEURAL_MODELS:
+            return dataset._replace(test=test)
+        return dataset._replace(train=data_lib.binarize_split(dataset.train), test=test, binary=True,
+                                grey_levels=False)
     if not continuous:
         data_lib.check_binary(dataset.train, f"the training split of {dataset.name}")
     elif dataset.binary:
@@ -153,15 +167,22 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
 
 
 def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
-        progress: Callable[[int, dict], None] | None = None) -> FitResult:
-    """Trains the model of `config` on the training split; `progress(epoch, metrics)` after each epoch."""
+        progress: Callable[[int, dict], None] | None = None,
+        checkpoints: Checkpoints | None = None) -> FitResult:
+    """Trains the model of `config` on the training split; `progress(epoch, metrics)` after each epoch.
+
+    With `checkpoints`, the training state is saved every `checkpoints.every`
+    epochs and after the last, and training starts from the latest checkpoint
+    there if it has one. Epoch t always uses the t-th of the keys
+    `jax.random.split(key_epochs, epochs)`, so a resumed run ends with the same
+    parameters as an uninterrupted one (bitwise on CPU).
+    """
     dataset = dataset if dataset is not None else load_data(config)
+    check_config_against_data(config, dataset)
     if config.model in CLASSICAL_MODELS:
         return _fit_classical(config, dataset)
     train = jnp.asarray(dataset.train)
     num_data, data_dim = train.shape
-    if config.batch_size > num_data:
-        raise RunError(f"batch-size {config.batch_size} is larger than the {num_data} training datapoints.")
     vae = build_model(config, data_dim, dataset.image_shape)
     key_init, key_phi, key_epochs = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     params = vae.init(key_init)
@@ -179,17 +200,26 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         step = training.make_train_step(_objective(config, vae), optimizer)
         state = training.init_train_state(params, optimizer)
         data = train
+    if dataset.grey_levels:
+        step = _binarizing(step, svi=config.model == "svi")
     epoch_fn = jax.jit(training.make_epoch(step, config.batch_size))
 
-    history = []
+    history, first_epoch, seconds_before = [], 1, 0.0
+    if checkpoints is not None and (latest := checkpoints.restore_latest(state)) is not None:
+        state, history = latest
+        first_epoch = len(history) + 1
+        seconds_before = history[-1]["seconds"] if history else 0.0
+    epoch_keys = jax.random.split(key_epochs, config.epochs)
     start = time.perf_counter()
-    for epoch, key in enumerate(jax.random.split(key_epochs, config.epochs), start=1):
-        state, metrics = epoch_fn(state, key, data)
+    for epoch in range(first_epoch, config.epochs + 1):
+        state, metrics = epoch_fn(state, epoch_keys[epoch - 1], data)
         value = float(jnp.mean(metrics.elbo if config.model == "svi" else metrics.objective))
         if not math.isfinite(value):
             raise RunError(f"the training objective became {value} in epoch {epoch}; lower --lr.")
-        entry = {"epoch": epoch, "train_objective": value, "seconds": time.perf_counter() - start}
+        entry = {"epoch": epoch, "train_objective": value, "seconds": seconds_before + time.perf_counter() - start}
         history.append(entry)
+        if checkpoints is not None and (epoch % checkpoints.every == 0 or epoch == config.epochs):
+            checkpoints.save(epoch, state, history)
         if progress is not None:
             progress(epoch, entry)
     if config.model == "svi":
@@ -197,7 +227,81 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
     else:
         params = state.params
     params = jax.block_until_ready(params)
-    return FitResult(params, history, time.perf_counter() - start, data_dim, dataset.image_shape)
+    if checkpoints is not None:
+        checkpoints.wait()
+    return FitResult(params, history, seconds_before + time.perf_counter() - start, data_dim, dataset.image_shape)
+
+
+def _binarizing(step, svi: bool):
+    """`step` on a fresh binarization of every minibatch of grey levels (Burda et al. 2016)."""
+
+    def binarized_step(state, key, batch):
+        key_binarize, key_step = jax.random.split(key)
+        if svi:
+            indices, images = batch
+            return step(state, key_step, (indices, data_lib.binarize(key_binarize, images)))
+        return step(state, key_step, data_lib.binarize(key_binarize, batch))
+
+    return binarized_step
+
+
+def check_config_against_data(config: FitConfig, dataset: data_lib.Dataset) -> None:
+    """The checks of `config` that need the data's size, made before anything is trained or written."""
+    num_data, data_dim = dataset.train.shape
+    if config.model in NEURAL_MODELS and config.batch_size > num_data:
+        raise RunError(f"batch-size {config.batch_size} is larger than the {num_data} training datapoints.")
+    if config.model in ("gmm", "mob") and config.components > num_data:
+        raise RunError(f"components must be between 1 and the number of training datapoints ({num_data}), "
+                       f"got {config.components}.")
+    if config.model in ("fa", "ppca") and config.latent_dim >= data_dim:
+        raise RunError(f"latent-dim {config.latent_dim} must be below the data dimension D={data_dim}.")
+
+
+class Checkpoints:
+    """The training checkpoints of a run, in RUN_DIR/checkpoints/EPOCH with orbax.
+
+    Each holds the whole training state (parameters, optimizer state, step
+    count; for svi every φ_i too) and the history of the epochs so far, from
+    which the epoch and its PRNG key follow. orbax writes each atomically (a
+    temporary directory, renamed when complete), so a process killed at any
+    moment leaves the previous checkpoint readable; only the latest is kept.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, every: int):
+        import orbax.checkpoint as ocp
+
+        if every < 1:
+            raise RunError(f"checkpoint-every must be at least 1, got {every}.")
+        self.every = every
+        self._ocp = ocp
+        self._manager = ocp.CheckpointManager(Path(run_dir).absolute() / CHECKPOINTS_DIR,
+                                              options=ocp.CheckpointManagerOptions(max_to_keep=1))
+
+    def save(self, epoch: int, state, history: list[dict]) -> None:
+        ocp = self._ocp
+        self._manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                          history=ocp.args.JsonSave(history)))
+
+    def latest_epoch(self) -> int | None:
+        return self._manager.latest_step()
+
+    def restore_latest(self, template):
+        """(state, history) of the latest checkpoint, shaped like `template`; None if there is none."""
+        epoch = self._manager.latest_step()
+        if epoch is None:
+            return None
+        ocp = self._ocp
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        try:
+            restored = self._manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+        except Exception as error:  # orbax raises many types for a damaged or mismatched checkpoint
+            raise RunError(f"cannot read the checkpoint of epoch {epoch} in {self._manager.directory} "
+                           f"({type(error).__name__}); it does not match config.json.") from None
+        return restored.state, list(restored.history)
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
 
 
 # --- Classical models, fitted by EM -----------------------------------------------------
@@ -292,34 +396,114 @@ def _evaluate_classical(run: Run, dataset: data_lib.Dataset, report: dict) -> di
 # --- Run directories --------------------------------------------------------------------
 
 
-def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult) -> Path:
-    """Writes config.json, metrics.jsonl and the checkpoint; never touches an existing directory."""
-    import orbax.checkpoint as ocp
+def _describe(config: FitConfig, data_dim: int, image_shape, num_train: int) -> dict:
+    """config.json: the configuration, and the shapes that `load_run` needs to read the checkpoint."""
+    description = dataclasses.asdict(config) | {
+        "data_dim": int(data_dim),
+        "image_shape": list(image_shape) if image_shape else None,
+    }
+    if config.model == "svi":
+        description["num_train"] = int(num_train)  # one φ_i per training datapoint
+    return description
 
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def start_run(run_dir: str | os.PathLike, config: FitConfig, dataset: data_lib.Dataset) -> Path:
+    """Creates RUN_DIR holding config.json, to be filled by checkpoints and `finish_run`.
+
+    The directory appears whole (a staging sibling, renamed), and an existing
+    one is never written into.
+    """
     run_dir = Path(run_dir).absolute()
     check_new_run_dir(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
     try:
-        description = dataclasses.asdict(config) | {
-            "data_dim": result.data_dim,
-            "image_shape": list(result.image_shape) if result.image_shape else None,
-            "train_seconds": result.seconds,
-        }
-        if config.model == "svi":
-            description["num_train"] = int(jax.tree_util.tree_leaves(result.params["phi"])[0].shape[0])
+        description = _describe(config, dataset.train.shape[1], dataset.image_shape, dataset.train.shape[0])
         (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        with open(staging / METRICS_FILE, "w") as metrics:
-            for entry in result.history:
-                metrics.write(json.dumps(entry) + "\n")
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(staging / CHECKPOINT_DIR, result.params)
-        checkpointer.wait_until_finished()
         os.rename(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir
+
+
+def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
+    """Writes the trained parameters (checkpoint/), metrics.jsonl and the training time into RUN_DIR.
+
+    checkpoint/ is written last and atomically: a run directory holds it
+    exactly when the run is complete.
+    """
+    import orbax.checkpoint as ocp
+
+    run_dir = Path(run_dir).absolute()
+    _write_atomically(run_dir / METRICS_FILE, "".join(json.dumps(entry) + "\n" for entry in result.history))
+    description = json.loads((run_dir / CONFIG_FILE).read_text()) | {"train_seconds": result.seconds}
+    _write_atomically(run_dir / CONFIG_FILE, json.dumps(description, indent=2) + "\n")
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(run_dir / CHECKPOINT_DIR, result.params)
+    checkpointer.wait_until_finished()
+    return run_dir
+
+
+def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult,
+             dataset: data_lib.Dataset | None = None) -> Path:
+    """Writes config.json, metrics.jsonl and the checkpoint; never touches an existing directory.
+
+    Everything goes into a staging sibling that is renamed into place at the end.
+    """
+    run_dir = Path(run_dir).absolute()
+    check_new_run_dir(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
+    try:
+        num_train = len(jax.tree_util.tree_leaves(result.params["phi"])[0]) if config.model == "svi" else 0
+        description = _describe(config, result.data_dim, result.image_shape, num_train)
+        (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        finish_run(staging, result)
+        os.rename(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def resume_run(run_dir: str | os.PathLike, config: FitConfig) -> Path:
+    """Checks that RUN_DIR is an unfinished run of exactly `config`, to continue with `fit(..., checkpoints)`."""
+    run_dir = Path(run_dir).absolute()
+    saved = _read_config(run_dir)
+    if (run_dir / CHECKPOINT_DIR).exists():
+        raise RunError(f"{run_dir} is a finished run; there is nothing to resume.")
+    if config.model in CLASSICAL_MODELS:
+        raise RunError(f"{config.model} is fitted in one go, without checkpoints; there is nothing to resume, "
+                       f"so fit it again into a new --out.")
+    for field in dataclasses.fields(FitConfig):
+        given, stored = getattr(config, field.name), getattr(saved, field.name)
+        if given != stored:
+            raise RunError(f"--resume continues {run_dir} as config.json describes it, but "
+                           f"{field.name.replace('_', '-')} differs (saved {stored!r}, given {given!r}); "
+                           "repeat the original command with --resume.")
+    return run_dir
+
+
+def _read_config(run_dir: Path) -> FitConfig:
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir} does not exist; make it with 'lvmjax fit'." if not run_dir.exists()
+                       else f"{run_dir} is a file, not a run directory; make one with 'lvmjax fit'.")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; "
+                       "make one with 'lvmjax fit'.")
+    try:
+        description = json.loads((run_dir / CONFIG_FILE).read_text())
+        fields = {field.name for field in dataclasses.fields(FitConfig)}
+        return FitConfig(**{name: value for name, value in description.items() if name in fields})
+    except (json.JSONDecodeError, TypeError, ValueError) as error:
+        raise RunError(f"{run_dir / CONFIG_FILE} is damaged ({error}).") from None
 
 
 def check_new_run_dir(run_dir: str | os.PathLike) -> None:
@@ -347,6 +531,13 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; "
                        "make one with 'lvmjax fit'.")
+    if not (run_dir / CHECKPOINT_DIR).exists():
+        checkpoints = run_dir / CHECKPOINTS_DIR
+        epochs = sorted(int(path.name) for path in checkpoints.iterdir() if path.name.isdigit()) \
+            if checkpoints.is_dir() else []
+        where = f"after epoch {epochs[-1]}" if epochs else "before its first checkpoint"
+        raise RunError(f"the run in {run_dir} is unfinished (it stopped {where}); continue it by repeating "
+                       "its 'lvmjax fit' command with --resume.")
     try:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
         fields = {field.name for field in dataclasses.fields(FitConfig)}

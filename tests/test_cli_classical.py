@@ -134,11 +134,11 @@ def test_bad_input_for_the_classical_models_gets_one_line(tmp_path, capsys):
                    message="use mob for binary data")
     one_line_error(capsys, "fit", "mob", "--data", str(tmp_path / "real.npy"), "--out", out, message="not 0 or 1")
     one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "real.npy"), "--components", "17", "--out", out,
-                   message="num_components must be between 1 and the number of datapoints (16)")
+                   message="components must be between 1 and the number of training datapoints (16)")
     one_line_error(capsys, "fit", "fa", "--data", str(tmp_path / "constant.npy"), "--latent-dim", "1",
                    "--out", out, message="column 1 is constant")
     one_line_error(capsys, "fit", "ppca", "--data", str(tmp_path / "real.npy"), "--latent-dim", "3", "--out", out,
-                   message="latent_dim=3 must be below the data dimension D=3")
+                   message="latent-dim 3 must be below the data dimension D=3")
     one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "nan.npy"), "--out", out,
                    message="NaN or infinite (the first in row 4, column 2)")
     one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "missing.csv"), "--out", out,

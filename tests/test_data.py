@@ -78,7 +78,7 @@ def test_digits_equal_scikit_learns_binarized_and_split():
 
 
 def test_load_dataset_by_name():
-    assert data.DATASETS == ("digits", "binarized-mnist")
+    assert data.DATASETS == ("digits", "binarized-mnist", "mnist", "fashion-mnist")
     by_name, direct = data.load_dataset("digits"), data.load_digits()
     for field in ("train", "test", "train_labels", "test_labels"):
         np.testing.assert_array_equal(getattr(by_name, field), getattr(direct, field))
@@ -165,9 +165,10 @@ def test_binarized_mnist_real_file():
 
 
 def test_unknown_dataset_lists_the_known_names():
-    raises_one_line(r"^unknown dataset 'mnist'; the known datasets are 'digits', 'binarized-mnist', "
+    raises_one_line(r"^unknown dataset 'cifar10'; the known datasets are 'digits', 'binarized-mnist', 'mnist', "
+                    r"'fashion-mnist', "
                     r"or the path of a \.npy, \.npz, \.csv file$",
-                    data.load_dataset, "mnist")
+                    data.load_dataset, "cifar10")
 
 
 def test_binarized_mnist_without_data_dir():

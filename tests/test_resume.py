@@ -1,0 +1,108 @@
+"""Checkpoints and --resume: an interrupted run, even one killed with SIGKILL, ends with the
+parameters of an uninterrupted run, bitwise."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from lvmjax import cli, runs
+
+pytestmark = pytest.mark.standard_promotion
+
+OPTIONS = ["--epochs", "6", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500", "--checkpoint-every", "2",
+           "--quiet"]
+
+
+def fit_cli(out, *extra):
+    return cli.main(["fit", "vae", "--out", str(out), *OPTIONS, *extra])
+
+
+def assert_same_params(first, second):
+    leaves = zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second), strict=True)
+    for left, right in leaves:
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The run directory of the uninterrupted run."""
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    assert fit_cli(out) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(whole):
+    return runs.load_run(whole)
+
+
+def test_a_finished_run_keeps_its_last_training_checkpoint(whole):
+    run_dir = whole
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["6"]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in metrics] == [1, 2, 3, 4, 5, 6]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_same_run(uninterrupted, tmp_path, capsys,
+                                                                          monkeypatch):
+    out = tmp_path / "interrupted"
+    original = runs.fit
+
+    def interrupt_after_epoch_three(config, dataset, progress, checkpoints):
+        def progress_then_stop(epoch, metrics):
+            progress(epoch, metrics)
+            if epoch == 3:
+                raise KeyboardInterrupt
+        return original(config, dataset, progress_then_stop, checkpoints)
+
+    monkeypatch.setattr(runs, "fit", interrupt_after_epoch_three)
+    assert fit_cli(out) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lvmjax: interrupted; {out} keeps its last checkpoint (epoch 2); repeat the command with "
+                   "--resume to continue"]
+    monkeypatch.setattr(runs, "fit", original)
+    with pytest.raises(runs.RunError, match=r"unfinished \(it stopped after epoch 2\).*--resume"):
+        runs.load_run(out)
+    assert fit_cli(out, "--resume") == 0
+    assert_same_params(runs.load_run(out).params, uninterrupted.params)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in metrics] == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigkill_at_any_moment_leaves_a_readable_checkpoint(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "lvmjax", "fit", "vae", "--out", str(out), *OPTIONS]
+    command[command.index("--checkpoint-every") + 1] = "1"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "3").is_dir():  # orbax renames a checkpoint into place when complete
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert not (out / "checkpoint").exists()  # unfinished
+    assert fit_cli(out, "--resume", "--checkpoint-every", "1") == 0
+    assert_same_params(runs.load_run(out).params, uninterrupted.params)
+
+
+def test_resume_refuses_what_it_cannot_continue(whole, tmp_path, capsys):
+    assert fit_cli(whole, "--resume") == 2
+    assert "is a finished run; there is nothing to resume" in capsys.readouterr().err
+    out = tmp_path / "partial"
+    runs.start_run(out, runs.FitConfig(model="vae", epochs=6, hidden=(16,), latent_dim=2, batch_size=500),
+                   runs.load_data(runs.FitConfig(model="vae")))
+    assert fit_cli(out, "--resume", "--lr", "0.01") == 2
+    err = capsys.readouterr().err.strip()
+    assert "lr differs (saved 0.001, given 0.01); repeat the original command with --resume" in err
+    assert "\n" not in err
+    assert fit_cli(tmp_path / "absent", "--resume") == 2
+    assert "does not exist" in capsys.readouterr().err
