@@ -19,6 +19,7 @@ directory is never written into.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -122,9 +123,19 @@ class FitResult(NamedTuple):
 
 
 def build_model(config: FitConfig, data_dim: int, image_shape) -> amortized_lib.AmortizedModel:
-    """The networks of a run (svi uses only the decoder)."""
-    return amortized_lib.make_vae(data_dim, config.latent_dim, hidden=config.hidden,
-                                  architecture=config.architecture, image_shape=image_shape)
+    """The networks of a run (svi uses only the decoder).
+
+    Runs with the same sizes get the same `AmortizedModel` object, so that compiled
+    programs that take it as a static argument are shared between them.
+    """
+    return _networks(data_dim, config.latent_dim, tuple(config.hidden), config.architecture,
+                     tuple(image_shape) if image_shape is not None else None)
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(data_dim, latent_dim, hidden, architecture, image_shape) -> amortized_lib.AmortizedModel:
+    return amortized_lib.make_vae(data_dim, latent_dim, hidden=hidden, architecture=architecture,
+                                  image_shape=image_shape)
 
 
 def _objective(config: FitConfig, vae):
@@ -365,15 +376,16 @@ def num_free_parameters(config: FitConfig, data_dim: int) -> int:
     return linear_gaussian.num_free_parameters(data_dim, config.latent_dim, isotropic=config.model == "ppca")
 
 
-def _evaluate_classical(run: Run, dataset: data_lib.Dataset, report: dict) -> dict:
+def _evaluate_classical(config: FitConfig, params, dataset: data_lib.Dataset, report: dict,
+                        per_datapoint: bool) -> dict:
     """Exact test metrics: −log p(x) needs no sampling, and with q = p(z | x) the ELBO is log p(x)."""
-    model = run.config.model
-    params = classical_params(run)
+    model = config.model
+    params = _CLASSICAL_PARAMS[model](**params)
     log_marginal = jax.jit(jax.vmap(_LOG_MARGINALS[model], in_axes=(None, 0)))
     train, test = jnp.asarray(dataset.train), jnp.asarray(dataset.test)
     test_log_marginals, train_log_marginals = log_marginal(params, test), log_marginal(params, train)
     num_train = train.shape[0]
-    bic = -2 * float(jnp.sum(train_log_marginals)) + num_free_parameters(run.config, run.data_dim) * math.log(num_train)
+    bic = -2 * float(jnp.sum(train_log_marginals)) + num_free_parameters(config, train.shape[1]) * math.log(num_train)
     report = report | {
         "num_samples": None,
         "test_elbo": float(jnp.mean(test_log_marginals)),
@@ -385,11 +397,13 @@ def _evaluate_classical(run: Run, dataset: data_lib.Dataset, report: dict) -> di
     if model in ("gmm", "mob"):
         posterior = gaussian_mixture.posterior if model == "gmm" else bernoulli_mixture.posterior
         labels = jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(test)
-        report["cluster_sizes"] = [int(count) for count in jnp.bincount(labels, length=run.config.components)]
+        report["cluster_sizes"] = [int(count) for count in jnp.bincount(labels, length=config.components)]
         if dataset.test_labels is not None:
             report["adjusted_rand_index"] = adjusted_rand_index(dataset.test_labels, labels)
     if model == "gmm":
         report["collapsed_components"] = int(jnp.sum(gaussian_mixture.collapsed_components(params)))
+    if per_datapoint:
+        report["test_log_marginals"] = [float(value) for value in test_log_marginals]
     return report
 
 
@@ -451,8 +465,7 @@ def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
     return run_dir
 
 
-def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult,
-             dataset: data_lib.Dataset | None = None) -> Path:
+def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult) -> Path:
     """Writes config.json, metrics.jsonl and the checkpoint; never touches an existing directory.
 
     Everything goes into a staging sibling that is renamed into place at the end.
@@ -525,12 +538,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     import orbax.checkpoint as ocp
 
     run_dir = Path(run_dir).absolute()
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir} does not exist; make it with 'lvmjax fit'." if not run_dir.exists()
-                       else f"{run_dir} is a file, not a run directory; make one with 'lvmjax fit'.")
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; "
-                       "make one with 'lvmjax fit'.")
+    config = _read_config(run_dir)
     if not (run_dir / CHECKPOINT_DIR).exists():
         checkpoints = run_dir / CHECKPOINTS_DIR
         epochs = sorted(int(path.name) for path in checkpoints.iterdir() if path.name.isdigit()) \
@@ -540,8 +548,6 @@ def load_run(run_dir: str | os.PathLike) -> Run:
                        "its 'lvmjax fit' command with --resume.")
     try:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
-        fields = {field.name for field in dataclasses.fields(FitConfig)}
-        config = FitConfig(**{name: value for name, value in description.items() if name in fields})
         data_dim = int(description["data_dim"])
         image_shape = tuple(description["image_shape"]) if description.get("image_shape") else None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
@@ -585,7 +591,20 @@ def load_run(run_dir: str | os.PathLike) -> Run:
 
 def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: str | None = None,
                  refine_steps: int = 200, seed: int = 0) -> dict:
-    """Test-split metrics of a saved run, in nats per datapoint.
+    """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
+    if num_samples < 1:
+        raise RunError(f"num-samples must be at least 1, got {num_samples}.")
+    run = load_run(run_dir)
+    dataset = load_data(run.config, data_dir)
+    if dataset.test.shape[1] != run.data_dim:
+        raise RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
+                       f"on {run.data_dim}; evaluate it on the data it was fitted to.")
+    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed)
+
+
+def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: int = 5000,
+             refine_steps: int = 200, seed: int = 0, per_datapoint: bool = False) -> dict:
+    """Test-split metrics of a fitted model, in nats per datapoint.
 
     - vae, iwae: test ELBO of the encoder's q; test NLL = −log p(x) importance-sampled with
       `num_samples` draws from the refined q; the approximation and amortization gaps.
@@ -594,49 +613,44 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
     - gmm, mob, fa, ppca: exact test NLL (num_samples is unused), test_elbo = −test_nll (the
       exact posterior is the q), the training NLL and BIC, and for the mixtures the cluster
       sizes and, where the data has labels, the adjusted Rand index of the test clusters.
+
+    Args:
+      config: the run's configuration.
+      params: its parameters, as `fit` returns them in `FitResult.params` (or `load_run` reads them).
+      dataset: the data it was fitted to; the test split is evaluated.
+      num_samples: K of the importance-sampled test NLL.
+      refine_steps: SVI steps of the refinement (vae, iwae) or, twice as many, of the test φ_i (svi).
+      seed: of every draw.
+      per_datapoint: also return "test_log_marginals", log p(x_i) (or its estimate) for every
+        test datapoint, for the models that have a likelihood.
     """
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
-    run = load_run(run_dir)
-    config, params, vae = run.config, run.params, run.vae
-    dataset = load_data(config, data_dir)
     test = jnp.asarray(dataset.test)
-    if test.shape[1] != run.data_dim:
-        raise RunError(f"the test data has {test.shape[1]} columns but the model in {run_dir} was trained "
-                       f"on {run.data_dim}; evaluate it on the data it was fitted to.")
     key = jax.random.PRNGKey(seed)
     chunk_size = _chunk_size(num_samples)
     report = {"model": config.model, "dataset": dataset.name, "num_test": int(test.shape[0]),
               "num_samples": num_samples}
     if config.model in CLASSICAL_MODELS:
-        return _evaluate_classical(run, dataset, report)
+        return _evaluate_classical(config, params, dataset, report, per_datapoint)
+    vae = build_model(config, test.shape[1], dataset.image_shape)
 
     if config.model == "ae":
-        reconstruction = jax.jit(jax.vmap(lambda x: log_likelihood(
-            vae.model, params, x, amortized_lib.encode_mean(vae, params, x))))(test)
+        reconstruction = _reconstruction_log_likelihoods(vae, params, test)
         return report | {"test_elbo": None, "test_nll": None,
                          "test_reconstruction_nll": -float(jnp.mean(reconstruction))}
 
     if config.model == "svi":
-        phi0 = jax.vmap(vae.family.init)(jax.random.split(key, test.shape[0]))
-        phi = jax.jit(lambda key: svi_lib.fit_local(
-            key, vae.model, vae.family, params, test, phi0, optax.adam(config.svi_lr),
-            refine_steps * 2, analytic_kl=True))(key)
+        elbos, estimate = _svi_test_metrics(key, vae, {"decoder": params["decoder"]}, test, config.svi_lr,
+                                            refine_steps, num_samples, chunk_size)
+        report |= {"test_elbo": float(jnp.mean(elbos)), "test_nll": -float(jnp.mean(estimate.log_marginal)),
+                   "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0])}
+        if per_datapoint:
+            report["test_log_marginals"] = [float(value) for value in estimate.log_marginal]
+        return report
 
-        def per_datapoint(index, phi_i, x):
-            q = vae.family.distribution(phi_i)
-            k = jax.random.fold_in(key, index)
-            return (elbo(k, vae.model, params, q, x, 100, analytic_kl=True),
-                    log_marginal_is(k, vae.model, params, q, x, num_samples, chunk_size=chunk_size).log_marginal)
-
-        elbos, log_marginals = jax.jit(lambda: jax.lax.map(
-            lambda args: per_datapoint(*args), (jnp.arange(test.shape[0]), phi, test), batch_size=64))()
-        return report | {"test_elbo": float(jnp.mean(elbos)), "test_nll": -float(jnp.mean(log_marginals))}
-
-    gaps = jax.jit(lambda key: svi_lib.amortization_gap(
-        key, vae, params, test, refine_steps=refine_steps, marginal_samples=num_samples,
-        chunk_size=chunk_size))(key)
-    return report | {
+    gaps = _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size)
+    report |= {
         "test_elbo": float(jnp.mean(gaps.amortized_elbo)),
         "test_nll": -float(jnp.mean(gaps.log_marginal)),
         "test_nll_stderr": float(jnp.sqrt(jnp.sum(gaps.log_marginal_stderr**2)) / test.shape[0]),
@@ -644,6 +658,40 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
         "approximation_gap": float(jnp.mean(gaps.approximation_gap)),
         "amortization_gap": float(jnp.mean(gaps.amortization_gap)),
     }
+    if per_datapoint:
+        report["test_log_marginals"] = [float(value) for value in gaps.log_marginal]
+    return report
+
+
+# Compiled once per network and setting: the parameters are arguments, not constants, so runs
+# of the same sizes (a vae and an iwae, say) share the program.
+
+
+@functools.partial(jax.jit, static_argnames=("vae",))
+def _reconstruction_log_likelihoods(vae, params, test):
+    return jax.vmap(lambda x: log_likelihood(vae.model, params, x, amortized_lib.encode_mean(vae, params, x)))(test)
+
+
+@functools.partial(jax.jit, static_argnames=("vae", "svi_lr", "refine_steps", "num_samples", "chunk_size"))
+def _svi_test_metrics(key, vae, params, test, svi_lr, refine_steps, num_samples, chunk_size):
+    phi0 = jax.vmap(vae.family.init)(jax.random.split(key, test.shape[0]))
+    phi = svi_lib.fit_local(key, vae.model, vae.family, params, test, phi0, optax.adam(svi_lr),
+                            refine_steps * 2, analytic_kl=True)
+
+    def per_datapoint(args):
+        index, phi_i, x = args
+        q = vae.family.distribution(phi_i)
+        k = jax.random.fold_in(key, index)
+        return (elbo(k, vae.model, params, q, x, 100, analytic_kl=True),
+                log_marginal_is(k, vae.model, params, q, x, num_samples, chunk_size=chunk_size))
+
+    return jax.lax.map(per_datapoint, (jnp.arange(test.shape[0]), phi, test), batch_size=64)
+
+
+@functools.partial(jax.jit, static_argnames=("vae", "refine_steps", "num_samples", "chunk_size"))
+def _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size):
+    return svi_lib.amortization_gap(key, vae, params, test, refine_steps=refine_steps,
+                                    marginal_samples=num_samples, chunk_size=chunk_size)
 
 
 def _chunk_size(num_samples: int) -> int:
