@@ -1,5 +1,6 @@
 """The `lvmjax` command line.
 
+    lvmjax tour [--data digits] [--out DIR] [--quick]        every model, one table, one report
     lvmjax fit MODEL --data DATA --out RUN_DIR [options]     MODEL: vae iwae ae svi gmm mob fa ppca
     lvmjax evaluate RUN_DIR [--num-samples K] [--json]
 
@@ -130,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "command's options. It ends with the parameters of an uninterrupted run")
     fit.add_argument("--quiet", action="store_true", help="no progress output")
 
+    tour = commands.add_parser(
+        "tour", help="fit every model on the digits, compare them in one table and write a report",
+        description="Fit the mixture of Bernoullis, the Gaussian mixture and factor analysis (EM), the "
+                    "autoencoder, the VAE, the IWAE (K = 50), non-amortized SVI and the semi-amortized VAE on "
+                    "one train/test split; print their test ELBO and NLL in one table; write DIR/report.html "
+                    "(self-contained), DIR/report.md, DIR/metrics.json and the figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tour.add_argument("--data", default="digits", help="dataset (the tour needs digits: binary and real-valued)")
+    tour.add_argument("--out", default="lvmjax-tour", metavar="DIR", help="directory to create; must not exist")
+    tour.add_argument("--quick", action="store_true", help="a few epochs and small K: the whole story in a minute")
+    tour.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    tour.add_argument("--quiet", action="store_true", help="no progress output")
+
     evaluate = commands.add_parser(
         "evaluate", help="test-split metrics of a saved run",
         description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint; "
@@ -242,6 +256,53 @@ def _fit(args) -> int:
     return 0
 
 
+class _StageProgress:
+    """One progress bar per tour stage on a terminal, a line per stage otherwise, nothing with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.tasks, self.started = quiet, None, {}, {}
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                console=Console(stderr=True))
+            self.bar.start()
+
+    def __call__(self, stage: str, done: int, total: int, status: str):
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total, status=status)
+            self.bar.update(self.tasks[stage], completed=done, total=total, status=status)
+        elif not self.quiet:
+            import time
+
+            self.started.setdefault(stage, time.perf_counter())
+            if done == total and stage not in self.tasks:
+                self.tasks[stage] = None  # reported
+                print(f"{stage}: done in {time.perf_counter() - self.started[stage]:.1f}s", file=sys.stderr,
+                      flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _tour(args) -> int:
+    from lvmjax import tour
+
+    progress = _StageProgress(args.quiet)
+    try:
+        metrics = tour.run_tour(args.out, data=args.data, quick=args.quick, seed=args.seed, progress=progress)
+    finally:
+        progress.close()
+    print(tour.format_table(metrics))
+    if not args.quiet:
+        print(f"wrote {Path(args.out).absolute() / 'report.html'}", file=sys.stderr)
+    return 0
+
+
 def _evaluate(args) -> int:
     report = runs.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir)
     if args.json:
@@ -256,7 +317,7 @@ def _evaluate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"fit": _fit, "evaluate": _evaluate}[args.command](args)
+        return {"tour": _tour, "fit": _fit, "evaluate": _evaluate}[args.command](args)
     except _UsageError as error:
         print(error, file=sys.stderr)
     except (runs.RunError, data_lib.DataError, ValueError, TypeError) as error:

@@ -342,7 +342,7 @@ def _fit_classical(config: FitConfig, dataset: data_lib.Dataset) -> FitResult:
     if info is None:  # closed form: one "iteration", at the maximum
         trace = [float(jnp.mean(jax.vmap(linear_gaussian.log_marginal, in_axes=(None, 0))(params, train)))]
     else:
-        trace = [float(value) for value in info.objective[: int(info.num_iterations)]]
+        trace = [float(value) for value in jax.device_get(info.objective)[: int(info.num_iterations)]]
     if not all(math.isfinite(value) for value in trace):
         raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}.")
     history = [{"iteration": iteration, "train_objective": value} for iteration, value in enumerate(trace)]
@@ -403,7 +403,7 @@ def _evaluate_classical(config: FitConfig, params, dataset: data_lib.Dataset, re
     if model == "gmm":
         report["collapsed_components"] = int(jnp.sum(gaussian_mixture.collapsed_components(params)))
     if per_datapoint:
-        report["test_log_marginals"] = [float(value) for value in test_log_marginals]
+        report["test_log_marginals"] = jax.device_get(test_log_marginals).tolist()
     return report
 
 
@@ -646,7 +646,7 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
         report |= {"test_elbo": float(jnp.mean(elbos)), "test_nll": -float(jnp.mean(estimate.log_marginal)),
                    "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0])}
         if per_datapoint:
-            report["test_log_marginals"] = [float(value) for value in estimate.log_marginal]
+            report["test_log_marginals"] = jax.device_get(estimate.log_marginal).tolist()
         return report
 
     gaps = _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size)
@@ -659,7 +659,7 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
         "amortization_gap": float(jnp.mean(gaps.amortization_gap)),
     }
     if per_datapoint:
-        report["test_log_marginals"] = [float(value) for value in gaps.log_marginal]
+        report["test_log_marginals"] = jax.device_get(gaps.log_marginal).tolist()
     return report
 
 

@@ -163,3 +163,12 @@ def test_fit_on_binarized_mnist(tmp_path, capsys):
     lines = (tmp_path / "mnist" / "metrics.jsonl").read_text().splitlines()
     first, second = (json.loads(line)["train_objective"] for line in lines)
     assert first + 20 < second < 0, (first, second)  # the per-image ELBO climbs by tens of nats
+
+
+def test_tour_refuses_bad_input_in_one_line(tmp_path, capsys):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("keep me")
+    one_line_error(capsys, "tour", "--out", str(tmp_path / "kept"), message="already exists")
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "keep me"
+    one_line_error(capsys, "tour", "--data", "cifar", "--out", str(tmp_path / "t"), message="unknown dataset 'cifar'")
+    assert not (tmp_path / "t").exists()

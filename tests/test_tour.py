@@ -1,0 +1,227 @@
+"""The tour: one quick run, its files, the identities its numbers must satisfy, and refused input."""
+
+import base64
+import json
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from lvmjax import runs, tour
+from lvmjax.data import DataError
+
+pytestmark = pytest.mark.standard_promotion
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NEURAL = ("vae", "iwae", "svi", tour.SEMI_AMORTIZED)
+
+# The quick tour trains for a few epochs only: most of its time goes into compiling some 140
+# XLA programs. Compiled without LLVM's optimizations they take half the time to build and
+# compute the same numbers, so the tour runs in a process of its own with these flags (they
+# must be set before JAX starts its backend), warnings as errors as under pytest.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+RUNNER = """
+import json, sys
+from lvmjax import tour
+calls = []
+metrics = tour.run_tour(sys.argv[1], quick=True, progress=lambda *args: calls.append(args))
+with open(sys.argv[2], "w") as file:
+    json.dump({"returned": metrics, "progress": calls}, file)
+"""
+
+
+@pytest.fixture(scope="module")
+def quick_tour(tmp_path_factory):
+    """The quick tour, run once for the module: its directory, what run_tour returned, its progress calls."""
+    root = tmp_path_factory.mktemp("tour")
+    out_dir, record = root / "report", root / "record.json"
+    environment = os.environ | {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()}
+    command = [sys.executable, "-W", "error",
+               "-W", "ignore:jax.core.pytype_aval_mappings is deprecated:DeprecationWarning",  # as in pyproject
+               "-c", RUNNER, str(out_dir), str(record)]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-5000:]
+    recorded = json.loads(record.read_text())
+    return out_dir, recorded["returned"], [tuple(call) for call in recorded["progress"]]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature and the chunk's name."""
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def test_every_file_is_written_and_every_figure_is_a_png(quick_tour):
+    out_dir, metrics, _ = quick_tour
+    assert {path.name for path in out_dir.iterdir()} == {"report.html", "report.md", "metrics.json", "figures"}
+    pngs = {path.name for path in (out_dir / "figures").iterdir()}
+    assert pngs == {f"{name}.png" for name in tour._FIGURES}
+    assert metrics["figures"] == {name: f"figures/{name}.png" for name in tour._FIGURES}
+    for name in pngs:
+        width, height = png_size((out_dir / "figures" / name).read_bytes())
+        assert width > 100 and height > 50
+    assert not list(out_dir.parent.glob(".report.partial-*"))  # the staging directory was renamed
+
+
+def test_metrics_json_is_what_run_tour_returned_and_covers_every_model(quick_tour):
+    out_dir, metrics, _ = quick_tour
+    stored = json.loads((out_dir / "metrics.json").read_text())
+    assert stored == metrics
+    assert set(stored["models"]) == {*tour.TOUR_MODELS, tour.SEMI_AMORTIZED}
+    for model, entry in stored["models"].items():
+        assert entry["data"] == ("dequantized" if model in ("gmm", "fa") else "binary")
+        assert finite(entry["train_seconds"]) and entry["train_seconds"] > 0
+        if model == "ae":
+            assert entry["test_elbo"] is None and entry["test_nll"] is None
+            assert finite(entry["test_reconstruction_nll"]) and entry["test_reconstruction_nll"] > 0
+        else:
+            assert all(finite(entry[key]) for key in ("test_elbo", "test_nll", "test_nll_stderr"))
+    for model in NEURAL:
+        assert stored["models"][model]["num_samples"] == tour.QUICK.nll_samples
+        assert stored["models"][model]["test_nll_stderr"] > 0
+    assert stored["tour"]["quick"] is True and stored["tour"]["num_test"] == 297
+    assert set(stored["stages"]) >= {"load data", "evaluate", "estimators versus K", "figures", "report",
+                                     *(f"fit {model}" for model in tour.TOUR_MODELS)}
+    assert all(finite(seconds) and seconds >= 0 for seconds in stored["stages"].values())
+    machine = stored["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["jax"] and machine["backend"]
+
+
+def test_the_classical_models_are_exact(quick_tour):
+    _, metrics, _ = quick_tour
+    for model in ("mob", "gmm", "fa"):
+        entry = metrics["models"][model]
+        assert entry["test_elbo"] == -entry["test_nll"]  # the exact posterior is the q
+        assert entry["test_nll_stderr"] == 0.0 and entry["nll_method"] == "exact"
+
+
+def test_the_negative_log_likelihood_is_below_the_negative_elbo(quick_tour):
+    """−log p(x) ≤ −ELBO for every q; the NLL is estimated, so up to four of its standard errors."""
+    _, metrics, _ = quick_tour
+    for model in NEURAL:
+        entry = metrics["models"][model]
+        assert entry["test_nll"] <= -entry["test_elbo"] + 4 * entry["test_nll_stderr"] + 1e-4, model
+
+
+def test_the_gaps_add_up(quick_tour):
+    """log p(x) − ELBO(q_φ(x)) = approximation gap + amortization gap, both non-negative on average."""
+    _, metrics, _ = quick_tour
+    models = metrics["models"]
+    for model in ("vae", "iwae"):
+        entry = models[model]
+        total = -entry["test_nll"] - entry["test_elbo"]
+        assert entry["approximation_gap"] + entry["amortization_gap"] == pytest.approx(total, abs=1e-3)
+        assert entry["amortization_gap"] >= 0  # the refined q never falls below the encoder's
+        assert entry["refined_elbo"] - entry["test_elbo"] == pytest.approx(entry["amortization_gap"], abs=1e-3)
+    semi, vae = models[tour.SEMI_AMORTIZED], models["vae"]
+    assert semi["test_elbo"] == vae["refined_elbo"] >= vae["test_elbo"]
+    assert semi["test_nll"] == vae["test_nll"] and semi["amortization_gap_closed"] == vae["amortization_gap"]
+    assert semi["approximation_gap"] == pytest.approx(-semi["test_nll"] - semi["test_elbo"], abs=1e-3)
+    svi = models["svi"]
+    assert svi["approximation_gap"] == pytest.approx(-svi["test_nll"] - svi["test_elbo"], abs=1e-6)
+
+
+def test_the_estimators_versus_k(quick_tour):
+    _, metrics, _ = quick_tour
+    estimators = metrics["estimators"]
+    ks = estimators["num_samples"]
+    assert ks == list(tour.QUICK.estimator_samples) and ks[0] == 1
+    assert estimators["num_images"] == tour.QUICK.estimator_images
+    for name in ("naive_mc", "importance_sampling"):
+        entry = estimators[name]
+        assert entry["stderr"][0] is None  # K = 1 has no standard error
+        assert all(finite(value) and value > 0 for value in entry["stderr"][1:])
+        assert all(1 - 1e-4 <= ess <= k * (1 + 1e-4) for ess, k in zip(entry["ess"], ks, strict=True))
+        assert all(finite(value) for value in entry["estimate"])
+    bound, stderr = estimators["iwae_bound"]["estimate"], estimators["iwae_bound"]["stderr"]
+    assert all(finite(value) and value > 0 for value in stderr)
+    for index in range(len(ks) - 1):  # IWAE_K ≤ IWAE_K' for K ≤ K', up to the error of both estimates
+        tolerance = 4 * math.hypot(stderr[index], stderr[index + 1])
+        assert bound[index + 1] >= bound[index] - tolerance, (ks[index], ks[index + 1])
+
+
+def test_the_anomalies_are_the_least_likely_test_images(quick_tour):
+    _, metrics, _ = quick_tour
+    for model in ("vae", "mob"):
+        scores = [entry["nll"] for entry in metrics["anomalies"][model]]
+        assert len(scores) == 10 and scores == sorted(scores, reverse=True)
+        # The mean −log p(x) over the test split is below its ten largest values.
+        assert min(scores) >= metrics["models"][model]["test_nll"] - 1e-4
+
+
+def test_the_html_report_is_self_contained(quick_tour):
+    out_dir, _, _ = quick_tour
+    page = (out_dir / "report.html").read_text(encoding="utf-8")
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(tour._FIGURES)
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
+    assert "href=" not in page and "<link" not in page and "<script" not in page and "url(" not in page
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", page)
+    assert not re.search(r"(https?|ftp|file):|//[a-z]", text)
+    first = re.search(r'src="data:image/png;base64,([^"]*)" alt="([^"]*)"', page)
+    assert base64.b64decode(first.group(1)) == (out_dir / "figures" / f"{first.group(2)}.png").read_bytes()
+
+
+def test_the_markdown_report_links_every_figure_and_names_the_machine(quick_tour):
+    out_dir, metrics, _ = quick_tour
+    text = (out_dir / "report.md").read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == sorted(metrics["figures"].values())
+    assert all((out_dir / link).is_file() for link in links)
+    machine = metrics["machine"]
+    assert machine["cpu"] in text and f"jax {machine['jax']}" in text and machine["backend"] in text
+    assert "dequantized" in text and "not comparable" in text
+    for stage in metrics["stages"]:  # all but the writing of the report itself
+        assert (f"| {stage} |" in text) == (stage != "report")
+
+
+def test_the_table_separates_binary_and_dequantized_data(quick_tour):
+    _, metrics, _ = quick_tour
+    table = tour.format_table(metrics)
+    binary, dequantized = table.split("dequantized digits")
+    for label in ("mob (EM)", "ae", "vae", "iwae (K = 10)", "svi", "semi-amortized vae"):
+        assert label in binary
+    assert "gmm (EM)" in dequantized and "fa (EM)" in dequantized and "gmm" not in binary
+
+
+def test_progress_reports_every_stage_and_every_epoch(quick_tour):
+    _, metrics, calls = quick_tour
+    stages = list(dict.fromkeys(call[0] for call in calls))
+    assert stages == list(metrics["stages"])
+    for stage in stages:
+        reported = [call for call in calls if call[0] == stage]
+        assert reported[0][1] == 0 and reported[-1][1] == reported[-1][2]  # from started to done
+    epochs = [call[1] for call in calls if call[0] == "fit vae"]
+    assert epochs == [0, *range(1, tour.QUICK.epochs["vae"] + 1), tour.QUICK.epochs["vae"]]
+
+
+def test_an_existing_directory_is_refused_and_left_alone(tmp_path):
+    out_dir = tmp_path / "taken"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine")
+    with pytest.raises(runs.RunError, match=r"already exists .*nothing in it was changed") as error:
+        tour.run_tour(out_dir, quick=True)
+    assert "\n" not in str(error.value)
+    assert [path.name for path in out_dir.iterdir()] == ["notes.txt"]
+    assert (out_dir / "notes.txt").read_text() == "mine"
+    assert [path.name for path in tmp_path.iterdir()] == ["taken"]  # no staging directory either
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(runs.RunError, match="already exists"):
+        tour.run_tour(tmp_path / "file", quick=True)
+
+
+def test_bad_data_is_refused_before_any_work(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        tour.run_tour(tmp_path / "out", data="nope", quick=True)
+    with pytest.raises(runs.RunError, match="only digits has both"):
+        tour.run_tour(tmp_path / "out", data="binarized-mnist", quick=True)
+    assert list(tmp_path.iterdir()) == []
