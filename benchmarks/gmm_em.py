@@ -1,11 +1,16 @@
-"""EM for a full-covariance Gaussian mixture: lvmjax against scikit-learn, side by side.
+"""EM for a Gaussian mixture: lvmjax against scikit-learn, side by side.
 
     python -m benchmarks.gmm_em [--num-data N] [--data-dim D] [--components K] [--iterations T]
+                                [--covariance full|diag|spherical]
 
 Both run exactly T EM iterations (tolerance 0) from the same parameters (lvmjax's
 k-means++ start), both in float32, and report
 the seconds (median of repeats; lvmjax after compilation, whose time is shown
-apart) and the final mean log-likelihood per datapoint of each.
+apart) and the final mean log-likelihood per datapoint of each. The two
+configurations of the speed goal:
+
+    python -m benchmarks.gmm_em                       # full, N = 100,000, D = 32, K = 16
+    python -m benchmarks.gmm_em --covariance diag --num-data 1000000 --data-dim 64 --components 64
 """
 
 from __future__ import annotations
@@ -31,26 +36,43 @@ def make_data(num_data, data_dim, num_components, seed=0):
     return (rng.normal(size=(num_data, data_dim)) * scales[labels] + means[labels]).astype(np.float32)
 
 
+def sklearn_start(params, covariance_type):
+    """scikit-learn's weights_init, means_init and precisions_init for the same θ_0."""
+    tril = np.asarray(params.scale_tril, np.float64)
+    precisions = np.linalg.inv(tril @ np.swapaxes(tril, 1, 2))
+    if covariance_type == "diag":
+        precisions = np.diagonal(precisions, axis1=1, axis2=2)
+    elif covariance_type == "spherical":
+        precisions = precisions[:, 0, 0]
+    logits = np.asarray(params.logits, np.float64)
+    weights = np.exp(logits - logits.max())
+    return {"weights_init": weights / weights.sum(), "means_init": np.asarray(params.means, np.float64),
+            "precisions_init": precisions}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-data", type=int, default=100_000)
-    parser.add_argument("--data-dim", type=int, default=32)
+    parser.add_argument("--data-dim", "--dim", type=int, default=32)
     parser.add_argument("--components", type=int, default=16)
+    parser.add_argument("--covariance", choices=gaussian_mixture.COVARIANCE_TYPES, default="full")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-sklearn", action="store_true", help="time lvmjax alone")
     args = parser.parse_args(argv)
 
     data = make_data(args.num_data, args.data_dim, args.components)
     device_data = jnp.asarray(data)
     key = jax.random.PRNGKey(0)
-    start = jax.jit(gaussian_mixture.initial_params, static_argnums=(2,))(key, device_data, args.components)
+    start = jax.jit(gaussian_mixture.initial_params, static_argnums=(2, 3))(
+        key, device_data, args.components, args.covariance)
     print(f"machine: {machine()}, jax {jax.__version__}")
-    print(f"EM, full covariances: N={args.num_data}, D={args.data_dim}, K={args.components}, "
+    print(f"EM, {args.covariance} covariances: N={args.num_data}, D={args.data_dim}, K={args.components}, "
           f"{args.iterations} iterations from the same start")
 
     def run():
-        params, _ = gaussian_mixture.fit_em(key, device_data, args.components, "full", max_iter=args.iterations,
-                                            tol=0.0, init_params=start)
+        params, _ = gaussian_mixture.fit_em(key, device_data, args.components, args.covariance,
+                                            max_iter=args.iterations, tol=0.0, init_params=start)
         return jax.block_until_ready(params)
 
     begin = time.perf_counter()
@@ -63,9 +85,11 @@ def main(argv=None):
         times.append(time.perf_counter() - begin)
     ours = statistics.median(times)
     ours_log_likelihood = float(gaussian_mixture.e_step(params, device_data)[1])
-    print(f"  lvmjax (float32)         {ours:8.2f} s   (first call with compilation {compile_and_run:.2f} s)   "
-          f"mean log-likelihood {ours_log_likelihood:.5f}")
+    print(f"  lvmjax (float32)         {ours:8.2f} s   ({ours / args.iterations:.4f} s per iteration; first call "
+          f"with compilation {compile_and_run:.2f} s)   mean log-likelihood {ours_log_likelihood:.5f}")
 
+    if args.skip_sklearn:
+        return
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
@@ -74,15 +98,10 @@ def main(argv=None):
         return
     import sklearn
 
-    tril = np.asarray(start.scale_tril, np.float64)
-    precisions = np.linalg.inv(tril @ np.swapaxes(tril, 1, 2))
-    logits = np.asarray(start.logits, np.float64)
-    weights = np.exp(logits - logits.max())
     times = []
     for _ in range(max(1, args.repeats - 2)):
-        reference = GaussianMixture(args.components, covariance_type="full", max_iter=args.iterations, tol=0.0,
-                                    reg_covar=1e-6, weights_init=weights / weights.sum(),
-                                    means_init=np.asarray(start.means, np.float64), precisions_init=precisions)
+        reference = GaussianMixture(args.components, covariance_type=args.covariance, max_iter=args.iterations,
+                                    tol=0.0, reg_covar=1e-6, **sklearn_start(start, args.covariance))
         begin = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -152,3 +152,62 @@ def test_bad_data_is_refused():
     data[3, 1] = np.nan
     with pytest.raises(ValueError, match="data contains non-finite values"):
         gaussian_mixture.fit_em(KEY, jnp.asarray(data), 2)
+
+
+def _reference_log_probs(params, data):
+    """log N(x_i; μ_k, Σ_k) in float64 numpy, from Σ_k = L_k L_kᵀ."""
+    tril = np.asarray(params.scale_tril, np.float64)
+    deviations = np.asarray(data, np.float64)[:, None, :] - np.asarray(params.means, np.float64)  # (N, K, D)
+    whitened = np.linalg.solve(tril[None], deviations[..., None])[..., 0]
+    log_det = np.sum(np.log(np.diagonal(tril, axis1=1, axis2=2)), axis=1)
+    return -0.5 * (tril.shape[-1] * np.log(2 * np.pi) + np.sum(whitened**2, axis=-1)) - log_det
+
+
+def _reference_m_step(data, responsibilities, covariance_type, reg_covar=1e-6):
+    """The M-step's (N_k, μ_k, Σ_k) in float64 numpy, from the centred sums."""
+    data, responsibilities = np.asarray(data, np.float64), np.asarray(responsibilities, np.float64)
+    counts = responsibilities.sum(0) + 10 * np.finfo(np.float32).eps
+    means = responsibilities.T @ data / counts[:, None]
+    centred = data[None] - means[:, None]  # (K, N, D)
+    covariances = np.einsum("nk,knd,kne->kde", responsibilities, centred, centred) / counts[:, None, None]
+    if covariance_type != "full":
+        variances = np.diagonal(covariances, axis1=1, axis2=2)
+        if covariance_type == "spherical":
+            variances = np.broadcast_to(variances.mean(1, keepdims=True), variances.shape)
+        covariances = np.stack([np.diag(v) for v in variances])
+    return counts, means, covariances + reg_covar * np.eye(data.shape[1])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])  # "spherical" averages the "diag" variances
+def test_e_and_m_steps_in_float32_equal_the_direct_formulas_far_from_the_origin(covariance_type):
+    # 1,100 datapoints, 1,000 away from the origin: two blocks of columns that overlap.
+    # Five components share a bulk; the sixth holds 20 copies of one point 50 standard
+    # deviations of the bulk away from it. Its covariance must come out as reg_covar · I and
+    # its log-density there as -D/2 log(2π reg_covar): sums that are not centred on each
+    # component's mean (Σ r x xᵀ / N_k - μ μᵀ, or its expansion in the E-step) would miss both
+    # by orders of magnitude in float32.
+    rng = np.random.default_rng(4)
+    bulk = rng.normal(size=(1080, 3))
+    data = np.concatenate([bulk, np.tile([40.0, -30.0, 0.0], (20, 1))]) + 1000
+    responsibilities = np.zeros((1100, 6))
+    responsibilities[:1080, :5] = rng.dirichlet(np.ones(5), size=1080)
+    responsibilities[1080:, 5] = 1
+    data, log_responsibilities = jnp.asarray(data, jnp.float32), jnp.log(jnp.asarray(responsibilities, jnp.float32))
+
+    params = gaussian_mixture.m_step(data, log_responsibilities, covariance_type)
+    counts, means, covariances = _reference_m_step(data, responsibilities, covariance_type)
+    tril = np.asarray(params.scale_tril, np.float64)
+    np.testing.assert_allclose(np.exp(params.logits) * 1100, counts, rtol=1e-5)
+    np.testing.assert_allclose(params.means, means, atol=1e-4)
+    np.testing.assert_allclose(tril @ np.swapaxes(tril, 1, 2), covariances, rtol=1e-3, atol=1e-8)
+    np.testing.assert_array_equal(gaussian_mixture.collapsed_components(params), [False] * 5 + [True])
+
+    expected = _reference_log_probs(params, data)
+    log_probs = gaussian_mixture.component_log_probs(params, data)
+    np.testing.assert_allclose(log_probs[:1080, :5], expected[:1080, :5], atol=1e-3)
+    np.testing.assert_allclose(log_probs[1080:, 5], -1.5 * np.log(2 * np.pi * 1e-6), rtol=1e-4)
+    log_joint = np.asarray(jax.nn.log_softmax(params.logits), np.float64) + expected
+    log_likelihood = np.logaddexp.reduce(log_joint, axis=1)
+    log_responsibilities, mean_log_likelihood = gaussian_mixture.e_step(params, data)
+    np.testing.assert_allclose(np.exp(log_responsibilities), np.exp(log_joint - log_likelihood[:, None]), atol=1e-4)
+    np.testing.assert_allclose(mean_log_likelihood, log_likelihood.mean(), rtol=1e-5)

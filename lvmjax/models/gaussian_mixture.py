@@ -12,7 +12,8 @@ finite sums (seed text, §2.2):
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import distrax
 import jax
@@ -74,24 +75,162 @@ def posterior(params: Params, x: Array) -> distrax.Distribution:
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 
+# Inside, EM keeps the data as columns, data_t = dataᵀ (D, N), and the log
+# responsibilities as (K, N): every product below is then a plain (M, rows) x (rows, P)
+# or (M, D) x (D, rows) matrix product, and the elementwise work runs along contiguous
+# rows. It goes through the N columns in blocks, so that the temporaries ((K·D, block)
+# for full covariances) stay in cache and the memory does not grow with N. When the
+# block does not divide N, the last block ends at column N and overlaps the one before
+# it: the E-step writes the shared columns twice, with the same values, and the M-step
+# gives them weight 0 in the last block.
+BLOCK_SIZE = 1024
+
+# The diagonal forms expand Σ_d (x_d - μ_kd)² / σ_kd² into matrix products, which costs
+# digits in proportion to how far μ_k lies from the data's mean in units of σ_k: a
+# component collapsed onto a few points away from the bulk can lose them all. The
+# EXACT_COMPONENTS components where the loss is worst are recomputed from x - μ_k.
+EXACT_COMPONENTS = 4
+
+
+def _block_starts(num_data: int) -> tuple[int, Array]:
+    """(columns per block, the first column of each block)."""
+    size = min(BLOCK_SIZE, num_data)
+    return size, jnp.minimum(jnp.arange(0, num_data, size), num_data - size)
+
+
+def _map_blocks(fn: Callable[[Array], Any], data_t: Array) -> Any:
+    """fn applied to blocks of columns of data_t (D, N), its outputs (..., size) side by side again: (..., N)."""
+    size, starts = _block_starts(data_t.shape[1])
+    shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((data_t.shape[0], size), data_t.dtype))
+
+    def write(index, outputs):
+        values = fn(jax.lax.dynamic_slice_in_dim(data_t, starts[index], size, axis=1))
+        return jax.tree_util.tree_map(
+            lambda out, value: jax.lax.dynamic_update_slice_in_dim(out, value, starts[index], axis=-1), outputs, values)
+
+    zeros = jax.tree_util.tree_map(lambda shape: jnp.zeros((*shape.shape[:-1], data_t.shape[1]), shape.dtype), shapes)
+    return jax.lax.fori_loop(0, len(starts), write, zeros)
+
+
+def _sum_blocks(statistics: Callable[[Array, Array], Any], data_t: Array, log_responsibilities_t: Array) -> Any:
+    """Σ over blocks of columns of statistics(x_t, r_t): x_t (D, size), r_t = exp(log r)ᵀ (K, size)."""
+    size, starts = _block_starts(data_t.shape[1])
+
+    def add(total, index):
+        x_t = jax.lax.dynamic_slice_in_dim(data_t, starts[index], size, axis=1)
+        log_r_t = jax.lax.dynamic_slice_in_dim(log_responsibilities_t, starts[index], size, axis=1)
+        new = jnp.arange(size) >= index * size - starts[index]  # columns that no earlier block had
+        r_t = jnp.where(new, jnp.exp(log_r_t), 0)
+        return jax.tree_util.tree_map(jnp.add, total, statistics(x_t, r_t)), None
+
+    shapes = jax.eval_shape(statistics, jax.ShapeDtypeStruct((data_t.shape[0], size), data_t.dtype),
+                            jax.ShapeDtypeStruct((log_responsibilities_t.shape[0], size), data_t.dtype))
+    zeros = jax.tree_util.tree_map(lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)
+    return jax.lax.scan(add, zeros, jnp.arange(len(starts)))[0]
+
+
+def _inverse_scale_tril(scale_tril: Array) -> Array:
+    """L_k⁻¹ (lower triangular) by forward substitution, one row at a time: shape (K, D, D).
+
+    Row i of X = L⁻¹ is (e_i - Σ_{j<i} L_ij X_j) / L_ii. A loop of D small steps,
+    rather than `solve_triangular`, whose BLAS call can take a hundred
+    milliseconds for 16 32 x 32 blocks when its threads compete for the cores.
+    """
+    identity = jnp.eye(scale_tril.shape[-1], dtype=scale_tril.dtype)
+
+    def solve_row(i, inverse):
+        row = (identity[i] - jnp.einsum("kj,kjd->kd", scale_tril[:, i, :], inverse)) / scale_tril[:, i, i, None]
+        return inverse.at[:, i, :].set(row)
+
+    return jax.lax.fori_loop(0, scale_tril.shape[-1], solve_row, jnp.zeros_like(scale_tril))
+
+
+def _component_log_probs_fn(params: Params, diagonal: bool) -> Callable[[Array], Array]:
+    """The map x_t -> log N(x_i; μ_k, Σ_k) for a block of datapoints as columns, (D, size) -> (K, size).
+
+    Both forms use y = x - c and ν_k = μ_k - c with c = Σ_k π_k μ_k (the mean of
+    the data after any M-step), so that data far from the origin keeps its digits
+    in float32. The Mahalanobis term is |L_k⁻¹ y - L_k⁻¹ ν_k|²: one (K·D, D) x
+    (D, size) product for all components. With diagonal Σ_k = diag(σ_k²)
+    (`diagonal`, static) it is Σ_d (y_d² - 2 y_d ν_kd + ν_kd²) / σ_kd²: two
+    (K, D) x (D, size) products, which lose digits in proportion to the squared
+    Mahalanobis distance of c from μ_k, Σ_d ν_kd² / σ_kd². The EXACT_COMPONENTS
+    components where that is largest get Σ_d ((x_d - μ_kd) / σ_kd)² instead.
+    """
+    num_components, data_dim = params.means.shape
+    shift = jax.nn.softmax(params.logits) @ params.means
+    centred_means = params.means - shift
+    scales = jnp.diagonal(params.scale_tril, axis1=1, axis2=2)  # (K, D): diag L_k
+    constant = -jnp.sum(jnp.log(scales), axis=1) - 0.5 * data_dim * jnp.log(2 * jnp.pi).astype(scales.dtype)
+    if diagonal:
+        precisions = scales**-2  # (K, D): 1 / σ_kd²
+        weighted_means = -2 * precisions * centred_means
+        distances = jnp.sum(precisions * centred_means**2, axis=1)  # Σ_d ν_kd² / σ_kd²
+        _, worst = jax.lax.top_k(distances, min(EXACT_COMPONENTS, num_components))
+
+        def log_probs(x_t):
+            y_t = x_t - shift[:, None]
+            squares = precisions @ (y_t * y_t) + weighted_means @ y_t + distances[:, None]
+            standardized = (x_t[None, :, :] - params.means[worst][:, :, None]) / scales[worst][:, :, None]
+            squares = squares.at[worst].set(jnp.sum(standardized**2, axis=1))
+            return constant[:, None] - 0.5 * squares
+    else:
+        inverse = _inverse_scale_tril(params.scale_tril)
+        stacked = inverse.reshape(num_components * data_dim, data_dim)  # row (k, e) is row e of L_k⁻¹
+        offsets = jnp.einsum("ked,kd->ke", inverse, centred_means)
+
+        def log_probs(x_t):
+            projected = (stacked @ (x_t - shift[:, None])).reshape(num_components, data_dim, -1) - offsets[:, :, None]
+            return constant[:, None] - 0.5 * jnp.sum(projected**2, axis=1)
+    return log_probs
+
+
+def _is_diagonal(scale_tril: Array) -> Array:
+    return jnp.all(scale_tril == jax.vmap(jnp.diag)(jnp.diagonal(scale_tril, axis1=1, axis2=2)))
+
+
+def _by_structure(fn: Callable[..., Any], params: Params, data: Array) -> Any:
+    """fn(params, data, diagonal), with `diagonal` whether every L_k is diagonal: decided here
+    when params are concrete, so that only one form is compiled, and by `lax.cond` when traced."""
+    diagonal = _is_diagonal(params.scale_tril)
+    if isinstance(diagonal, jax.core.Tracer):
+        return jax.lax.cond(diagonal, functools.partial(fn, diagonal=True), functools.partial(fn, diagonal=False),
+                            params, data)
+    return fn(params, data, diagonal=bool(diagonal))
+
+
+@functools.partial(jax.jit, static_argnames="diagonal")
+def _component_log_probs(params: Params, data: Array, diagonal: bool) -> Array:
+    return _map_blocks(_component_log_probs_fn(params, diagonal), data.T).T
+
 
 def component_log_probs(params: Params, data: Array) -> Array:
     """log N(x_i; μ_k, Σ_k) for every datapoint and component, shape (N, K).
 
-    With the precision's Cholesky factor P_k = L_k⁻ᵀ (Σ_k⁻¹ = P_k P_kᵀ), the
-    Mahalanobis term is |x_i P_k - μ_k P_k|², so the work is one matrix product
-    per component rather than a triangular solve per datapoint.
+    Computed in blocks, each one matrix product (see `_component_log_probs_fn`);
+    diagonal L_k take the cheaper diagonal form.
     """
-    num_components, data_dim = params.means.shape
-    identity = jnp.broadcast_to(jnp.eye(data_dim, dtype=data.dtype), (num_components, data_dim, data_dim))
-    precision_cholesky = jnp.swapaxes(jax.scipy.linalg.solve_triangular(params.scale_tril, identity, lower=True),
-                                      1, 2)  # L_k⁻ᵀ, upper triangular
-    # One (N, D) x (D, K·D) product for all components at once.
-    stacked = jnp.swapaxes(precision_cholesky, 0, 1).reshape(data_dim, num_components * data_dim)
-    projected = (data @ stacked).reshape(-1, num_components, data_dim)
-    projected = projected - jnp.einsum("kd,kde->ke", params.means, precision_cholesky)
-    log_det = jnp.sum(jnp.log(jnp.diagonal(precision_cholesky, axis1=1, axis2=2)), axis=1)
-    return -0.5 * (data_dim * jnp.log(2 * jnp.pi) + jnp.sum(projected**2, axis=-1)) + log_det
+    return _by_structure(_component_log_probs, params, data)
+
+
+def _e_step(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
+    """`e_step` on data_t = dataᵀ (D, N); the log responsibilities come as (K, N)."""
+    log_probs = _component_log_probs_fn(params, diagonal)
+    log_weights = jax.nn.log_softmax(params.logits)[:, None]
+
+    def block(x_t):
+        weighted = log_weights + log_probs(x_t)
+        log_likelihood = jax.nn.logsumexp(weighted, axis=0)
+        return weighted - log_likelihood, log_likelihood
+
+    log_responsibilities_t, log_likelihood = _map_blocks(block, data_t)
+    return log_responsibilities_t, jnp.mean(log_likelihood)
+
+
+@functools.partial(jax.jit, static_argnames="diagonal")
+def _e_step_by_rows(params: Params, data: Array, diagonal: bool) -> tuple[Array, Array]:
+    log_responsibilities_t, mean_log_likelihood = _e_step(params, data.T, diagonal)
+    return log_responsibilities_t.T, mean_log_likelihood
 
 
 def e_step(params: Params, data: Array) -> tuple[Array, Array]:
@@ -106,11 +245,56 @@ def e_step(params: Params, data: Array) -> tuple[Array, Array]:
     Returns:
       (log responsibilities, shape (N, K); (1/N) Σ_i log p(x_i; θ)).
     """
-    weighted = jax.nn.log_softmax(params.logits) + component_log_probs(params, data)
-    log_likelihood = jax.nn.logsumexp(weighted, axis=1)
-    return weighted - log_likelihood[:, None], jnp.mean(log_likelihood)
+    return _by_structure(_e_step_by_rows, params, data)
 
 
+def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
+    """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
+    data_dim, num_data = data_t.shape
+    shift = jnp.mean(data_t, axis=1)
+    tiny = 10 * jnp.finfo(data_t.dtype).eps
+    if covariance_type == "full":
+        counts, sums = _sum_blocks(lambda x_t, r_t: (jnp.sum(r_t, axis=1), r_t @ (x_t - shift[:, None]).T),
+                                   data_t, log_responsibilities_t)
+        counts = counts + tiny
+        means = shift + sums / counts[:, None]
+
+        def cross_products(x_t, r_t):
+            left = (r_t[:, None, :] * (x_t[None, :, :] - means[:, :, None])).reshape(-1, x_t.shape[1])  # (K·D, size)
+            right = jnp.concatenate([x_t - shift[:, None], jnp.ones((1, x_t.shape[1]), x_t.dtype)], axis=0)
+            return left @ right.T
+
+        products = _sum_blocks(cross_products, data_t, log_responsibilities_t).reshape(-1, data_dim, data_dim + 1)
+        deviations = products[:, :, -1:]  # δ_k
+        covariances = (products[:, :, :-1] - deviations * (means - shift)[:, None, :]) / counts[:, None, None]
+        covariances = covariances + reg_covar * jnp.eye(data_dim, dtype=data_t.dtype)
+        scale_tril = jnp.linalg.cholesky(covariances)
+    else:
+        def moments(x_t, r_t):
+            y_t = x_t - shift[:, None]
+            return jnp.sum(r_t, axis=1), r_t @ y_t.T, r_t @ (y_t * y_t).T
+
+        counts, sums, sums_of_squares = _sum_blocks(moments, data_t, log_responsibilities_t)
+        counts = counts + tiny
+        centred_means = sums / counts[:, None]
+        means = shift + centred_means
+        variances = jnp.maximum(sums_of_squares / counts[:, None] - centred_means**2, 0)
+        # The rounding error of each variance is relative to Σ_i r_ik (x_id - c_d)²; the
+        # EXACT_COMPONENTS components where that is largest against N_k σ_kd² are summed again
+        # as Σ_i r_ik (x_id - μ_kd)².
+        amplification = jnp.max(sums_of_squares / (counts[:, None] * variances + jnp.finfo(data_t.dtype).tiny), axis=1)
+        _, worst = jax.lax.top_k(amplification, min(EXACT_COMPONENTS, len(counts)))
+        worst_means = means[worst][:, :, None]
+        exact = _sum_blocks(lambda x_t, r_t: jnp.einsum("jn,jdn->jd", r_t, (x_t[None, :, :] - worst_means)**2),
+                            data_t, log_responsibilities_t[worst])
+        variances = variances.at[worst].set(exact / counts[worst][:, None]) + reg_covar
+        if covariance_type == "spherical":
+            variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
+        scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
+    return Params(jnp.log(counts / num_data), means, scale_tril)
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
 def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "full",
            reg_covar: float = 1e-6) -> Params:
     """The M-step: the θ that maximizes Σ_i Σ_k r_ik log p(x_i, z = k; θ).
@@ -122,6 +306,17 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     scikit-learn, N_k gets 10 machine epsilons so that an empty component
     stays finite, and `reg_covar` keeps every covariance positive definite.
 
+    The sums run over blocks of datapoints, each one matrix product, on data
+    shifted by its mean c. "full" takes two passes: the first finds μ_k, the
+    second Σ_i r_ik (x_i - μ_k)(x_i - c)ᵀ for all k as one (K·D, size) x
+    (size, D + 1) product, whose column of ones gives δ_k = Σ_i r_ik (x_i - μ_k)
+    (zero but for rounding); subtracting δ_k (μ_k - c)ᵀ leaves the centred sum.
+    Centring one factor on μ_k keeps the digits of a component that collapses
+    far from c, which Σ_i r_ik x_i x_iᵀ / N_k - μ_k μ_kᵀ would lose in float32.
+    "diag" and "spherical" take Σ_i r_ik (x_i - c)^∘2 / N_k - (μ_k - c)^∘2 from
+    (K, size) x (size, D) products, and then, for the EXACT_COMPONENTS components
+    whose variances that cancellation leaves least accurate, Σ_i r_ik (x_i - μ_k)^∘2 / N_k.
+
     Args:
       data: (N, D).
       log_responsibilities: (N, K).
@@ -131,26 +326,7 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     Returns:
       The new `Params` (covariances as Cholesky factors).
     """
-    responsibilities = jnp.exp(log_responsibilities)
-    counts = jnp.sum(responsibilities, axis=0) + 10 * jnp.finfo(data.dtype).eps
-    means = responsibilities.T @ data / counts[:, None]
-    num_data, data_dim = data.shape
-    if covariance_type == "full":
-        # Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ as K batched (D, N) x (N, D) products. The centred form
-        # costs a (K, N, D) buffer but, unlike Σ r x xᵀ / N_k - μ μᵀ, loses no digits when a
-        # component collapses onto a few points far from the origin.
-        centred = data[None, :, :] - means[:, None, :]
-        weighted = centred * responsibilities.T[:, :, None]
-        covariances = jnp.matmul(jnp.swapaxes(weighted, 1, 2), centred) / counts[:, None, None]
-        covariances = covariances + reg_covar * jnp.eye(data_dim, dtype=data.dtype)
-        scale_tril = jnp.linalg.cholesky(covariances)
-    else:
-        centred_squares = (data[None, :, :] - means[:, None, :]) ** 2  # (K, N, D)
-        variances = jnp.einsum("nk,knd->kd", responsibilities, centred_squares) / counts[:, None] + reg_covar
-        if covariance_type == "spherical":
-            variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
-        scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
-    return Params(jnp.log(counts / num_data), means, scale_tril)
+    return _m_step(data.T, log_responsibilities.T, covariance_type, reg_covar)
 
 
 def kmeans_plus_plus(key: Array, data: Array, num_components: int) -> Array:
@@ -228,17 +404,23 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
 
 @functools.partial(jax.jit, static_argnames=("num_components", "covariance_type", "max_iter", "n_init"))
 def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params):
+    diagonal = covariance_type != "full"
+    data_t = data.T
+
     def step(params):
-        log_responsibilities, mean_log_likelihood = e_step(params, data)
-        return m_step(data, log_responsibilities, covariance_type, reg_covar), mean_log_likelihood
+        log_responsibilities_t, mean_log_likelihood = _e_step(params, data_t, diagonal)
+        return _m_step(data_t, log_responsibilities_t, covariance_type, reg_covar), mean_log_likelihood
 
     def restart(key):
         start = init_params if init_params is not None else initial_params(
             key, data, num_components, covariance_type, reg_covar)
-        params, info = run_em(step, start, max_iter, tol)
-        return params, info, e_step(params, data)[1]
+        return run_em(step, start, max_iter, tol)
 
-    params, info, final = jax.vmap(restart)(jax.random.split(key, n_init))
+    keys = jax.random.split(key, n_init)
+    if n_init == 1:  # nothing to choose from
+        return restart(keys[0])
+    params, info = jax.vmap(restart)(keys)
+    final = jax.vmap(lambda params: _e_step(params, data_t, diagonal)[1])(params)
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
     return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
 
