@@ -427,24 +427,31 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def start_run(run_dir: str | os.PathLike, config: FitConfig, dataset: data_lib.Dataset) -> Path:
-    """Creates RUN_DIR holding config.json, to be filled by checkpoints and `finish_run`.
-
-    The directory appears whole (a staging sibling, renamed), and an existing
-    one is never written into.
-    """
+def _create_run_dir(run_dir: Path, description: dict, fill: Callable[[Path], None] | None = None) -> Path:
+    """RUN_DIR with config.json (and whatever `fill` writes), appearing whole: built in a staging
+    sibling that is renamed into place, and removed if anything fails. An existing RUN_DIR is refused."""
     run_dir = Path(run_dir).absolute()
     check_new_run_dir(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
     try:
-        description = _describe(config, dataset.train.shape[1], dataset.image_shape, dataset.train.shape[0])
         (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        if fill is not None:
+            fill(staging)
         os.rename(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir
+
+
+def start_run(run_dir: str | os.PathLike, config: FitConfig, dataset: data_lib.Dataset) -> Path:
+    """Creates RUN_DIR holding config.json, to be filled by checkpoints and `finish_run`.
+
+    The directory appears whole, and an existing one is never written into.
+    """
+    description = _describe(config, dataset.train.shape[1], dataset.image_shape, dataset.train.shape[0])
+    return _create_run_dir(Path(run_dir), description)
 
 
 def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
@@ -470,20 +477,9 @@ def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult) -
 
     Everything goes into a staging sibling that is renamed into place at the end.
     """
-    run_dir = Path(run_dir).absolute()
-    check_new_run_dir(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
-    try:
-        num_train = len(jax.tree_util.tree_leaves(result.params["phi"])[0]) if config.model == "svi" else 0
-        description = _describe(config, result.data_dim, result.image_shape, num_train)
-        (staging / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        finish_run(staging, result)
-        os.rename(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return run_dir
+    num_train = len(jax.tree_util.tree_leaves(result.params["phi"])[0]) if config.model == "svi" else 0
+    description = _describe(config, result.data_dim, result.image_shape, num_train)
+    return _create_run_dir(Path(run_dir), description, lambda staging: finish_run(staging, result))
 
 
 def resume_run(run_dir: str | os.PathLike, config: FitConfig) -> Path:
