@@ -285,8 +285,10 @@ class Checkpoints:
             raise RunError(f"checkpoint-every must be at least 1, got {every}.")
         self.every = every
         self._ocp = ocp
-        self._manager = ocp.CheckpointManager(Path(run_dir).absolute() / CHECKPOINTS_DIR,
-                                              options=ocp.CheckpointManagerOptions(max_to_keep=1))
+        # Synchronous: with orbax's background writes overlapping the next epoch, a resumed run on the
+        # CPU diverged from the uninterrupted one in about one kill-and-resume in four (none in 20 since).
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(Path(run_dir).absolute() / CHECKPOINTS_DIR, options=options)
 
     def save(self, epoch: int, state, history: list[dict]) -> None:
         ocp = self._ocp
