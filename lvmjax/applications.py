@@ -214,11 +214,41 @@ def impute_vae(key: Array, amortized: AmortizedModel, params: Params, x: Array, 
     return log_observed, jnp.where(observed, x, conditional_mean)
 
 
+MASKS = ("top-half", "bottom-half", "left-half", "right-half", "random")
+
+
 def top_half_missing(image_shape: tuple[int, int]) -> Array:
     """The seed text's mask: the upper half of an image is missing. Flattened, shape (H·W,)."""
     height, width = image_shape
     rows = jnp.arange(height)[:, None] >= height // 2
     return jnp.broadcast_to(rows, (height, width)).reshape(-1)
+
+
+def observed_mask(name: str, data_dim: int, image_shape: tuple[int, int] | None = None,
+                  key: Array | None = None) -> np.ndarray:
+    """The boolean mask (D,) of the observed entries: True where x_d is seen.
+
+    "top-half" (the seed text's: the upper half of every image is missing),
+    "bottom-half", "left-half", "right-half" need images; "random" hides half of
+    the entries, drawn with `key`, and works for any data.
+    """
+    if name not in MASKS:
+        raise ValueError(f"unknown mask {name!r}; choose one of {', '.join(MASKS)}.")
+    if name == "random":
+        key = jax.random.PRNGKey(0) if key is None else key
+        hidden = np.asarray(jax.random.permutation(key, data_dim))[: data_dim // 2]
+        observed = np.ones(data_dim, bool)
+        observed[hidden] = False
+        return observed
+    if image_shape is None:
+        raise ValueError(f"the mask {name!r} needs images, and this data has no image shape; use 'random'.")
+    height, width = image_shape
+    if height * width != data_dim:
+        raise ValueError(f"images of {height}x{width} have {height * width} entries, not D = {data_dim}.")
+    rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    observed = {"top-half": rows >= height // 2, "bottom-half": rows < height - height // 2,
+                "left-half": columns >= width // 2, "right-half": columns < width - width // 2}[name]
+    return observed.reshape(-1)
 
 
 # --- Dimensionality reduction -------------------------------------------------------------

@@ -3,6 +3,9 @@
     lvmjax tour [--data digits] [--out DIR] [--quick]        every model, one table, one report
     lvmjax fit MODEL --data DATA --out RUN_DIR [options]     MODEL: vae iwae ae svi gmm mob fa ppca
     lvmjax evaluate RUN_DIR [--num-samples K] [--json]
+    lvmjax sample RUN_DIR [-n 100]                           generated images, as a figure and .npy
+    lvmjax impute RUN_DIR [--mask top-half]                  missing pixels of test images filled in
+    lvmjax plot RUN_DIR                                      every figure the run's model can make
 
 Bad input ends with one line on stderr, exit code 2, and no traceback.
 """
@@ -14,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from lvmjax import __version__, runs
+from lvmjax import __version__, applications, runs
 from lvmjax import data as data_lib
 
 
@@ -143,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quick", action="store_true", help="a few epochs and small K: the whole story in a minute")
     tour.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     tour.add_argument("--quiet", action="store_true", help="no progress output")
+    tour.add_argument("--overwrite", action="store_true",
+                      help="replace DIR if it holds an earlier tour's report (once the new one is complete)")
 
     evaluate = commands.add_parser(
         "evaluate", help="test-split metrics of a saved run",
@@ -157,6 +162,52 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
                                                            "they were at fit time")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    sample = commands.add_parser(
+        "sample", help="generate images from a saved run",
+        description="Draw z ~ p(z), x ~ p(x | z) from a saved run (any model but ae) and write the images as "
+                    "a figure (FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
+                    "(mob, vae, iwae, svi) the images are the pixel probabilities E[x | z] unless --draw.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sample.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    sample.add_argument("-n", "--num", type=_positive_int, default=100, help="how many to generate")
+    sample.add_argument("--draw", action="store_true", help="binary draws x ~ p(x | z) for the Bernoulli models")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    sample.add_argument("--out", default=None, metavar="FILE.png", help="where to write (default RUN_DIR/samples.png)")
+    sample.add_argument("--overwrite", action="store_true", help="replace FILE.png and FILE.npy if they exist")
+
+    impute = commands.add_parser(
+        "impute", help="fill in the missing pixels of test images under a saved run",
+        description="Hide part of each of the first N test images and replace it by E[x_m | x_o] under the "
+                    "run's model (exact for mob, gmm, fa, ppca; importance-sampled for vae, iwae, svi); "
+                    "print the squared error on the hidden entries; write a figure (FILE.png) and the "
+                    "imputed images (FILE.npy, shape (N, D)).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    impute.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    impute.add_argument("--mask", choices=applications.MASKS, default="top-half",
+                        help="what is missing: half of each image, or a random half of the entries")
+    impute.add_argument("-n", "--num-images", type=_positive_int, default=100, help="test images to impute")
+    impute.add_argument("--num-samples", type=_positive_int, default=1000,
+                        help="K: importance samples per image for vae, iwae and svi")
+    impute.add_argument("--seed", type=int, default=0, help="seed of the importance samples and the random mask")
+    impute.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
+                                                         "they were at fit time")
+    impute.add_argument("--out", default=None, metavar="FILE.png",
+                        help="where to write (default RUN_DIR/imputation-MASK.png)")
+    impute.add_argument("--overwrite", action="store_true", help="replace FILE.png and FILE.npy if they exist")
+
+    plot = commands.add_parser(
+        "plot", help="every figure of a saved run",
+        description="Write the figures that the run's model can make: the training curve, 100 generated "
+                    "images, imputation of the top half, reconstructions and interpolations (ae, vae, iwae), "
+                    "component means (gmm, mob) and the latent space coloured by label.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    plot.add_argument("--out", default=None, metavar="DIR", help="where to write (default RUN_DIR/figures)")
+    plot.add_argument("--seed", type=int, default=0, help="seed of the generated images and the imputation")
+    plot.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
+                                                       "they were at fit time")
+    plot.add_argument("--overwrite", action="store_true", help="replace figures already in DIR")
     return parser
 
 
@@ -294,7 +345,8 @@ def _tour(args) -> int:
 
     progress = _StageProgress(args.quiet)
     try:
-        metrics = tour.run_tour(args.out, data=args.data, quick=args.quick, seed=args.seed, progress=progress)
+        metrics = tour.run_tour(args.out, data=args.data, quick=args.quick, seed=args.seed, progress=progress,
+                                overwrite=args.overwrite)
     finally:
         progress.close()
     print(tour.format_table(metrics))
@@ -314,10 +366,109 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _outputs(out: str | None, default: Path, overwrite: bool) -> tuple[Path, Path]:
+    """FILE.png and FILE.npy; refused if either exists, unless `overwrite`."""
+    figure = Path(out) if out is not None else default
+    if figure.suffix.lower() != ".png":
+        raise runs.RunError(f"--out must name a .png file (the array goes beside it as .npy), got {figure}.")
+    array = figure.with_suffix(".npy")
+    for path in (figure, array):
+        if path.is_dir() or (path.exists() and not overwrite):
+            raise runs.RunError(f"{path} already exists; choose another --out or add --overwrite "
+                                "(nothing was changed).")
+    if not figure.parent.is_dir():
+        raise runs.RunError(f"{figure.parent} is not a directory; --out must be a file in an existing directory.")
+    return figure, array
+
+
+def _save_array(path: Path, array) -> None:
+    """np.save, atomically."""
+    import numpy as np
+
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as file:
+        np.save(file, np.asarray(array))
+    partial.replace(path)
+
+
+def _sample(args) -> int:
+    import jax
+
+    from lvmjax import figures, plots
+
+    run = runs.load_run(args.run_dir)
+    figure_path, array_path = _outputs(args.out, Path(args.run_dir) / "samples.png", args.overwrite)
+    images = figures.generate(jax.random.PRNGKey(args.seed), run, args.num, draw=args.draw)
+    _save_array(array_path, images)
+    written = [array_path]
+    if run.image_shape is not None:
+        plots.save(figures.samples_figure(run, images, args.draw), figure_path)
+        written.insert(0, figure_path)
+    kind = "datapoints" if run.image_shape is None else "images"
+    print(f"{args.num} {kind} generated by {run.config.model}; wrote {' and '.join(map(str, written))}")
+    return 0
+
+
+def _impute(args) -> int:
+    import jax
+    import numpy as np
+
+    from lvmjax import figures, plots
+
+    run = runs.load_run(args.run_dir)
+    default = Path(args.run_dir) / f"imputation-{args.mask}.png"
+    figure_path, array_path = _outputs(args.out, default, args.overwrite)
+    dataset = runs.load_data(run.config, args.data_dir)
+    if dataset.test.shape[1] != run.data_dim:
+        raise runs.RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {args.run_dir} "
+                            f"was trained on {run.data_dim}.")
+    key_mask, key_impute = jax.random.split(jax.random.PRNGKey(args.seed))
+    observed = applications.observed_mask(args.mask, run.data_dim, run.image_shape, key_mask)
+    truth = dataset.test[: args.num_images]
+    imputed = figures.impute(key_impute, run, truth, observed, args.num_samples)
+    _save_array(array_path, imputed)
+    written = [array_path]
+    if run.image_shape is not None:
+        labels = dataset.test_labels[: len(truth)] if dataset.test_labels is not None else None
+        plots.save(figures.imputation_figure(run, truth, observed, imputed, args.mask, labels), figure_path)
+        written.insert(0, figure_path)
+    error = figures.squared_error(imputed, truth, observed)
+    baseline = figures.squared_error(np.broadcast_to(dataset.train.mean(axis=0), truth.shape), truth, observed)
+    print(f"imputed {args.mask} of {len(truth)} test datapoints under {run.config.model}: mean squared error "
+          f"{error:.4f} on the missing entries (the training mean: {baseline:.4f}); "
+          f"wrote {' and '.join(map(str, written))}")
+    return 0
+
+
+def _plot(args) -> int:
+    import jax
+
+    from lvmjax import figures
+
+    run = runs.load_run(args.run_dir)
+    out = Path(args.out) if args.out is not None else Path(args.run_dir) / "figures"
+    if out.exists() and not out.is_dir():
+        raise runs.RunError(f"{out} is a file; --out must be a directory.")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise runs.RunError(f"{out} already holds files; choose another --out or add --overwrite "
+                            "(nothing was changed).")
+    dataset = runs.load_data(run.config, args.data_dir)
+    if dataset.test.shape[1] != run.data_dim:
+        raise runs.RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {args.run_dir} "
+                            f"was trained on {run.data_dim}.")
+    out.mkdir(parents=True, exist_ok=True)
+    written = figures.plot_run(jax.random.PRNGKey(args.seed), run, args.run_dir, dataset, out)
+    for path in written.values():
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"tour": _tour, "fit": _fit, "evaluate": _evaluate}[args.command](args)
+        commands = {"tour": _tour, "fit": _fit, "evaluate": _evaluate, "sample": _sample, "impute": _impute,
+                    "plot": _plot}
+        return commands[args.command](args)
     except _UsageError as error:
         print(error, file=sys.stderr)
     except (runs.RunError, data_lib.DataError, ValueError, TypeError) as error:

@@ -42,10 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lvmjax import __version__, amortized, applications, plots, runs, svi
+from lvmjax import __version__, applications, figures, plots, runs, svi
 from lvmjax import data as data_lib
 from lvmjax.estimators import iwae_bound, log_marginal_is, log_marginal_naive_mc
-from lvmjax.model import LatentVariableModel, sample
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
 __all__ = ["FULL", "QUICK", "TOUR_MODELS", "TourSettings", "format_table", "machine_info", "run_tour"]
@@ -88,7 +87,7 @@ QUICK = TourSettings(epochs={"ae": 3, "vae": 3, "iwae": 2, "svi": 3}, iwae_sampl
 
 
 def run_tour(out_dir: str | os.PathLike, data: str = "digits", quick: bool = False, seed: int = 0,
-             progress: Progress | None = None, data_dir: str | None = None) -> dict:
+             progress: Progress | None = None, data_dir: str | None = None, overwrite: bool = False) -> dict:
     """Fits, evaluates and draws every model of the tour, and writes the report to `out_dir`.
 
     Args:
@@ -103,6 +102,8 @@ def run_tour(out_dir: str | os.PathLike, data: str = "digits", quick: bool = Fal
       progress: `progress(stage, done, total, status)`, called as each stage starts,
         advances (training epochs included) and ends.
       data_dir: where the dataset's files are (unused by digits).
+      overwrite: replace an existing out_dir if it holds an earlier tour's report
+        (its metrics.json says so); only once the new report is complete.
 
     Returns:
       The metrics, as written to metrics.json.
@@ -113,7 +114,7 @@ def run_tour(out_dir: str | os.PathLike, data: str = "digits", quick: bool = Fal
     """
     started = time.perf_counter()
     out_dir = Path(out_dir).absolute()
-    _check_out_dir(out_dir)
+    _check_out_dir(out_dir, overwrite)
     _check_data(data)
     settings = QUICK if quick else FULL
     stages = _Stages(progress)
@@ -197,8 +198,8 @@ def run_tour(out_dir: str | os.PathLike, data: str = "digits", quick: bool = Fal
         metrics["stages"] = dict(stages.seconds)
         metrics = _jsonable(metrics)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-        _check_out_dir(out_dir)  # nothing appeared there while the tour ran
-        os.rename(staging, out_dir)
+        _check_out_dir(out_dir, overwrite)  # nothing appeared there while the tour ran
+        _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -208,13 +209,42 @@ def run_tour(out_dir: str | os.PathLike, data: str = "digits", quick: bool = Fal
 # --- Input checks ------------------------------------------------------------------------
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def _check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         return  # an empty directory is replaced by the final rename
+    if overwrite and out_dir.is_dir():
+        if _is_tour_report(out_dir):
+            return
+        raise runs.RunError(f"{out_dir} is not the report of an earlier tour (it has no tour metrics.json); "
+                            "--overwrite replaces only those, so choose a new --out (nothing in it was changed).")
     if out_dir.exists():
         kind = "directory" if out_dir.is_dir() else "file"
-        raise runs.RunError(f"{out_dir} already exists (a non-empty {kind}); choose a new --out "
-                            "(nothing in it was changed).")
+        raise runs.RunError(f"{out_dir} already exists (a non-empty {kind}); choose a new --out, or "
+                            "--overwrite to replace an earlier tour's report (nothing in it was changed).")
+
+
+def _is_tour_report(directory: Path) -> bool:
+    try:
+        return "tour" in json.loads((directory / "metrics.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Renames `staging` to `out_dir`; an existing non-empty `out_dir` is set aside first and removed after."""
+    if not (out_dir.is_dir() and any(out_dir.iterdir())):
+        os.rename(staging, out_dir)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.replaced-", dir=out_dir.parent))
+    os.rename(out_dir, aside / out_dir.name)
+    try:
+        os.rename(staging, out_dir)
+    except BaseException:
+        os.rename(aside / out_dir.name, out_dir)
+        raise
+    finally:
+        if out_dir.exists():
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def _check_data(data: str) -> None:
@@ -389,17 +419,6 @@ def _estimator_comparison(vae, params, test, settings: TourSettings, seed: int, 
     return result
 
 
-@functools.partial(jax.jit, static_argnames=("vae", "num_samples"))
-def _impute_vae_all(key, vae, params, data, observed, num_samples: int):
-    def one(args):
-        index, x = args
-        return applications.impute_vae(jax.random.fold_in(key, index), vae, params, x, observed, num_samples)[1]
-
-    # A batch size that divides N: lax.map compiles no second body for a remainder.
-    batch_size = max(size for size in range(1, 33) if data.shape[0] % size == 0)
-    return jax.lax.map(one, (jnp.arange(data.shape[0]), data), batch_size=batch_size)
-
-
 def _imputation(vae, fits, binary, continuous, settings: TourSettings, seed: int, advance) -> dict:
     """Every test image with its upper half missing, imputed by each model; the squared error on the missing half."""
     observed = applications.top_half_missing(binary.image_shape)
@@ -416,8 +435,9 @@ def _imputation(vae, fits, binary, continuous, settings: TourSettings, seed: int
     advance(0, "mob")
     imputed["mob"] = batch(applications.impute_bernoulli_mixture, mob, test_binary)
     advance(1, "vae")
-    imputed["vae"] = np.asarray(_impute_vae_all(jax.random.fold_in(jax.random.PRNGKey(seed), 2), vae,
-                                                fits["vae"].params, test_binary, observed, settings.impute_samples))
+    imputed["vae"] = np.asarray(figures.impute_vae_all(jax.random.fold_in(jax.random.PRNGKey(seed), 2), vae,
+                                                       fits["vae"].params, test_binary, observed,
+                                                       settings.impute_samples))
     advance(2, "gmm")
     imputed["gmm"] = batch(applications.impute_gaussian_mixture, gmm, test_continuous)
     advance(3, "fa")
@@ -439,12 +459,10 @@ def _imputation(vae, fits, binary, continuous, settings: TourSettings, seed: int
 def _latent_space(vae, params, binary) -> dict:
     """The encoder's means E_q[z | x] of the test images, projected onto their first two principal axes."""
     means = np.asarray(applications.latent_means(jax.jit(vae.encode), params, jnp.asarray(binary.test)), np.float64)
-    centred = means - means.mean(axis=0)
-    _, singular_values, axes = np.linalg.svd(centred, full_matrices=False)
-    variances = np.square(singular_values)
-    return {"embedding": centred @ axes[:2].T,
+    embedding, ratio = figures.principal_plane(means)
+    return {"embedding": embedding,
             "metrics": {"latent_dim": int(means.shape[1]), "projection": "PCA of the encoder means (numpy SVD)",
-                        "explained_variance_ratio": [float(v) for v in variances[:2] / variances.sum()]}}
+                        "explained_variance_ratio": ratio}}
 
 
 def _least_likely(log_marginals, labels, count: int = 10) -> list[dict]:
@@ -460,34 +478,6 @@ def _least_likely(log_marginals, labels, count: int = 10) -> list[dict]:
 _FIGURES = ("samples_mob", "samples_gmm", "samples_fa", "samples_vae", "samples_iwae", "samples_svi",
             "reconstructions", "interpolations", "imputation_binary", "imputation_dequantized", "latent_space",
             "training_neural", "training_em", "estimators", "anomalies")
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num", "means"))
-def _ancestral(key, model: LatentVariableModel, params, num: int, means: bool):
-    """`num` draws z ~ p(z), x ~ p(x | z) (`lvmjax.sample`); with `means`, E[x | z] of z ~ p(z) instead of x."""
-    def one(key):
-        if means:  # x is never drawn
-            return model.likelihood(params, model.prior(params).sample(seed=key)).mean()
-        return sample(key, model, params)[1]
-
-    return jax.vmap(one)(jax.random.split(key, num))
-
-
-@functools.partial(jax.jit, static_argnames=("vae",))
-def _reconstruct(vae, params, data):
-    return jax.vmap(lambda x: amortized.reconstruct(vae, params, x))(data)
-
-
-@functools.partial(jax.jit, static_argnames=("vae", "num_steps"))
-def _interpolate(vae, params, starts, ends, num_steps: int):
-    return jax.vmap(lambda start, end: amortized.interpolate(vae, params, start, end, num_steps))(starts, ends)
-
-
-def _one_per_label(labels, count: int = 10) -> np.ndarray:
-    """Indices of the first test image of each label 0, 1, ... (the first `count` images without labels)."""
-    if labels is None:
-        return np.arange(count)
-    return np.array([int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)[:count]])
 
 
 def _draw_figures(directory: Path, vae, configs, fits, binary, continuous, estimators, imputation, latent,
@@ -516,21 +506,21 @@ def _draw_figures(directory: Path, vae, configs, fits, binary, continuous, estim
         model_key = jax.random.fold_in(key, index)
         if model in classical:
             lvm, params = classical[model]
-            images = _ancestral(model_key, lvm, params, NUM_GENERATED, means=model == "mob")
+            images = figures.ancestral(model_key, lvm, params, NUM_GENERATED, means=model == "mob")
             description = descriptions[model]
         else:
-            images = _ancestral(model_key, vae.model, {"decoder": fits[model].params["decoder"]}, NUM_GENERATED,
+            images = figures.ancestral(model_key, vae.model, {"decoder": fits[model].params["decoder"]}, NUM_GENERATED,
                                 means=True)
             description = "Bernoulli means E[x | z] (pixel probabilities) of z ~ N(0, I) through the decoder"
         title = f"{model}: {NUM_GENERATED} generated digits"
         save(f"samples_{model}", plots.image_mosaic(np.clip(np.asarray(images), 0, 1), shape, title=title),
              f"{model}: {NUM_GENERATED} generated images by ancestral sampling; {description}.")
 
-    chosen = _one_per_label(binary.test_labels)
+    chosen = figures.one_per_label(binary.test_labels)
     originals = jnp.asarray(binary.test[chosen])
     rows = {"test image": originals}
     for model in ("ae", "vae"):
-        rows[model] = _reconstruct(vae, fits[model].params, originals)
+        rows[model] = figures.reconstruct_all(vae, fits[model].params, originals)
     save("reconstructions", plots.image_rows({label: np.asarray(images) for label, images in rows.items()}, shape,
                                              title="reconstructions"),
          "One test image of each digit and its reconstructions E[x | z = f(x)], with f(x) the encoder's mean: "
@@ -540,7 +530,8 @@ def _draw_figures(directory: Path, vae, configs, fits, binary, continuous, estim
     pairs = [(0, 1), (2, 3), (4, 5)] if len(chosen) >= 6 else [(0, 1)]
     starts = originals[np.array([pair[0] for pair in pairs])]
     ends = originals[np.array([pair[1] for pair in pairs])]
-    paths = {model: np.asarray(_interpolate(vae, fits[model].params, starts, ends, 10)) for model in ("ae", "vae")}
+    paths = {model: np.asarray(figures.interpolate_all(vae, fits[model].params, starts, ends, 10))
+             for model in ("ae", "vae")}
     interpolation_rows = {}
     for index, (first, second) in enumerate(pairs):
         names = (labels[chosen[first]], labels[chosen[second]]) if labels is not None else (first, second)

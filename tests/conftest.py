@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from lvmjax import LatentVariableModel, gaussian_mixture, linear_gaussian
+from lvmjax.amortized import AmortizedModel
+from lvmjax.variational import mean_field_gaussian
 
 
 def pytest_configure(config):
@@ -106,3 +108,31 @@ def assert_within_stderr(estimates, exact, num_stderr=4.0, floor=0.0):
     assert np.all(np.abs(mean - np.asarray(exact)) <= bound), (
         f"mean {mean} vs exact {exact}: |difference| {np.abs(mean - exact)} exceeds {bound}"
     )
+
+
+def linear_bernoulli_vae(data_dim=16, latent_dim=2, seed=0):
+    """A Bernoulli VAE with linear networks in place of `make_vae`'s Flax ones (same likelihood, same family):
+
+        q(z | x) = N(A x, diag(exp(C x - 1)²)),    z ~ N(0, I),    x | z ~ Π_d Bernoulli(σ(W z + b)_d)
+    """
+    def prior(params):
+        return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
+
+    def likelihood(params, z):
+        logits = params["decoder"]["weight"] @ z + params["decoder"]["bias"]
+        return distrax.Independent(distrax.Bernoulli(logits=logits, dtype=logits.dtype), 1)
+
+    def encoder_output(params, x):
+        return {"mean": params["encoder"]["mean"] @ x, "log_scale": params["encoder"]["log_scale"] @ x - 1.0}
+
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=1.0):
+        return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)
+
+    params = {"encoder": {"mean": normal(latent_dim, data_dim, scale=0.5),
+                          "log_scale": normal(latent_dim, data_dim, scale=0.1)},
+              "decoder": {"weight": normal(data_dim, latent_dim, scale=2.0), "bias": normal(data_dim)}}
+    vae = AmortizedModel(LatentVariableModel(prior, likelihood), mean_field_gaussian(latent_dim), encoder_output,
+                         None, latent_dim)
+    return vae, params

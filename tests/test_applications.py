@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_within_stderr, make_gaussian_mixture, make_linear_gaussian
+from conftest import assert_within_stderr, linear_bernoulli_vae, make_gaussian_mixture, make_linear_gaussian
 from scipy.linalg import subspace_angles
 from scipy.stats import multivariate_normal, norm
 
@@ -16,7 +16,7 @@ import lvmjax
 from lvmjax import LatentVariableModel, amortized, applications, bernoulli_mixture, gaussian_mixture, linear_gaussian
 from lvmjax.amortized import AmortizedModel
 from lvmjax.data import DataError
-from lvmjax.variational import VariationalFamily, mean_field_gaussian
+from lvmjax.variational import VariationalFamily
 
 
 def partitioned_conditional(mean, covariance, x, observed):
@@ -180,34 +180,6 @@ def test_vae_imputation_converges_to_the_exact_linear_gaussian_conditional():
     assert_within_stderr(log_observed, exact_log)
     assert_within_stderr(imputed[:, 1::2], exact[1::2])
     np.testing.assert_array_equal(imputed[:, ::2], jnp.broadcast_to(x[::2], (16, 2)))
-
-
-def linear_bernoulli_vae(data_dim=16, latent_dim=2, seed=0):
-    """A Bernoulli VAE with linear networks in place of `make_vae`'s Flax ones (same likelihood, same family):
-
-        q(z | x) = N(A x, diag(exp(C x - 1)²)),    z ~ N(0, I),    x | z ~ Π_d Bernoulli(σ(W z + b)_d)
-    """
-    def prior(params):
-        return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
-
-    def likelihood(params, z):
-        logits = params["decoder"]["weight"] @ z + params["decoder"]["bias"]
-        return distrax.Independent(distrax.Bernoulli(logits=logits, dtype=logits.dtype), 1)
-
-    def encoder_output(params, x):
-        return {"mean": params["encoder"]["mean"] @ x, "log_scale": params["encoder"]["log_scale"] @ x - 1.0}
-
-    rng = np.random.default_rng(seed)
-
-    def normal(*shape, scale=1.0):
-        return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)
-
-    params = {"encoder": {"mean": normal(latent_dim, data_dim, scale=0.5),
-                          "log_scale": normal(latent_dim, data_dim, scale=0.1)},
-              "decoder": {"weight": normal(data_dim, latent_dim, scale=2.0), "bias": normal(data_dim)}}
-    vae = AmortizedModel(LatentVariableModel(prior, likelihood), mean_field_gaussian(latent_dim), encoder_output,
-                         None, latent_dim)
-    return vae, params
 
 
 def test_vae_imputation_reweights_the_encoders_draws_and_latent_means_are_its_means():

@@ -219,6 +219,30 @@ def test_an_existing_directory_is_refused_and_left_alone(tmp_path):
         tour.run_tour(tmp_path / "file", quick=True)
 
 
+def test_overwrite_replaces_only_an_earlier_tours_report_and_only_once_the_new_one_is_whole(tmp_path):
+    out_dir = tmp_path / "taken"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine")
+    with pytest.raises(runs.RunError, match="not the report of an earlier tour"):
+        tour.run_tour(out_dir, quick=True, overwrite=True)
+    assert [path.name for path in out_dir.iterdir()] == ["notes.txt"]
+
+    earlier = tmp_path / "report"
+    earlier.mkdir()
+    (earlier / "metrics.json").write_text(json.dumps({"tour": {"seed": 0}}))
+    (earlier / "report.md").write_text("earlier")
+    tour._check_out_dir(earlier, overwrite=True)  # accepted
+    with pytest.raises(runs.RunError, match="already exists"):
+        tour._check_out_dir(earlier, overwrite=False)
+    staging = tmp_path / ".report.partial-1"
+    staging.mkdir()
+    (staging / "report.md").write_text("new")
+    tour._replace_dir(staging, earlier)
+    assert [path.name for path in earlier.iterdir()] == ["report.md"]
+    assert (earlier / "report.md").read_text() == "new"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report", "taken"]  # nothing set aside is left
+
+
 def test_bad_data_is_refused_before_any_work(tmp_path):
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         tour.run_tour(tmp_path / "out", data="nope", quick=True)
