@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -340,7 +341,15 @@ class _StageProgress:
             self.bar.stop()
 
 
+# The quick tour trains for a few epochs: most of its time goes into compiling some 140 XLA
+# programs, and without LLVM's expensive passes they build in half the time.
+QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
 def _tour(args) -> int:
+    if args.quick:
+        # XLA reads its flags when its backend starts: in an `lvmjax` process, after this line.
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_XLA_FLAGS}".strip()
     from lvmjax import tour
 
     progress = _StageProgress(args.quiet)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lvmjax import runs, tour
+from lvmjax import cli, runs, tour
 from lvmjax.data import DataError
 
 pytestmark = pytest.mark.standard_promotion
@@ -20,10 +20,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NEURAL = ("vae", "iwae", "svi", tour.SEMI_AMORTIZED)
 
 # The quick tour trains for a few epochs only: most of its time goes into compiling some 140
-# XLA programs. Compiled without LLVM's optimizations they take half the time to build and
-# compute the same numbers, so the tour runs in a process of its own with these flags (they
-# must be set before JAX starts its backend), warnings as errors as under pytest.
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# XLA programs, so `lvmjax tour --quick` compiles without LLVM's expensive passes, which halves
+# that. The flags must be set before JAX starts its backend, so the tour runs in a process of
+# its own with them, warnings as errors as under pytest.
+FAST_COMPILE = cli.QUICK_XLA_FLAGS
 RUNNER = """
 import json, sys
 from lvmjax import tour
