@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
                                                            "they were at fit time")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress output")
 
     sample = commands.add_parser(
         "sample", help="generate images from a saved run",
@@ -236,9 +237,33 @@ class _Progress:
             print(f"{self.label} epoch {epoch}/{self.total}  {status}  {metrics['seconds']:.1f}s",
                   file=sys.stderr, flush=True)
 
+    def batches(self, done: int, total: int):
+        """For `runs.evaluate`: `done` of `total` test batches."""
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total,
+                            status=f"{done}/{total} test batches" if done else "compiling")
+        elif not self.quiet and done:
+            print(f"{self.label} test batch {done}/{total}", file=sys.stderr, flush=True)
+
     def close(self):
         if self.bar is not None:
             self.bar.stop()
+
+
+class _BatchProgress:
+    """`runs.evaluate`'s progress over test batches: a `_Progress`, made at the first call."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label, self.quiet, self.progress = label, quiet, None
+
+    def __call__(self, done: int, total: int):
+        if self.progress is None:
+            self.progress = _Progress(total, self.label, self.quiet)
+        self.progress.batches(done, total)
+
+    def close(self):
+        if self.progress is not None:
+            self.progress.close()
 
 
 class _Status:
@@ -365,7 +390,12 @@ def _tour(args) -> int:
 
 
 def _evaluate(args) -> int:
-    report = runs.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir)
+    progress = _BatchProgress(f"evaluate {args.run_dir}", args.quiet)
+    try:
+        report = runs.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir,
+                                   progress=progress)
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(report))
     else:

@@ -588,7 +588,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
 
 
 def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: str | None = None,
-                 refine_steps: int = 200, seed: int = 0) -> dict:
+                 refine_steps: int = 200, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
     """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
@@ -597,11 +597,15 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
     if dataset.test.shape[1] != run.data_dim:
         raise RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
                        f"on {run.data_dim}; evaluate it on the data it was fitted to.")
-    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed)
+    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed, progress=progress)
+
+
+EVALUATION_BATCH = 1000  # test datapoints per compiled call of the neural models' evaluation
 
 
 def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: int = 5000,
-             refine_steps: int = 200, seed: int = 0, per_datapoint: bool = False) -> dict:
+             refine_steps: int = 200, seed: int = 0, per_datapoint: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """Test-split metrics of a fitted model, in nats per datapoint.
 
     - vae, iwae: test ELBO of the encoder's q; test NLL = −log p(x) importance-sampled with
@@ -621,6 +625,9 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
       seed: of every draw.
       per_datapoint: also return "test_log_marginals", log p(x_i) (or its estimate) for every
         test datapoint, for the models that have a likelihood.
+      progress: `progress(done, total)` before the first and after each batch of at most
+        `EVALUATION_BATCH` test datapoints of a neural model (batch b draws with the key
+        fold_in(PRNGKey(seed), b); the batches have equal sizes, so one program serves all).
     """
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
@@ -639,15 +646,18 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
                          "test_reconstruction_nll": -float(jnp.mean(reconstruction))}
 
     if config.model == "svi":
-        elbos, estimate = _svi_test_metrics(key, vae, {"decoder": params["decoder"]}, test, config.svi_lr,
-                                            refine_steps, num_samples, chunk_size)
+        elbos, estimate = _in_batches(
+            lambda batch_key, batch: _svi_test_metrics(batch_key, vae, {"decoder": params["decoder"]}, batch,
+                                                       config.svi_lr, refine_steps, num_samples, chunk_size),
+            key, test, progress)
         report |= {"test_elbo": float(jnp.mean(elbos)), "test_nll": -float(jnp.mean(estimate.log_marginal)),
                    "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0])}
         if per_datapoint:
             report["test_log_marginals"] = jax.device_get(estimate.log_marginal).tolist()
         return report
 
-    gaps = _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size)
+    gaps = _in_batches(lambda batch_key, batch: _gap_report(batch_key, vae, params, batch, refine_steps,
+                                                            num_samples, chunk_size), key, test, progress)
     report |= {
         "test_elbo": float(jnp.mean(gaps.amortized_elbo)),
         "test_nll": -float(jnp.mean(gaps.log_marginal)),
@@ -690,6 +700,28 @@ def _svi_test_metrics(key, vae, params, test, svi_lr, refine_steps, num_samples,
 def _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size):
     return svi_lib.amortization_gap(key, vae, params, test, refine_steps=refine_steps,
                                     marginal_samples=num_samples, chunk_size=chunk_size)
+
+
+def _in_batches(evaluate_batch: Callable, key, test, progress: Callable[[int, int], None] | None):
+    """`evaluate_batch(key_b, batch)` over equal batches of at most EVALUATION_BATCH rows (the last
+    padded with copies of its first row, whose results are dropped), concatenated along the rows."""
+    num_test = test.shape[0]
+    num_batches = -(-num_test // EVALUATION_BATCH)
+    size = -(-num_test // num_batches)
+    results = []
+    if progress is not None:
+        progress(0, num_batches)
+    for index in range(num_batches):
+        batch = test[index * size: (index + 1) * size]
+        padding = size - batch.shape[0]
+        if padding:
+            batch = jnp.concatenate([batch, jnp.broadcast_to(batch[:1], (padding, batch.shape[1]))])
+        result = evaluate_batch(jax.random.fold_in(key, index), batch)
+        results.append(jax.tree_util.tree_map(lambda leaf, keep=size - padding: leaf[:keep], result))
+        if progress is not None:
+            jax.block_until_ready(results[-1])
+            progress(index + 1, num_batches)
+    return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *results)
 
 
 def _chunk_size(num_samples: int) -> int:

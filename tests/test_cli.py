@@ -47,9 +47,11 @@ def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
 
 @pytest.mark.parametrize("model", runs.NEURAL_MODELS)
 def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
-    code, out, _ = run_cli(capsys, "evaluate", str(fitted / model), "--num-samples", "50", "--json")
+    code, out, err = run_cli(capsys, "evaluate", str(fitted / model), "--num-samples", "50", "--json")
     assert code == 0
     report = json.loads(out)  # ONE JSON object on stdout
+    # Progress on stderr, a line per batch of test images when it is not a terminal.
+    assert err.splitlines() == ([] if model == "ae" else [f"evaluate {fitted / model} test batch 1/1"])
     assert {"model", "dataset", "num_test", "test_elbo", "test_nll", "num_samples"} <= report.keys()
     assert report["model"] == model and report["dataset"] == "digits"
     assert report["num_test"] == 297 and report["num_samples"] == 50
@@ -64,6 +66,20 @@ def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
         assert report["amortization_gap"] >= 0
         np.testing.assert_allclose(report["approximation_gap"] + report["amortization_gap"],
                                    -report["test_nll"] - report["test_elbo"], rtol=1e-4, atol=1e-4)
+
+
+def test_evaluation_runs_in_equal_test_batches_with_progress(fitted, monkeypatch):
+    """297 test images in batches of at most 200: two of 149, the second padded by one row that is dropped."""
+    whole = runs.evaluate_run(fitted / "vae", num_samples=50, refine_steps=5)
+    monkeypatch.setattr(runs, "EVALUATION_BATCH", 200)
+    calls = []
+    batched = runs.evaluate_run(fitted / "vae", num_samples=50, refine_steps=5,
+                                progress=lambda *args: calls.append(args))
+    assert calls == [(0, 2), (1, 2), (2, 2)]
+    assert batched["num_test"] == 297
+    # Other keys, the same quantity: the two estimates agree within their standard errors.
+    tolerance = 4 * np.hypot(whole["test_nll_stderr"], batched["test_nll_stderr"]) + 1e-3
+    assert abs(batched["test_nll"] - whole["test_nll"]) < tolerance
 
 
 def test_evaluate_prints_a_table_without_json(fitted, capsys):
