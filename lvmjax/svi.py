@@ -238,20 +238,27 @@ def amortization_gap(key: Array, amortized, params: Params, data: Array, refine_
 
     q* is the best member of the family for x, found by `refine` from the
     encoder's output; a datapoint whose refined ELBO does not beat the
-    encoder's keeps the encoder's q, so ELBO(q*) >= ELBO(q_φ(x)). Both ELBOs use
-    the same `elbo_samples` draws (analytic KL); log p(x) is importance-sampled
-    with `marginal_samples` draws from q*, `batch_size` datapoints at a time.
+    encoder's keeps the encoder's q, so ELBO(q*) >= ELBO(q_φ(x)). The two ELBOs of
+    datapoint i use the same `elbo_samples` draws (analytic KL), from fold_in(key, i),
+    independent across datapoints; log p(x) is importance-sampled with
+    `marginal_samples` draws from q*, `batch_size` datapoints at a time.
     """
     key_refine, key_elbo, key_marginal = jax.random.split(key, 3)
     model, family = amortized.model, amortized.family
     initial = jax.vmap(amortized.encoder_output, in_axes=(None, 0))(params, data)
     refined = refine(key_refine, amortized, params, data, refine_steps)
 
-    def elbo_of(phi, x):
-        return elbo(key_elbo, model, params, family.distribution(phi), x, elbo_samples, analytic_kl=True)
+    def elbo_of(args):
+        # Datapoint i's draws come from fold_in(key, i): shared by its two ELBOs, so that their
+        # difference is not noise, and independent across datapoints, so that the mean over
+        # the N datapoints averages the Monte Carlo error away.
+        index, phi, x = args
+        return elbo(jax.random.fold_in(key_elbo, index), model, params, family.distribution(phi), x, elbo_samples,
+                    analytic_kl=True)
 
-    amortized_elbo = jax.lax.map(lambda a: elbo_of(*a), (initial, data), batch_size=batch_size)
-    refined_elbo = jax.lax.map(lambda a: elbo_of(*a), (refined, data), batch_size=batch_size)
+    indices = jnp.arange(data.shape[0])
+    amortized_elbo = jax.lax.map(elbo_of, (indices, initial, data), batch_size=batch_size)
+    refined_elbo = jax.lax.map(elbo_of, (indices, refined, data), batch_size=batch_size)
     better = refined_elbo >= amortized_elbo
     best = jax.tree_util.tree_map(
         lambda new, old: jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old), refined, initial)
