@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.marginal_likelihood import machine
+from benchmarks.common import Row, machine, timed
 from lvmjax import gaussian_mixture
 
 
@@ -50,7 +50,53 @@ def sklearn_start(params, covariance_type):
             "precisions_init": precisions}
 
 
-def main(argv=None):
+def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterations=100, repeats=3,
+        skip_sklearn=False) -> list[Row]:
+    """lvmjax's and scikit-learn's EM from the same start; one `Row` (peer time None when skipped)."""
+    data = make_data(num_data, data_dim, components)
+    device_data = jnp.asarray(data)
+    key = jax.random.PRNGKey(0)
+    start = jax.jit(gaussian_mixture.initial_params, static_argnums=(2, 3))(key, device_data, components, covariance)
+    result = {}
+
+    def fit():
+        params, _ = gaussian_mixture.fit_em(key, device_data, components, covariance, max_iter=iterations, tol=0.0,
+                                            init_params=start)
+        result["params"] = jax.block_until_ready(params)
+
+    first, ours = timed(fit, repeats)
+    ours_log_likelihood = float(gaussian_mixture.e_step(result["params"], device_data)[1])
+    workload = (f"{iterations} EM iterations, {covariance} covariance, N = {num_data:,}, D = {data_dim}, "
+                f"K = {components}, float32, same start")
+    row = Row("gmm_em" if covariance == "full" else f"gmm_em_{covariance}", workload, ours, first - ours,
+              "scikit-learn", None, f"mean log-likelihood {ours_log_likelihood:.5f}")
+    if skip_sklearn:
+        row.note = "skipped: --skip-sklearn"
+        return [row]
+    try:
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.mixture import GaussianMixture
+    except ImportError:
+        row.note = "skipped: scikit-learn is not installed (pip install -e '.[bench]')"
+        return [row]
+    times = []
+    for _ in range(max(1, repeats - 2)):
+        reference = GaussianMixture(components, covariance_type=covariance, max_iter=iterations, tol=0.0,
+                                    reg_covar=1e-6, **sklearn_start(start, covariance))
+        begin = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reference.fit(data)
+        times.append(time.perf_counter() - begin)
+    row.peer, row.peer_seconds = f"scikit-learn {sklearn.__version__}", statistics.median(times)
+    row.peer_quality = f"mean log-likelihood {reference.score(data):.5f}"
+    return [row]
+
+
+def main(argv=None) -> list[Row]:
+    from benchmarks.run import format_table
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-data", type=int, default=100_000)
     parser.add_argument("--data-dim", "--dim", type=int, default=32)
@@ -60,59 +106,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sklearn", action="store_true", help="time lvmjax alone")
     args = parser.parse_args(argv)
-
-    data = make_data(args.num_data, args.data_dim, args.components)
-    device_data = jnp.asarray(data)
-    key = jax.random.PRNGKey(0)
-    start = jax.jit(gaussian_mixture.initial_params, static_argnums=(2, 3))(
-        key, device_data, args.components, args.covariance)
+    rows = run(args.num_data, args.data_dim, args.components, args.covariance, args.iterations, args.repeats,
+               args.skip_sklearn)
     print(f"machine: {machine()}, jax {jax.__version__}")
-    print(f"EM, {args.covariance} covariances: N={args.num_data}, D={args.data_dim}, K={args.components}, "
-          f"{args.iterations} iterations from the same start")
-
-    def run():
-        params, _ = gaussian_mixture.fit_em(key, device_data, args.components, args.covariance,
-                                            max_iter=args.iterations, tol=0.0, init_params=start)
-        return jax.block_until_ready(params)
-
-    begin = time.perf_counter()
-    params = run()
-    compile_and_run = time.perf_counter() - begin
-    times = []
-    for _ in range(args.repeats):
-        begin = time.perf_counter()
-        params = run()
-        times.append(time.perf_counter() - begin)
-    ours = statistics.median(times)
-    ours_log_likelihood = float(gaussian_mixture.e_step(params, device_data)[1])
-    print(f"  lvmjax (float32)         {ours:8.2f} s   ({ours / args.iterations:.4f} s per iteration; first call "
-          f"with compilation {compile_and_run:.2f} s)   mean log-likelihood {ours_log_likelihood:.5f}")
-
-    if args.skip_sklearn:
-        return
-    try:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.mixture import GaussianMixture
-    except ImportError:
-        print("  scikit-learn: not installed, skipped (pip install -e '.[bench]')")
-        return
-    import sklearn
-
-    times = []
-    for _ in range(max(1, args.repeats - 2)):
-        reference = GaussianMixture(args.components, covariance_type=args.covariance, max_iter=args.iterations,
-                                    tol=0.0, reg_covar=1e-6, **sklearn_start(start, args.covariance))
-        begin = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            reference.fit(data)
-        times.append(time.perf_counter() - begin)
-    theirs = statistics.median(times)
-    theirs_log_likelihood = reference.score(data)
-    print(f"  scikit-learn {sklearn.__version__} ({data.dtype}) {theirs:8.2f} s   "
-          f"mean log-likelihood {theirs_log_likelihood:.5f}")
-    print(f"  speed-up {theirs / ours:.1f}x; log-likelihoods differ by "
-          f"{abs(ours_log_likelihood - theirs_log_likelihood):.2e} nats per datapoint")
+    print(format_table(rows))
+    return rows
 
 
 if __name__ == "__main__":

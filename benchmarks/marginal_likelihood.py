@@ -16,8 +16,6 @@ posterior, and reports:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -27,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lvmjax
+from benchmarks.common import machine
 from lvmjax import linear_gaussian
 
 
@@ -68,20 +67,6 @@ def measure(fn, keys, data, repeats):
         times.append(time.perf_counter() - start)
     memory = compiled.memory_analysis()
     return result, compile_seconds, statistics.median(times), memory.temp_size_in_bytes
-
-
-def machine() -> str:
-    """The CPU model and core count (or the accelerator) this run used."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        return f"{jax.device_count()} x {device.device_kind}"
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores (CPU)"
 
 
 def main(argv=None):

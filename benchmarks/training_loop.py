@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.marginal_likelihood import machine
+from benchmarks.common import machine
 from lvmjax import amortized, networks, svi, training
 
 

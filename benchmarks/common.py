@@ -1,0 +1,79 @@
+"""What every benchmark shares: the machine's name, timing, the matmul peak, and one result row."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def machine() -> str:
+    """The CPU model and core count (or the accelerator) this run used."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        return f"{jax.device_count()} x {device.device_kind}"
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores (CPU)"
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(seconds of the first call, median seconds of `repeats` further calls); `fn` must block until done.
+
+    The first call of a jitted function traces and compiles it, so the first figure is the
+    time to the first result and the second the steady state.
+    """
+    begin = time.perf_counter()
+    fn()
+    first = time.perf_counter() - begin
+    times = []
+    for _ in range(max(1, repeats)):
+        begin = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - begin)
+    return first, statistics.median(times)
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
+    """The float32 FLOP/s of XLA's matrix multiply of two (size, size) matrices on this device: the
+    median of `repeats` products, 2 size³ floating-point operations each, after a warm-up."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype)
+    product = jax.jit(jnp.matmul)
+    _, seconds = timed(lambda: product(a, b).block_until_ready(), repeats)
+    return 2 * size**3 / seconds
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table: lvmjax against one peer on one workload.
+
+    Times are steady-state seconds for the same work (one epoch, one evaluation...); `ratio` is
+    peer / lvmjax, so above 1 means lvmjax is faster. `compile_seconds` is lvmjax's first call
+    less its steady-state time: tracing and compilation. A peer that is not installed has
+    `peer_seconds = None` and says so in `note`.
+    """
+
+    benchmark: str
+    workload: str
+    lvmjax_seconds: float
+    compile_seconds: float
+    peer: str
+    peer_seconds: float | None
+    lvmjax_quality: str = ""
+    peer_quality: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.peer_seconds is None else self.peer_seconds / self.lvmjax_seconds

@@ -1,0 +1,76 @@
+"""Every benchmark, one table: lvmjax against the tool a user would pick instead, on this machine.
+
+    python -m benchmarks.run [--quick] [--only NAME] [--json FILE]
+
+Each row is one workload run by both sides with the same model, sizes, batch,
+steps and precision, back to back in this process: lvmjax's steady-state seconds
+(median of repeats after a warm-up), its compile seconds apart, the peer's
+seconds, and the ratio peer / lvmjax (above 1: lvmjax is faster), with the
+quality figure of each side. A peer that is not installed is reported as
+skipped (`pip install -e ".[bench]"` installs them). `--quick` runs tiny sizes,
+to check that everything works, not to measure. Each benchmark also runs alone:
+`python -m benchmarks.NAME --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+
+import jax
+
+from benchmarks import gmm_em, vae_training
+from benchmarks.common import Row, machine
+
+BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
+    "vae_training": lambda quick: vae_training.run(quick),
+    "gmm_em": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, iterations=5, repeats=1)
+    if quick else gmm_em.run(),
+    "gmm_em_diag": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, covariance="diag",
+                                            iterations=5, repeats=1)
+    if quick else gmm_em.run(num_data=1_000_000, data_dim=64, components=64, covariance="diag", repeats=1),
+}
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("benchmark", "lvmjax s", "compile s", "peer", "peer s", "ratio", "lvmjax quality", "peer quality")
+    lines = [header]
+    for row in rows:
+        lines.append((row.benchmark, f"{row.lvmjax_seconds:.3f}", f"{row.compile_seconds:.2f}", row.peer,
+                      "" if row.peer_seconds is None else f"{row.peer_seconds:.3f}",
+                      "" if row.ratio is None else f"{row.ratio:.2f}x", row.lvmjax_quality,
+                      row.peer_quality or row.note))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            for line in lines]
+    text += [f"{row.benchmark}: {row.workload}" for row in rows]
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows and the machine to FILE as JSON")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.only or BENCHMARKS:
+        print(f"running {name}...", file=sys.stderr, flush=True)
+        rows += BENCHMARKS[name](args.quick)
+    description = f"{machine()}, jax {jax.__version__}" + (" (--quick: sizes too small to mean anything)"
+                                                          if args.quick else "")
+    print(f"machine: {description}")
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"machine": description, "quick": args.quick,
+                       "rows": [dataclasses.asdict(row) | {"ratio": row.ratio} for row in rows]}, file, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

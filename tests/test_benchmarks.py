@@ -1,0 +1,44 @@
+"""`python -m benchmarks.run --quick`: the harness runs, and its table and JSON say what was measured.
+
+Timings are never asserted (they are measured in benchmarks/, on a quiet machine); this only
+proves that every part works at tiny sizes, with or without the optional peers installed.
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # benchmarks/ is a package of the repository, not of the installed lvmjax
+
+from benchmarks import run, vae_training  # noqa: E402
+
+pytestmark = pytest.mark.standard_promotion
+
+
+def test_the_harness_runs_each_benchmark_and_writes_its_rows(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    assert run.main(["--quick", "--only", "vae_training", "--only", "gmm_em", "--json", str(path)]) == 0
+    table = capsys.readouterr().out
+    written = json.loads(path.read_text())
+    assert written["quick"] and "too small to mean anything" in written["machine"]
+    rows = {row["benchmark"]: row for row in written["rows"]}
+    assert sorted(rows) == ["gmm_em", "vae_training"]
+    for name, row in rows.items():
+        assert name in table and row["lvmjax_seconds"] > 0 and row["compile_seconds"] >= 0
+        if row["peer_seconds"] is None:  # a peer that is not installed is skipped, and says so
+            assert row["note"].startswith("skipped") and row["ratio"] is None
+        else:
+            assert row["ratio"] == pytest.approx(row["peer_seconds"] / row["lvmjax_seconds"])
+    # Same start, same iterations: EM reaches scikit-learn's log-likelihood (scikit-learn is a test dependency).
+    gmm = rows["gmm_em"]
+    ours, theirs = (float(gmm[key].split()[-1]) for key in ("lvmjax_quality", "peer_quality"))
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_the_flop_count_is_three_times_two_multiply_adds_per_weight():
+    sizes = vae_training.Sizes(data_dim=10, hidden=(4,), latent_dim=2)
+    # encoder 10·4 + 4·4 (mean and log-scale), decoder 2·4 + 4·10
+    assert vae_training.flops_per_image(sizes) == 3 * 2 * (10 * 4 + 4 * 4 + 2 * 4 + 4 * 10)
