@@ -77,6 +77,14 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _saved_run_arguments(parser: argparse.ArgumentParser, data_dir: bool = True) -> None:
+    """RUN_DIR (and --data-dir) of the commands that read a saved run."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    if data_dir:
+        parser.add_argument("--data-dir", default=None,
+                            help="where the dataset's files are, if not where they were at fit time")
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = runs.FitConfig(model="vae")
     parser = _Parser(prog="lvmjax", description="Latent variable models and variational inference in JAX.",
@@ -157,11 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "iwae the approximation and amortization gaps, for the classical models the BIC and, for "
                     "mixtures on labelled data, the adjusted Rand index of the clusters.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    _saved_run_arguments(evaluate)
     evaluate.add_argument("--num-samples", type=_positive_int, default=5000,
                           help="K: importance samples per test datapoint for the NLL")
-    evaluate.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
-                                                           "they were at fit time")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -171,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "a figure (FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
                     "(mob, vae, iwae, svi) the images are the pixel probabilities E[x | z] unless --draw.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sample.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    _saved_run_arguments(sample, data_dir=False)
     sample.add_argument("-n", "--num", type=_positive_int, default=100, help="how many to generate")
     sample.add_argument("--draw", action="store_true", help="binary draws x ~ p(x | z) for the Bernoulli models")
     sample.add_argument("--seed", type=int, default=0, help="seed of the draws")
@@ -185,15 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "print the squared error on the hidden entries; write a figure (FILE.png) and the "
                     "imputed images (FILE.npy, shape (N, D)).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    impute.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    _saved_run_arguments(impute)
     impute.add_argument("--mask", choices=applications.MASKS, default="top-half",
                         help="what is missing: half of each image, or a random half of the entries")
     impute.add_argument("-n", "--num-images", type=_positive_int, default=100, help="test images to impute")
     impute.add_argument("--num-samples", type=_positive_int, default=1000,
                         help="K: importance samples per image for vae, iwae and svi")
     impute.add_argument("--seed", type=int, default=0, help="seed of the importance samples and the random mask")
-    impute.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
-                                                         "they were at fit time")
     impute.add_argument("--out", default=None, metavar="FILE.png",
                         help="where to write (default RUN_DIR/imputation-MASK.png)")
     impute.add_argument("--overwrite", action="store_true", help="replace FILE.png and FILE.npy if they exist")
@@ -204,11 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "images, imputation of the top half, reconstructions and interpolations (ae, vae, iwae), "
                     "component means (gmm, mob) and the latent space coloured by label.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    plot.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
+    _saved_run_arguments(plot)
     plot.add_argument("--out", default=None, metavar="DIR", help="where to write (default RUN_DIR/figures)")
     plot.add_argument("--seed", type=int, default=0, help="seed of the generated images and the imputation")
-    plot.add_argument("--data-dir", default=None, help="where the dataset's files are, if not where "
-                                                       "they were at fit time")
     plot.add_argument("--overwrite", action="store_true", help="replace figures already in DIR")
     return parser
 
@@ -457,10 +459,7 @@ def _impute(args) -> int:
     run = runs.load_run(args.run_dir)
     default = Path(args.run_dir) / f"imputation-{args.mask}.png"
     figure_path, array_path = _outputs(args.out, default, args.overwrite)
-    dataset = runs.load_data(run.config, args.data_dir)
-    if dataset.test.shape[1] != run.data_dim:
-        raise runs.RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {args.run_dir} "
-                            f"was trained on {run.data_dim}.")
+    dataset = runs.load_run_data(run, args.run_dir, args.data_dir)
     key_mask, key_impute = jax.random.split(jax.random.PRNGKey(args.seed))
     observed = applications.observed_mask(args.mask, run.data_dim, run.image_shape, key_mask)
     truth = dataset.test[: args.num_images]
@@ -491,10 +490,7 @@ def _plot(args) -> int:
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise runs.RunError(f"{out} already holds files; choose another --out or add --overwrite "
                             "(nothing was changed).")
-    dataset = runs.load_data(run.config, args.data_dir)
-    if dataset.test.shape[1] != run.data_dim:
-        raise runs.RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {args.run_dir} "
-                            f"was trained on {run.data_dim}.")
+    dataset = runs.load_run_data(run, args.run_dir, args.data_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = figures.plot_run(jax.random.PRNGKey(args.seed), run, args.run_dir, dataset, out)
     for path in written.values():

@@ -238,16 +238,15 @@ def plot_run(key, run: runs.Run, run_dir: str | Path, dataset: data_lib.Dataset,
     save("training", plots.curves({objective: [entry["train_objective"] for entry in history]}, unit,
                                   "training objective per datapoint (nats)", title=f"{model}: training"))
     key_samples, key_impute = jax.random.split(key)
+    chosen = one_per_label(dataset.test_labels, min(10, len(dataset.test)))
     if model != "ae" and shape is not None:
         save("samples", samples_figure(run, generate(key_samples, run, 100)))
         observed = np.asarray(applications.top_half_missing(shape))
-        chosen = one_per_label(dataset.test_labels, min(10, len(dataset.test)))
         truth = dataset.test[chosen]
         imputed = impute(key_impute, run, truth, observed, num_samples)
         labels = dataset.test_labels[chosen] if dataset.test_labels is not None else None
         save("imputation", imputation_figure(run, truth, observed, imputed, "top-half", labels))
     if model in _ENCODERS and shape is not None:
-        chosen = one_per_label(dataset.test_labels, min(10, len(dataset.test)))
         originals = jnp.asarray(dataset.test[chosen])
         rows = {"test image": dataset.test[chosen], model: np.asarray(reconstruct_all(run.vae, run.params, originals))}
         save("reconstructions", plots.image_rows(rows, shape, title=f"{model}: reconstructions E[x | z = f(x)]"))

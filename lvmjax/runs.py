@@ -593,11 +593,17 @@ def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: 
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
     run = load_run(run_dir)
+    dataset = load_run_data(run, run_dir, data_dir)
+    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed, progress=progress)
+
+
+def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = None) -> data_lib.Dataset:
+    """The data `run` was fitted to (`load_data`), refused if its columns do not match the model's."""
     dataset = load_data(run.config, data_dir)
     if dataset.test.shape[1] != run.data_dim:
         raise RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
-                       f"on {run.data_dim}; evaluate it on the data it was fitted to.")
-    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed, progress=progress)
+                       f"on {run.data_dim}; use it on the data it was fitted to.")
+    return dataset
 
 
 EVALUATION_BATCH = 1000  # test datapoints per compiled call of the neural models' evaluation

@@ -422,7 +422,6 @@ def _estimator_comparison(vae, params, test, settings: TourSettings, seed: int, 
 def _imputation(vae, fits, binary, continuous, settings: TourSettings, seed: int, advance) -> dict:
     """Every test image with its upper half missing, imputed by each model; the squared error on the missing half."""
     observed = applications.top_half_missing(binary.image_shape)
-    missing = ~np.asarray(observed)
     test_binary, test_continuous = jnp.asarray(binary.test), jnp.asarray(continuous.test)
     mob = bernoulli_mixture.Params(**fits["mob"].params)
     gmm = gaussian_mixture.Params(**fits["gmm"].params)
@@ -444,7 +443,7 @@ def _imputation(vae, fits, binary, continuous, settings: TourSettings, seed: int
     imputed["fa"] = batch(applications.impute_linear_gaussian, fa, test_continuous)
 
     def squared_error(filled, truth):
-        return float(np.mean(np.square(filled[:, missing] - truth[:, missing])))
+        return figures.squared_error(filled, truth, observed)
 
     metrics = {"mask": "upper half of every test image missing", "vae_num_samples": settings.impute_samples,
                "binary_mse": {model: squared_error(imputed[model], binary.test) for model in ("mob", "vae")},
