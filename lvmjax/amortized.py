@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from lvmjax import networks
-from lvmjax.estimators import elbo, iwae_bound
+from lvmjax.estimators import MarginalEstimate, elbo, iwae_bound, log_marginal_is
 from lvmjax.model import LatentVariableModel, log_likelihood
 from lvmjax.variational import VariationalFamily, mean_field_gaussian
 
@@ -61,7 +61,8 @@ def make_vae(data_dim: int, latent_dim: int,
              architecture: Literal["mlp", "conv"] = "mlp",
              hidden: Sequence[int] = (256, 256),
              image_shape: tuple[int, int] | None = None,
-             observation_scale: float | None = None) -> AmortizedModel:
+             observation_scale: float | None = None,
+             activation: Literal["gelu", "tanh", "relu"] = "gelu") -> AmortizedModel:
     """A VAE with a standard-normal prior, a mean-field Gaussian q(z | x) and Flax networks.
 
     Args:
@@ -76,6 +77,8 @@ def make_vae(data_dim: int, latent_dim: int,
       image_shape: (H, W) with H·W = D, for "conv".
       observation_scale: for "gaussian": a fixed σ of p(x | z) = N(μ_θ(z), σ² I);
         None learns a σ_θ(z) per dimension.
+      activation: the MLP's hidden nonlinearity: "gelu", "tanh" (the networks
+        of Burda et al. 2016) or "relu". The convolutional networks use GELU.
 
     Returns:
       An `AmortizedModel`.
@@ -84,13 +87,15 @@ def make_vae(data_dim: int, latent_dim: int,
         raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
     if architecture not in ("mlp", "conv"):
         raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")
+    if activation not in networks.ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(networks.ACTIVATIONS)}, got {activation!r}.")
     if latent_dim < 1 or data_dim < 1:
         raise ValueError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
     num_outputs = 2 if likelihood == "gaussian" and observation_scale is None else 1
 
     if architecture == "mlp":
-        encoder = networks.MLPEncoder(latent_dim, tuple(hidden))
-        decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs)
+        encoder = networks.MLPEncoder(latent_dim, tuple(hidden), activation)
+        decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs, activation)
     else:
         if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
             raise ValueError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
@@ -141,6 +146,20 @@ def iwae_objective(amortized: AmortizedModel, num_samples: int) -> Objective:
         return iwae_bound(key, amortized.model, params, amortized.encode(params, x), x, num_samples)
 
     return objective
+
+
+def log_marginal(key: Array, amortized: AmortizedModel, params: Params, x: Array, num_samples: int,
+                 chunk_size: int | None = None) -> MarginalEstimate:
+    """log p(x; θ) of one datapoint, importance-sampled with the encoder's q(z | x) as the proposal:
+
+        log p(x) ≈ log (1/K) Σ_k p(x, z_k; θ) / q(z_k | x),   z_k ~ q(z | x; φ)
+
+    the test NLL of the VAE literature (Burda et al. 2016 use K = 5000). `chunk_size`
+    draws the K samples that many at a time, so memory does not grow with K; see
+    `log_marginal_is`, which this calls.
+    """
+    return log_marginal_is(key, amortized.model, params, amortized.encode(params, x), x, num_samples,
+                           chunk_size=chunk_size)
 
 
 def autoencoder_objective(amortized: AmortizedModel) -> Objective:

@@ -12,7 +12,7 @@ Every module acts on ONE datapoint or ONE latent; batches are the caller's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -20,18 +20,23 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"gelu": nn.gelu, "tanh": jnp.tanh, "relu": nn.relu}
+"""The hidden layers' nonlinearity of the MLPs, by name: GELU (tanh-approximated, the default),
+tanh (the networks of Burda et al. 2016) or ReLU."""
+
 
 class MLPEncoder(nn.Module):
     """x, shape (D,) -> (mean, log_scale) of q(z | x), each of shape (latent_dim,)."""
 
     latent_dim: int
     hidden: Sequence[int] = (256, 256)
+    activation: str = "gelu"
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
         h = x
         for width in self.hidden:
-            h = nn.gelu(nn.Dense(width)(h))
+            h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         out = nn.Dense(2 * self.latent_dim)(h)
         return out[: self.latent_dim], out[self.latent_dim:]
 
@@ -42,12 +47,13 @@ class MLPDecoder(nn.Module):
     data_dim: int
     hidden: Sequence[int] = (256, 256)
     num_outputs: int = 1
+    activation: str = "gelu"
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
         h = z
         for width in self.hidden:
-            h = nn.gelu(nn.Dense(width)(h))
+            h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         return nn.Dense(self.num_outputs * self.data_dim)(h).reshape(self.num_outputs, self.data_dim)
 
 

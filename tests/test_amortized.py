@@ -55,6 +55,57 @@ def test_bad_configurations_are_refused():
         amortized.make_vae(64, 2, architecture="conv")
     with pytest.raises(ValueError, match="divisible by 4"):
         amortized.make_vae(36, 2, architecture="conv", image_shape=(6, 6))
+    with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'relu', 'tanh'\], got 'sigmoid'"):
+        amortized.make_vae(4, 2, activation="sigmoid")
+
+
+@pytest.mark.parametrize("activation", ["gelu", "tanh", "relu"])
+def test_the_mlp_activation_is_the_one_named(activation):
+    vae = amortized.make_vae(5, 2, hidden=(3,), activation=activation)
+    params = vae.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (5,))
+    layers = params["encoder"]["params"]
+    nonlinearity = {"gelu": jax.nn.gelu, "tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
+    hidden = nonlinearity(x @ layers["Dense_0"]["kernel"] + layers["Dense_0"]["bias"])
+    out = hidden @ layers["Dense_1"]["kernel"] + layers["Dense_1"]["bias"]
+    np.testing.assert_allclose(vae.encoder_output(params, x)["mean"], out[:2], rtol=1e-6)
+    np.testing.assert_allclose(vae.encoder_output(params, x)["log_scale"], out[2:], rtol=1e-6)
+
+
+def test_log_marginal_is_exact_when_the_encoder_is_the_posterior():
+    """With q(z | x) = p(z | x) every importance weight equals p(x), so any K gives log p(x) exactly.
+
+    A linear-Gaussian model whose W has orthogonal columns and whose noise is isotropic has a
+    diagonal posterior covariance (σ² (σ² I + WᵀW)⁻¹), which the mean-field encoder can represent.
+    """
+    rng = np.random.default_rng(0)
+    weight = np.linalg.qr(rng.normal(size=(6, 2)))[0] * np.array([2.0, 0.7])
+    params = lvmjax.linear_gaussian.Params(jnp.asarray(weight, jnp.float32), jnp.asarray(rng.normal(size=6),
+                                                                                           jnp.float32),
+                                           jnp.full(6, 0.3, jnp.float32))
+
+    def encoder_output(params, x):
+        posterior = lvmjax.linear_gaussian.posterior(params, x)
+        return {"mean": posterior.mean(), "log_scale": 0.5 * jnp.log(jnp.diag(posterior.covariance()))}
+
+    exact_encoder = amortized.AmortizedModel(lvmjax.linear_gaussian.model, amortized.mean_field_gaussian(2),
+                                             encoder_output, None, 2)
+    x = jnp.asarray(rng.normal(size=6), jnp.float32)
+    for chunk_size in (None, 10):
+        estimate = amortized.log_marginal(jax.random.PRNGKey(3), exact_encoder, params, x, 50, chunk_size)
+        np.testing.assert_allclose(estimate.log_marginal, lvmjax.linear_gaussian.log_marginal(params, x),
+                                   rtol=1e-5)
+        assert float(estimate.stderr) < 1e-4
+
+
+def test_log_marginal_uses_the_encoder_as_the_proposal():
+    vae = amortized.make_vae(8, 2, hidden=(4,))
+    params = vae.init(jax.random.PRNGKey(0))
+    x = (jnp.arange(8) % 3 == 0).astype(jnp.float32)
+    ours = amortized.log_marginal(jax.random.PRNGKey(1), vae, params, x, 20, chunk_size=5)
+    direct = lvmjax.log_marginal_is(jax.random.PRNGKey(1), vae.model, params, vae.encode(params, x), x, 20,
+                                    chunk_size=5)
+    np.testing.assert_array_equal(ours.log_marginal, direct.log_marginal)
 
 
 @pytest.mark.parametrize("name", ["vae", "iwae", "ae"])
