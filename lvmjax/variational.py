@@ -40,7 +40,7 @@ def mean_field_gaussian(latent_dim: int, init_scale: float = 1.0,
 
     def init(key):
         return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
-                "log_scale": jnp.full((latent_dim,), jnp.log(init_scale))}
+                "log_scale": jnp.log(jnp.full((latent_dim,), init_scale, float))}
 
     def distribution(phi):
         return distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
@@ -58,7 +58,7 @@ def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0,
 
     def init(key):
         return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
-                "log_diag": jnp.full((latent_dim,), jnp.log(init_scale)),
+                "log_diag": jnp.log(jnp.full((latent_dim,), init_scale, float)),
                 "off_diag": jnp.zeros((latent_dim, latent_dim))}
 
     def distribution(phi):

@@ -127,3 +127,20 @@ def test_refined_elbo_is_never_below_the_amortized_one():
     assert float(jnp.mean(report.approximation_gap)) > -3 * float(jnp.mean(report.log_marginal_stderr))
     np.testing.assert_allclose(report.log_marginal - report.amortized_elbo,
                                report.approximation_gap + report.amortization_gap, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", [mean_field_gaussian(2), full_rank_gaussian(2)], ids=["mean_field", "full_rank"])
+def test_a_jitted_local_update_returns_the_types_it_takes(problem, family):
+    """φ from `family.init` has the exact types the update returns (no weak types), so a jitted
+    update fed its own output is not compiled a second time."""
+    params, data = problem
+    optimizer = optax.adam(1e-2)
+    phi = jax.vmap(family.init)(jax.random.split(jax.random.PRNGKey(0), NUM_DATA))
+    opt_state = jax.vmap(optimizer.init)(phi)
+    update = svi.make_local_update(linear_gaussian.model, family, optimizer)
+    new_phi, new_opt_state, _ = jax.eval_shape(update, jax.random.PRNGKey(1), params, phi, opt_state, data)
+
+    def types(tree):
+        return jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype, jax.typeof(leaf).weak_type), tree)
+
+    assert types(new_phi) == types(phi) and types(new_opt_state) == types(opt_state)
