@@ -33,6 +33,23 @@ Array = jax.Array
 Objective = Callable[[Array, Params, Array], Array]
 
 
+class BernoulliLogits(distrax.Bernoulli):
+    """`distrax.Bernoulli(logits=l)` whose log-probability costs one exp and one log1p per entry, not two of each:
+
+        log p(x | l) = x l − softplus(l) = x l − max(l, 0) − log(1 + exp(−|l|))
+
+    equal to distrax's x log σ(l) + (1 − x) log σ(−l) for every x, and accurate to
+    rounding for binary x at any l (x l − max(l, 0) is then exactly 0 or −|l|). The
+    decoder's likelihood is evaluated K × D times per datapoint, so this halves the
+    transcendental work of training and of the importance-sampled NLL.
+    """
+
+    def log_prob(self, value: Array) -> Array:
+        logits = self.logits
+        value = jnp.asarray(value, logits.dtype)
+        return value * logits - jnp.maximum(logits, 0) - jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
 class AmortizedModel(NamedTuple):
     """A latent variable model with an encoder.
 
@@ -111,7 +128,7 @@ def make_vae(data_dim: int, latent_dim: int,
     def likelihood_fn(params, z):
         outputs = decoder.apply(params["decoder"], z)
         if likelihood == "bernoulli":
-            return distrax.Independent(distrax.Bernoulli(logits=outputs[0], dtype=outputs.dtype), 1)
+            return distrax.Independent(BernoulliLogits(logits=outputs[0], dtype=outputs.dtype), 1)
         if observation_scale is None:
             return distrax.MultivariateNormalDiag(outputs[0], jnp.exp(outputs[1]))
         return distrax.MultivariateNormalDiag(outputs[0], jnp.full(data_dim, observation_scale, outputs.dtype))

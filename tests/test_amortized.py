@@ -1,5 +1,6 @@
 """VAEs, IWAEs and the autoencoder on tiny data: shapes, objectives, and learning."""
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,3 +141,18 @@ def test_autoencoder_objective_is_deterministic_reconstruction(binary_data):
     probabilities = amortized.reconstruct(vae, params, x)
     expected = jnp.sum(x * jnp.log(probabilities) + (1 - x) * jnp.log1p(-probabilities))
     np.testing.assert_allclose(value, expected, rtol=1e-5)
+
+
+def test_bernoulli_logits_log_prob_is_distrax_at_any_logit_and_exact_for_binary_data():
+    logits = jnp.asarray([-80.0, -30.0, -17.0, -3.0, -1e-3, 0.0, 2e-4, 0.7, 5.0, 17.0, 30.0, 80.0], jnp.float32)
+    exact = {1.0: -np.logaddexp(0.0, -np.asarray(logits, np.float64)),  # log σ(l), in float64
+             0.0: -np.logaddexp(0.0, np.asarray(logits, np.float64))}  # log σ(−l)
+    ours = amortized.BernoulliLogits(logits=logits, dtype=jnp.float32)
+    for x, reference in exact.items():
+        value = ours.log_prob(jnp.full(logits.shape, x, jnp.float32))
+        np.testing.assert_allclose(value, reference, rtol=2e-7, atol=1e-30)  # rounding, even at e^-80
+    grey = jnp.linspace(0.0, 1.0, logits.size)  # soft targets: the same function as distrax's
+    np.testing.assert_allclose(ours.log_prob(grey), distrax.Bernoulli(logits=logits).log_prob(grey), rtol=1e-6)
+    vae = amortized.make_vae(4, 2)  # the VAE's decoder uses it
+    likelihood = vae.model.likelihood(vae.init(jax.random.PRNGKey(0)), jnp.zeros(2))
+    assert isinstance(likelihood.distribution, amortized.BernoulliLogits)
