@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import platform
 import statistics
 import time
@@ -11,6 +12,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+DEFAULT_DATA_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+"""Where the benchmarks look for binarized_mnist.npz unless given `--data-dir`: the `shared/data` folder
+beside the repository (the package itself never assumes a data path)."""
 
 
 def machine() -> str:

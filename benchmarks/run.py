@@ -22,16 +22,21 @@ from collections.abc import Callable
 
 import jax
 
-from benchmarks import gmm_em, vae_training
+from benchmarks import evaluation, gmm_em, mnist_quality, svi_step, vae_training
 from benchmarks.common import Row, machine
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "vae_training": lambda quick: vae_training.run(quick),
+    "iwae_training_k5": lambda quick: vae_training.run(quick, num_samples=5),
+    "iwae_training_k50": lambda quick: vae_training.run(quick, num_samples=50),
+    "evaluation": lambda quick: evaluation.run(quick),
+    "svi_step": lambda quick: svi_step.run(quick),
     "gmm_em": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, iterations=5, repeats=1)
     if quick else gmm_em.run(),
     "gmm_em_diag": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, covariance="diag",
                                             iterations=5, repeats=1)
     if quick else gmm_em.run(num_data=1_000_000, data_dim=64, components=64, covariance="diag", repeats=1),
+    "mnist_quality": lambda quick: mnist_quality.run(quick),
 }
 
 
@@ -46,7 +51,7 @@ def format_table(rows: list[Row]) -> str:
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
             for line in lines]
-    text += [f"{row.benchmark}: {row.workload}" for row in rows]
+    text += list(dict.fromkeys(f"{row.benchmark}: {row.workload}" for row in rows))
     return "\n".join(text)
 
 
