@@ -1,16 +1,13 @@
-"""What lvmjax's abstractions cost: its training epoch against a hand-written `lax.scan` loop,
-and its vectorized SVI step against one update per datapoint.
+"""What lvmjax's abstractions cost: its training epoch against a hand-written `lax.scan` loop.
 
     python -m benchmarks.training_loop [--num-data N] [--repeats R]
 
-1. VAE epoch: `make_epoch(make_train_step(elbo_objective(vae), adam))`, against
-   the same networks, the same Adam and the same batches in a loop written by
-   hand: reparameterized z = μ + σ ε, the Bernoulli log-likelihood from
-   `jax.nn.log_sigmoid`, the closed-form Gaussian KL, `lax.scan` over
-   minibatches. Same data (binarized-MNIST sized random images), float32.
-2. Non-amortized SVI: one vmapped optax step on all N per-datapoint φ_i with a
-   fixed decoder, against N single-datapoint steps (timed on a few hundred and
-   scaled to N), which is the seed text's algorithm written literally.
+`make_epoch(make_train_step(elbo_objective(vae), adam))`, against the same
+networks, the same Adam and the same batches in a loop written by hand:
+reparameterized z = μ + σ ε, the Bernoulli log-likelihood from
+`jax.nn.log_sigmoid`, the closed-form Gaussian KL, `lax.scan` over minibatches.
+Same data (binarized-MNIST sized random images), float32. (The SVI step against
+NumPyro and against loops over datapoints is `benchmarks.svi_step`.)
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import numpy as np
 import optax
 
 from benchmarks.common import machine
-from lvmjax import amortized, networks, svi, training
+from lvmjax import amortized, networks, training
 
 
 def median_seconds(fn, repeats):
@@ -96,23 +93,6 @@ def main(argv=None):
     print(f"  lvmjax make_epoch   {lvmjax_seconds:8.3f} s  ({args.num_data / lvmjax_seconds:,.0f} images/s)")
     print(f"  hand-written scan   {manual_seconds:8.3f} s  ({args.num_data / manual_seconds:,.0f} images/s)")
     print(f"  lvmjax / hand-written time: {lvmjax_seconds / manual_seconds:.3f}")
-
-    # Non-amortized SVI: every φ_i updated at once, against one datapoint at a time.
-    family = vae.family
-    phi = jax.vmap(family.init)(jax.random.split(key, args.num_data))
-    phi_optimizer = optax.adam(1e-2)
-    opt_state = jax.vmap(phi_optimizer.init)(phi)
-    update = jax.jit(svi.make_local_update(vae.model, family, phi_optimizer, analytic_kl=True))
-    all_seconds = median_seconds(lambda: update(key, params, phi, opt_state, data), args.repeats)
-    one = jax.tree_util.tree_map(lambda leaf: leaf[:1], (phi, opt_state))
-    num_single = 200
-    single_seconds = median_seconds(
-        lambda: [update(key, params, *one, data[i:i + 1]) for i in range(num_single)], 1) / num_single
-    print(f"SVI step on all N={args.num_data} φ_i (fixed decoder):")
-    print(f"  vectorized          {all_seconds:8.3f} s  ({args.num_data / all_seconds:,.0f} φ updates/s)")
-    print(f"  one at a time       {single_seconds * args.num_data:8.3f} s  (measured on {num_single}, "
-          f"{1 / single_seconds:,.0f} φ updates/s)")
-    print(f"  speed-up: {single_seconds * args.num_data / all_seconds:.0f}x")
 
 
 if __name__ == "__main__":
