@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N",
                      help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
                           "(vae, iwae, ae, svi)")
+    fit.add_argument("--max-skipped-steps", type=_positive_int, default=defaults.max_skipped_steps, metavar="N",
+                     help="a training step whose objective or gradient is NaN or infinite is skipped (the parameters "
+                          "stay as they were); N such steps in a row stop the run, leaving the last checkpoint "
+                          "(vae, iwae, ae, svi)")
     fit.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out from its last checkpoint; repeat the original "
                           "command's options. It ends with the parameters of an uninterrupted run")
@@ -233,6 +237,8 @@ class _Progress:
 
     def __call__(self, epoch: int, metrics: dict):
         status = f"objective {metrics['train_objective']:.3f}"
+        if metrics.get("skipped_steps"):
+            status += f", {metrics['skipped_steps']} non-finite steps skipped"
         if self.bar is not None:
             self.bar.update(self.task, completed=epoch, status=status)
         elif not self.quiet and (epoch == 1 or epoch == self.total or epoch % max(1, self.total // 20) == 0):
@@ -296,7 +302,8 @@ def _fit(args) -> int:
                             batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
                             lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
                             components=args.components, covariance=args.covariance, max_iter=args.max_iter,
-                            n_init=args.n_init, test_fraction=args.test_fraction)
+                            n_init=args.n_init, test_fraction=args.test_fraction,
+                            max_skipped_steps=args.max_skipped_steps)
     if args.resume:
         run_dir = runs.resume_run(args.out, config)
     else:
@@ -322,6 +329,8 @@ def _fit(args) -> int:
             epoch = checkpoints.latest_epoch()
             saved = f"its last checkpoint (epoch {epoch})" if epoch else "its configuration"
             where = f"{run_dir} keeps {saved}; repeat the command with --resume to continue"
+            if isinstance(error, runs.TrainingDiverged):  # resuming would diverge again
+                where = f"{run_dir} keeps {saved}; fit again into a new --out"
             if isinstance(error, KeyboardInterrupt):
                 raise _Interrupted(f"lvmjax: interrupted; {where}") from None
             raise runs.RunError(f"{error} {where}.") from None

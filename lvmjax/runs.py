@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lvmjax import amortized as amortized_lib
@@ -55,6 +56,11 @@ class RunError(ValueError):
     """A run that cannot be made or read; the message is one line that says how to fix it."""
 
 
+class TrainingDiverged(RunError):
+    """`max_skipped_steps` training steps in a row were skipped as non-finite; the state of the epoch
+    that reached the limit is not saved, so the last checkpoint is the last good state."""
+
+
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
     """Everything that determines a run; saved as RUN_DIR/config.json.
@@ -63,7 +69,9 @@ class FitConfig:
     Monte Carlo samples), 5 for iwae (K of the bound); unused by ae.
 
     The neural models use epochs, batch_size, num_samples, lr, hidden,
-    architecture and the svi settings; the classical ones use components
+    architecture, the svi settings and max_skipped_steps (a training step whose
+    objective or gradient is not finite is skipped, and that many in a row stop the
+    run); the classical ones use components
     (gmm, mob), covariance (gmm), max_iter and n_init. latent_dim is the
     dimension of z for the neural models and for fa and ppca. test_fraction
     splits a user's data file (the named datasets have fixed splits).
@@ -82,6 +90,7 @@ class FitConfig:
     architecture: str = "mlp"
     svi_inner_steps: int = 5
     svi_lr: float = 3e-2
+    max_skipped_steps: int = 100
     components: int = 10
     covariance: str = "full"
     max_iter: int = 500
@@ -96,7 +105,8 @@ class FitConfig:
                            f"got {self.covariance!r}.")
         if not 0 < self.test_fraction < 1:
             raise RunError(f"test-fraction must be strictly between 0 and 1, got {self.test_fraction}.")
-        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps", "components", "max_iter", "n_init"):
+        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps", "max_skipped_steps", "components",
+                     "max_iter", "n_init"):
             if getattr(self, name) < 1:
                 raise RunError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if self.num_samples is not None and self.num_samples < 1:
@@ -222,12 +232,16 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         seconds_before = history[-1]["seconds"] if history else 0.0
     epoch_keys = jax.random.split(key_epochs, config.epochs)
     start = time.perf_counter()
+    in_a_row = history[-1].get("skipped_in_a_row", 0) if history else 0
     for epoch in range(first_epoch, config.epochs + 1):
         state, metrics = epoch_fn(state, epoch_keys[epoch - 1], data)
-        value = float(jnp.mean(metrics.elbo if config.model == "svi" else metrics.objective))
-        if not math.isfinite(value):
-            raise RunError(f"the training objective became {value} in epoch {epoch}; lower --lr.")
-        entry = {"epoch": epoch, "train_objective": value, "seconds": seconds_before + time.perf_counter() - start}
+        skipped = np.asarray(metrics.skipped)
+        in_a_row = _longest_run_of_skips(skipped, in_a_row, config.max_skipped_steps, epoch)
+        objective = np.asarray(metrics.elbo if config.model == "svi" else metrics.objective)[~skipped]
+        entry = {"epoch": epoch, "train_objective": float(objective.mean()) if objective.size else math.nan,
+                 "seconds": seconds_before + time.perf_counter() - start}
+        if skipped.any() or in_a_row:
+            entry |= {"skipped_steps": int(skipped.sum()), "skipped_in_a_row": in_a_row}
         history.append(entry)
         if checkpoints is not None and (epoch % checkpoints.every == 0 or epoch == config.epochs):
             checkpoints.save(epoch, state, history)
@@ -241,6 +255,19 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
     if checkpoints is not None:
         checkpoints.wait()
     return FitResult(params, history, seconds_before + time.perf_counter() - start, data_dim, dataset.image_shape)
+
+
+def _longest_run_of_skips(skipped: np.ndarray, in_a_row: int, limit: int, epoch: int) -> int:
+    """The skipped steps in a row at the end of this epoch's flags (`in_a_row` carried in from the last);
+    raises TrainingDiverged once a run of them reaches `limit`, before this epoch's state is saved."""
+    longest = 0
+    for flag in skipped:
+        in_a_row = in_a_row + 1 if flag else 0
+        longest = max(longest, in_a_row)
+    if longest >= limit:
+        raise TrainingDiverged(f"{longest} training steps in a row had a non-finite objective or gradient (NaN or inf) "
+                               f"by the end of epoch {epoch}, so training stopped; lower --lr.")
+    return in_a_row
 
 
 def _binarizing(step, svi: bool):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lvmjax import training
 from lvmjax.estimators import elbo, log_marginal_is
 from lvmjax.model import LatentVariableModel
 from lvmjax.variational import VariationalFamily
@@ -41,6 +42,7 @@ class SVIState(NamedTuple):
 class SVIMetrics(NamedTuple):
     elbo: Array  # shape=(): minibatch mean of ELBO(x_i; θ, φ_i) at the θ before the step's θ update
     inner_steps: Array  # shape=(): φ updates taken in this step
+    skipped: Array  # shape=(), bool: the step was not applied (non-finite ELBO, gradient or φ_i)
 
 
 def init_svi(key: Array, family: VariationalFamily, theta: Params, num_data: int,
@@ -100,7 +102,7 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
                   theta_optimizer: optax.GradientTransformation,
                   phi_optimizer: optax.GradientTransformation, num_samples: int = 1,
                   analytic_kl: bool = False, schedule: Literal["inner", "joint"] = "inner",
-                  inner_steps: int = 10, inner_tolerance: float = 0.0) -> Callable:
+                  inner_steps: int = 10, inner_tolerance: float = 0.0, skip_nonfinite: bool = True) -> Callable:
     """A pure SVI step `(state, key, (indices, batch)) -> (state, SVIMetrics)`.
 
     Schedules (seed text, §4.1):
@@ -118,6 +120,9 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
       schedule: "inner" or "joint".
       inner_steps: the budget of φ updates per minibatch ("inner").
       inner_tolerance: convergence threshold on the largest change of φ ("inner").
+      skip_nonfinite: a step whose ELBO, θ-gradient or minibatch φ_i come out NaN
+        or infinite changes nothing and has `metrics.skipped` True
+        (`training.apply_if_finite`).
 
     Returns:
       The step, for `jax.jit` or `training.make_epoch` (call the epoch with
@@ -166,12 +171,16 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
             phi = optax.apply_updates(phi, phi_updates)
             value = jnp.mean(elbos)
 
-        updates, theta_opt_state = theta_optimizer.update(
-            jax.tree_util.tree_map(jnp.negative, theta_grads), state.theta_opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, updates)
-        new_state = SVIState(theta, theta_opt_state, _scatter(state.phi, indices, phi),
-                             _scatter(state.phi_opt_state, indices, phi_opt_state), state.step + 1)
-        return new_state, SVIMetrics(value, count)
+        def apply(state):
+            updates, theta_opt_state = theta_optimizer.update(
+                jax.tree_util.tree_map(jnp.negative, theta_grads), state.theta_opt_state, state.theta)
+            return SVIState(optax.apply_updates(state.theta, updates), theta_opt_state,
+                            _scatter(state.phi, indices, phi), _scatter(state.phi_opt_state, indices, phi_opt_state),
+                            state.step + 1)
+
+        finite = jnp.isfinite(value) & training.all_finite((theta_grads, phi, phi_opt_state))
+        state, skipped = training.apply_if_finite(finite, apply, state, skip_nonfinite)
+        return state, SVIMetrics(value, count, skipped)
 
     return step
 

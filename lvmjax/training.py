@@ -28,6 +28,29 @@ class TrainState(NamedTuple):
 class StepMetrics(NamedTuple):
     objective: Array  # shape=(): batch mean of the objective
     grad_norm: Array  # shape=(): global norm of the gradient
+    skipped: Array  # shape=(), bool: the step was not applied (non-finite objective or gradient)
+
+
+def all_finite(tree: Any) -> Array:
+    """True (a scalar bool array) if every floating-point entry of every leaf of `tree` is finite."""
+    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
+def apply_if_finite(finite: Array, update: Callable[[Any], Any], state: Any, enabled: bool = True
+                    ) -> tuple[Any, Array]:
+    """(`update(state)`, False) if `finite`, else (`state`, True): the guard of every training step.
+
+    A step whose objective or gradient is NaN or infinite (which would make Adam's
+    update NaN and poison every later step) leaves the parameters and the optimizer
+    state exactly as they were, and says so. `jax.lax.cond` runs only the branch
+    taken, so a finite step costs what it cost without the guard. With `enabled`
+    False the update is applied unconditionally and nothing is reported skipped.
+    """
+    if not enabled:
+        return update(state), jnp.asarray(False)
+    return jax.lax.cond(finite, update, lambda unchanged: unchanged, state), ~finite
 
 
 def init_train_state(params: Params, optimizer: optax.GradientTransformation) -> TrainState:
@@ -44,7 +67,8 @@ def batch_objective(objective: Objective) -> Callable[[Params, Array, Array], Ar
     return mean_objective
 
 
-def make_train_step(objective: Objective, optimizer: optax.GradientTransformation
+def make_train_step(objective: Objective, optimizer: optax.GradientTransformation,
+                    skip_nonfinite: bool = True
                     ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepMetrics]]:
     """A pure `(state, key, batch) -> (state, metrics)` step that ascends the objective.
 
@@ -53,6 +77,9 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
     Args:
       objective: objective(key, params, x) for one datapoint, to maximize.
       optimizer: any optax optimizer (it receives the gradient of the negative).
+      skip_nonfinite: a step whose objective or gradient is not finite changes
+        nothing (`apply_if_finite`) and has `metrics.skipped` True; the step
+        counter counts only the steps applied. False applies every step.
 
     Returns:
       The step; wrap it in `jax.jit`, or scan it with `make_epoch`.
@@ -62,9 +89,14 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
     def step(state, key, batch):
         value, grads = jax.value_and_grad(mean_objective)(state.params, key, batch)
         grads = jax.tree_util.tree_map(jnp.negative, grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1), StepMetrics(value, optax.tree.norm(grads))
+        grad_norm = optax.tree.norm(grads)
+
+        def apply(state):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1)
+
+        state, skipped = apply_if_finite(jnp.isfinite(value) & jnp.isfinite(grad_norm), apply, state, skip_nonfinite)
+        return state, StepMetrics(value, grad_norm, skipped)
 
     return step
 

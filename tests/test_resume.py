@@ -106,3 +106,26 @@ def test_resume_refuses_what_it_cannot_continue(whole, tmp_path, capsys):
     assert "\n" not in err
     assert fit_cli(tmp_path / "absent", "--resume") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_non_finite_steps_are_skipped_until_too_many_in_a_row_stop_the_run(tmp_path, capsys):
+    """--lr 1e30: the first Adam step throws the weights to ±1e30, after which every objective is NaN.
+
+    With the limit at one epoch's steps, epoch 1 skips all but its first step and is saved;
+    epoch 2 reaches the limit, and the run stops with one line, leaving epoch 1's checkpoint.
+    """
+    steps = runs.load_data(runs.FitConfig(model="vae")).train.shape[0] // 500
+    out = tmp_path / "diverged"
+    diverging = ["--lr", "1e30", "--max-skipped-steps", str(steps), "--checkpoint-every", "1"]
+    code = fit_cli(out, *diverging)
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "Traceback" not in error
+    # epoch 1: one step applied, then steps − 1 skipped; epoch 2: all skipped, the limit reached within it
+    assert (f"{2 * steps - 1} training steps in a row had a non-finite objective or gradient (NaN or inf) by the "
+            f"end of epoch 2, so training stopped; lower --lr. {out} keeps its last checkpoint (epoch 1); fit again "
+            "into a new --out.") in error
+    assert runs.Checkpoints(out, every=1).latest_epoch() == 1
+    # The checkpoint reads back: --resume continues from epoch 1 (its history carries the skips in a row)
+    # and stops in epoch 2 with the same line.
+    assert fit_cli(out, *diverging, "--resume") == 2
+    assert capsys.readouterr().err.strip() == error

@@ -144,3 +144,19 @@ def test_a_jitted_local_update_returns_the_types_it_takes(problem, family):
         return jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype, jax.typeof(leaf).weak_type), tree)
 
     assert types(new_phi) == types(phi) and types(new_opt_state) == types(opt_state)
+
+
+def test_a_non_finite_svi_step_changes_nothing_and_says_so(problem):
+    params, data = problem
+    family = mean_field_gaussian(2)
+    theta_optimizer, phi_optimizer = optax.adam(1e-2), optax.adam(1e-1)
+    step = jax.jit(svi.make_svi_step(linear_gaussian.model, family, theta_optimizer, phi_optimizer, inner_steps=2))
+    state = svi.init_svi(jax.random.PRNGKey(0), family, params, NUM_DATA, theta_optimizer, phi_optimizer)
+    indices = jnp.arange(4)
+    poisoned = data[:4].at[1, 2].set(jnp.inf)
+    after, metrics = step(state, jax.random.PRNGKey(1), (indices, poisoned))
+    assert bool(metrics.skipped)
+    for left, right in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+    after, metrics = step(state, jax.random.PRNGKey(1), (indices, data[:4]))
+    assert not bool(metrics.skipped) and int(after.step) == 1

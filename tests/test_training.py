@@ -61,3 +61,38 @@ def test_epoch_accepts_a_pytree_of_data_and_refuses_a_batch_larger_than_the_data
     assert float(state) == 0.0
     with pytest.raises(ValueError, match="batch_size=4 is larger than the 3 datapoints"):
         epoch(jnp.zeros(()), jax.random.PRNGKey(0), jnp.zeros((3, 1)))
+
+
+def assert_same_tree(first, second):
+    for left, right in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(second), strict=True):
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+
+
+def root_objective(key, params, x):
+    """−Σ sqrt(|w − x|): finite at w = x, where its gradient is infinite."""
+    del key
+    return -jnp.sum(jnp.sqrt(jnp.abs(params["w"] - x)))
+
+
+@pytest.mark.parametrize(("objective", "poison"), [
+    (quadratic_objective, lambda w: jnp.array([[1.0, jnp.nan, 3.0]])),  # NaN objective and gradient
+    (root_objective, lambda w: w[None]),  # x = w: finite objective, infinite gradient, so Adam's update is NaN
+], ids=["nan_objective", "infinite_gradient"])
+def test_a_non_finite_step_changes_nothing_and_says_so(objective, poison):
+    optimizer = optax.adam(0.1)
+    step = jax.jit(training.make_train_step(objective, optimizer))
+    state = training.init_train_state({"w": jnp.zeros(3)}, optimizer)
+    good = jnp.array([[1.0, 2.0, 3.0]])
+    state, metrics = step(state, jax.random.PRNGKey(0), good)
+    assert not bool(metrics.skipped) and int(state.step) == 1
+    poisoned_batch = poison(state.params["w"])
+    after, metrics = step(state, jax.random.PRNGKey(1), poisoned_batch)
+    assert bool(metrics.skipped) and int(after.step) == 1
+    assert_same_tree(after, state)  # parameters and Adam's moments untouched
+    after, metrics = step(after, jax.random.PRNGKey(2), good)  # and training goes on
+    assert not bool(metrics.skipped) and int(after.step) == 2
+    assert bool(training.all_finite(after))
+    # Without the guard the same step poisons the parameters for good.
+    unguarded = jax.jit(training.make_train_step(objective, optimizer, skip_nonfinite=False))
+    poisoned, metrics = unguarded(state, jax.random.PRNGKey(1), poisoned_batch)
+    assert not bool(metrics.skipped) and not bool(training.all_finite(poisoned.params))
