@@ -36,15 +36,21 @@ def test_log_joint_is_log_prior_plus_log_likelihood(linear_gaussian_setup):
 # --- Linear-Gaussian model --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
+@pytest.mark.parametrize("noise", ["diagonal", "isotropic", "tiny", "tiny, far out"])
 def test_linear_gaussian_marginal_matches_numpy(noise):
-    params, x = make_linear_gaussian()
+    """Against float64 scipy, also where W Wᵀ + Ψ is ill-conditioned (Ψ = 10⁻⁶ I, 6 × 2) and x lies
+    1000 units off: a float32 Cholesky of that covariance is 5% off, the closed form to rounding."""
+    params, x = make_linear_gaussian(data_dim=6)
     if noise == "isotropic":  # probabilistic PCA: one σ² for every dimension
         params = params._replace(noise_variance=jnp.asarray(0.4, jnp.float32))
+    if noise.startswith("tiny"):
+        params = params._replace(noise_variance=jnp.full(6, 1e-6, jnp.float32))
+        x = x + (1000.0 if "far" in noise else 0.3)
     p = as64(params)
     covariance = p.weight @ p.weight.T + np.diag(np.broadcast_to(p.noise_variance, p.bias.shape))
     expected = multivariate_normal.logpdf(np.asarray(x, np.float64), p.bias, covariance)
-    np.testing.assert_allclose(linear_gaussian.log_marginal(params, x), expected, rtol=1e-5)
+    ours = jax.jit(linear_gaussian.log_marginal)(params, x)
+    np.testing.assert_allclose(ours, expected, rtol=2e-6)
 
 
 def test_linear_gaussian_posterior_is_bayes_rule(linear_gaussian_setup):
