@@ -82,3 +82,29 @@ class Row:
     @property
     def ratio(self) -> float | None:
         return None if self.peer_seconds is None else self.peer_seconds / self.lvmjax_seconds
+
+
+def not_installed(package: str) -> str:
+    """The note of a row whose peer is missing."""
+    return f"skipped: {package} is not installed (pip install -e '.[bench]')"
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("benchmark", "lvmjax s", "compile s", "peer", "peer s", "ratio", "lvmjax quality", "peer quality")
+    lines = [header]
+    for row in rows:
+        lines.append((row.benchmark, f"{row.lvmjax_seconds:.3f}", f"{row.compile_seconds:.2f}", row.peer,
+                      "" if row.peer_seconds is None else f"{row.peer_seconds:.3f}",
+                      "" if row.ratio is None else f"{row.ratio:.2f}x", row.lvmjax_quality,
+                      row.peer_quality or row.note))
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            for line in lines]
+    text += list(dict.fromkeys(f"{row.benchmark}: {row.workload}" for row in rows))
+    return "\n".join(text)
+
+
+def print_rows(rows: list[Row]) -> None:
+    """The machine and the table, as each benchmark prints them when it runs alone."""
+    print(f"machine: {machine()}, jax {jax.__version__}")
+    print(format_table(rows))

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import mnist_quality
-from benchmarks.common import DEFAULT_DATA_DIR, Row, machine, timed
+from benchmarks.common import DEFAULT_DATA_DIR, Row, not_installed, print_rows, timed
 from lvmjax import amortized
 from lvmjax import data as data_lib
 
@@ -155,7 +155,7 @@ def run(quick: bool = False, num_test: int | None = None, num_samples: int | Non
                f"{sizes.num_test / steady:,.1f} images/s; temporary memory {memory_text}")
     if torch_networks is None:
         return [Row("evaluation", workload, steady, first - steady, "PyTorch loop over datapoints", None, quality,
-                    note="skipped: PyTorch is not installed (pip install -e '.[bench]')")]
+                    note=not_installed("PyTorch"))]
     import torch
 
     encoder, decoder = torch_networks
@@ -170,8 +170,6 @@ def run(quick: bool = False, num_test: int | None = None, num_samples: int | Non
 
 
 def main(argv=None) -> list[Row]:
-    from benchmarks.run import format_table
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-test", type=int, default=None, help=f"test images (default {FULL.num_test})")
     parser.add_argument("--num-samples", type=int, default=None, help=f"K (default {FULL.num_samples})")
@@ -179,8 +177,7 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = parser.parse_args(argv)
     rows = run(args.quick, args.num_test, args.num_samples, args.data_dir)
-    print(f"machine: {machine()}, jax {jax.__version__}")
-    print(format_table(rows))
+    print_rows(rows)
     return rows
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import Row, machine, timed
+from benchmarks.common import Row, not_installed, print_rows, timed
 from lvmjax import gaussian_mixture
 
 
@@ -78,7 +78,7 @@ def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterati
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
     except ImportError:
-        row.note = "skipped: scikit-learn is not installed (pip install -e '.[bench]')"
+        row.note = not_installed("scikit-learn")
         return [row]
     times = []
     for _ in range(max(1, repeats - 2)):
@@ -95,8 +95,6 @@ def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterati
 
 
 def main(argv=None) -> list[Row]:
-    from benchmarks.run import format_table
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-data", type=int, default=100_000)
     parser.add_argument("--data-dim", "--dim", type=int, default=32)
@@ -108,8 +106,7 @@ def main(argv=None) -> list[Row]:
     args = parser.parse_args(argv)
     rows = run(args.num_data, args.data_dim, args.components, args.covariance, args.iterations, args.repeats,
                args.skip_sklearn)
-    print(f"machine: {machine()}, jax {jax.__version__}")
-    print(format_table(rows))
+    print_rows(rows)
     return rows
 
 

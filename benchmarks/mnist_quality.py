@@ -72,7 +72,7 @@ import jax
 import numpy as np
 import optax
 
-from benchmarks.common import DEFAULT_DATA_DIR, Row, machine
+from benchmarks.common import DEFAULT_DATA_DIR, Row, machine, not_installed
 from lvmjax import amortized, training
 from lvmjax import data as data_lib
 
@@ -459,7 +459,7 @@ def to_row(result: Result, settings: Settings) -> Row:
     name = f"mnist_quality_{result.model}"
     if result.pytorch is None:
         return Row(name, workload(result, settings), ours.seconds_per_epoch, ours.compile_seconds, "PyTorch eager",
-                   None, quality, note="skipped: PyTorch is not installed (pip install -e '.[bench]')")
+                   None, quality, note=not_installed("PyTorch"))
     theirs = result.pytorch
     return Row(name, workload(result, settings), ours.seconds_per_epoch, ours.compile_seconds, theirs.name,
                theirs.seconds_per_epoch, quality, f"{nll_text(theirs)} after {theirs.training_seconds:.1f} s")

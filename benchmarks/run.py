@@ -23,7 +23,7 @@ from collections.abc import Callable
 import jax
 
 from benchmarks import evaluation, gmm_em, mnist_quality, svi_step, vae_training
-from benchmarks.common import Row, machine
+from benchmarks.common import Row, format_table, machine
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "vae_training": lambda quick: vae_training.run(quick),
@@ -40,21 +40,6 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
                              repeats=1),
     "mnist_quality": lambda quick: mnist_quality.run(quick),
 }
-
-
-def format_table(rows: list[Row]) -> str:
-    header = ("benchmark", "lvmjax s", "compile s", "peer", "peer s", "ratio", "lvmjax quality", "peer quality")
-    lines = [header]
-    for row in rows:
-        lines.append((row.benchmark, f"{row.lvmjax_seconds:.3f}", f"{row.compile_seconds:.2f}", row.peer,
-                      "" if row.peer_seconds is None else f"{row.peer_seconds:.3f}",
-                      "" if row.ratio is None else f"{row.ratio:.2f}x", row.lvmjax_quality,
-                      row.peer_quality or row.note))
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-            for line in lines]
-    text += list(dict.fromkeys(f"{row.benchmark}: {row.workload}" for row in rows))
-    return "\n".join(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import Row, machine, timed
+from benchmarks.common import Row, not_installed, print_rows, timed
 from lvmjax import amortized, svi
 
 
@@ -56,8 +56,8 @@ def setup(sizes: Sizes):
     return data, vae, theta
 
 
-def lvmjax_steps(data, vae, theta, repeats: int) -> tuple[float, float, float, Row]:
-    """(first step's seconds, median step seconds, mean ELBO of the last step, the jitted update)."""
+def lvmjax_steps(data, vae, theta, repeats: int) -> tuple[float, float, float]:
+    """(first step's seconds, median step seconds, mean ELBO of the last step)."""
     optimizer = optax.adam(LEARNING_RATE)
     update = jax.jit(svi.make_local_update(vae.model, vae.family, optimizer, analytic_kl=True))
     phi = jax.vmap(vae.family.init)(jax.random.split(jax.random.PRNGKey(1), data.shape[0]))
@@ -69,7 +69,7 @@ def lvmjax_steps(data, vae, theta, repeats: int) -> tuple[float, float, float, R
         state["elbo"] = float(elbos.mean())  # blocks
 
     first, steady = timed(step, repeats)
-    return first, steady, state["elbo"], update
+    return first, steady, state["elbo"]
 
 
 def loop_seconds(data, vae, theta, loop_data: int, jit: bool) -> float:
@@ -128,7 +128,7 @@ def run(quick: bool = False, repeats: int = 5, num_data: int | None = None,
     sizes = dataclasses.replace(sizes, num_data=num_data or sizes.num_data, loop_data=loop_data or sizes.loop_data)
     repeats = 1 if quick else repeats
     data, vae, theta = setup(sizes)
-    first, steady, elbo, _ = lvmjax_steps(data, vae, theta, repeats)
+    first, steady, elbo = lvmjax_steps(data, vae, theta, repeats)
     n = sizes.num_data
     workload = (f"one Adam step on every φ_i of N = {n} datapoints of {sizes.data_dim}, fixed decoder MLP "
                 f"{sizes.latent_dim}-{'-'.join(map(str, sizes.hidden))}-{sizes.data_dim}, ELBO with analytic KL, "
@@ -138,7 +138,7 @@ def run(quick: bool = False, repeats: int = 5, num_data: int | None = None,
     peer = numpyro_steps(data, vae, theta, sizes, repeats)
     if peer is None:
         rows.append(Row("svi_step", workload, steady, first - steady, "NumPyro AutoNormal", None, ours,
-                        note="skipped: NumPyro is not installed (pip install -e '.[bench]')"))
+                        note=not_installed("NumPyro")))
     else:
         peer_first, seconds, peer_elbo, version = peer
         rows.append(Row("svi_step", workload, steady, first - steady, f"NumPyro {version} AutoNormal, jitted update",
@@ -153,8 +153,6 @@ def run(quick: bool = False, repeats: int = 5, num_data: int | None = None,
 
 
 def main(argv=None) -> list[Row]:
-    from benchmarks.run import format_table
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-data", type=int, default=None, help=f"N (default {FULL.num_data})")
     parser.add_argument("--repeats", type=int, default=5, help="steps timed after the first; the median counts")
@@ -163,8 +161,7 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = parser.parse_args(argv)
     rows = run(args.quick, args.repeats, args.num_data, args.loop_data)
-    print(f"machine: {machine()}, jax {jax.__version__}")
-    print(format_table(rows))
+    print_rows(rows)
     return rows
 
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import Row, machine, matmul_peak, timed
+from benchmarks.common import Row, matmul_peak, not_installed, print_rows, timed
 from lvmjax import amortized, training
 
 
@@ -244,7 +244,7 @@ def run(quick: bool = False, repeats: int = 3, num_data: int | None = None, num_
         peer = torch_epoch(data, sizes, repeats)
         if peer is None:
             rows.append(Row(name, workload, steady, first - steady, "PyTorch eager", None, ours,
-                            note="skipped: PyTorch is not installed (pip install -e '.[bench]')"))
+                            note=not_installed("PyTorch")))
         else:
             seconds, peer_elbo, version = peer
             rows.append(Row(name, workload, steady, first - steady, f"PyTorch {version} eager", seconds, ours,
@@ -253,7 +253,7 @@ def run(quick: bool = False, repeats: int = 3, num_data: int | None = None, num_
         peer = numpyro_epoch(data, sizes, repeats)
         if peer is None:
             rows.append(Row(name, workload, steady, first - steady, "NumPyro SVI", None, ours,
-                            note="skipped: NumPyro is not installed (pip install -e '.[bench]')"))
+                            note=not_installed("NumPyro")))
         else:
             peer_first, seconds, peer_elbo, version = peer
             rows.append(Row(name, workload, steady, first - steady, f"NumPyro {version} SVI (scanned epoch)",
@@ -263,8 +263,6 @@ def run(quick: bool = False, repeats: int = 3, num_data: int | None = None, num_
 
 
 def main(argv=None) -> list[Row]:
-    from benchmarks.run import format_table
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=1, help="K: 1 trains the VAE (ELBO), K > 1 the IWAE")
     parser.add_argument("--num-data", type=int, default=None,
@@ -275,8 +273,7 @@ def main(argv=None) -> list[Row]:
     if args.num_samples < 1:
         parser.error(f"--num-samples must be at least 1, got {args.num_samples}")
     rows = run(args.quick, args.repeats, args.num_data, args.num_samples)
-    print(f"machine: {machine()}, jax {jax.__version__}")
-    print(format_table(rows))
+    print_rows(rows)
     return rows
 
 
