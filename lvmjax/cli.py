@@ -18,7 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-from lvmjax import __version__, applications, runs
+import jax
+
+from lvmjax import __version__, applications, parallel, runs
 from lvmjax import data as data_lib
 
 
@@ -138,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N",
                      help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
                           "(vae, iwae, ae, svi)")
+    fit.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                     help="train data-parallel on the first N devices (default: 1; in a multi-process run set "
+                          "up by JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, all of every "
+                          "process's); each takes batch-size / N rows of every minibatch (vae, iwae, ae, svi), "
+                          "or 1/N of the data (gmm)")
     fit.add_argument("--max-skipped-steps", type=_positive_int, default=defaults.max_skipped_steps, metavar="N",
                      help="a training step whose objective or gradient is NaN or infinite is skipped (the parameters "
                           "stay as they were); N such steps in a row stop the run, leaving the last checkpoint "
@@ -294,7 +301,22 @@ class _Status:
             self.status.stop()
 
 
+def _mesh(requested: int | None):
+    """The devices of `lvmjax fit`: None for one, else a `parallel.data_mesh`."""
+    distributed = parallel.initialize_distributed()
+    if requested is None:
+        return parallel.data_mesh() if distributed else None
+    if requested > len(jax.devices()):
+        raise runs.RunError(f"--devices {requested} asks for more than the {len(jax.devices())} "
+                            f"{jax.devices()[0].platform.upper()} device(s) here (on a CPU, "
+                            "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N).")
+    return parallel.data_mesh(requested)
+
+
 def _fit(args) -> int:
+    mesh = _mesh(args.devices)
+    writes = jax.process_index() == 0  # in a multi-process run, process 0 writes RUN_DIR
+    args.quiet = args.quiet or not writes
     data = args.data
     if Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
         data = str(Path(data).absolute())  # so that 'lvmjax evaluate' finds it from anywhere
@@ -306,23 +328,26 @@ def _fit(args) -> int:
                             max_skipped_steps=args.max_skipped_steps)
     if args.resume:
         run_dir = runs.resume_run(args.out, config)
-    else:
+    elif writes:
         runs.check_new_run_dir(args.out)
     dataset = runs.load_data(config)
     runs.check_config_against_data(config, dataset)
+    mesh = runs.check_mesh(config, mesh)
     if config.model in runs.CLASSICAL_MODELS:
         with _Status(f"fit {config.model}: EM on {dataset.train.shape[0]} x {dataset.train.shape[1]} "
                      f"({dataset.name})", args.quiet):
-            result = runs.fit(config, dataset)
+            result = runs.fit(config, dataset, mesh=mesh)
+        if not writes:
+            return 0
         run_dir = runs.save_run(args.out, config, result)
         unit = "EM iterations"
     else:
         if not args.resume:
-            run_dir = runs.start_run(args.out, config, dataset)
+            run_dir = runs.start_run(args.out, config, dataset) if writes else Path(args.out)
         checkpoints = runs.Checkpoints(run_dir, args.checkpoint_every)
         progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
         try:
-            result = runs.fit(config, dataset, progress, checkpoints)
+            result = runs.fit(config, dataset, progress, checkpoints, mesh)
         except (KeyboardInterrupt, runs.RunError) as error:
             progress.close()
             checkpoints.wait()
@@ -335,6 +360,8 @@ def _fit(args) -> int:
                 raise _Interrupted(f"lvmjax: interrupted; {where}") from None
             raise runs.RunError(f"{error} {where}.") from None
         progress.close()
+        if not writes:
+            return 0
         runs.finish_run(run_dir, result)
         unit = "epochs"
     if not args.quiet:

@@ -34,11 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from lvmjax import amortized as amortized_lib
 from lvmjax import data as data_lib
+from lvmjax import parallel, training
 from lvmjax import svi as svi_lib
-from lvmjax import training
 from lvmjax.applications import adjusted_rand_index
 from lvmjax.estimators import elbo, log_marginal_is
 from lvmjax.model import log_likelihood
@@ -189,7 +190,7 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
 
 def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         progress: Callable[[int, dict], None] | None = None,
-        checkpoints: Checkpoints | None = None) -> FitResult:
+        checkpoints: Checkpoints | None = None, mesh: Mesh | None = None) -> FitResult:
     """Trains the model of `config` on the training split; `progress(epoch, metrics)` after each epoch.
 
     With `checkpoints`, the training state is saved every `checkpoints.every`
@@ -197,11 +198,18 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
     there if it has one. Epoch t always uses the t-th of the keys
     `jax.random.split(key_epochs, epochs)`, so a resumed run ends with the same
     parameters as an uninterrupted one (bitwise on CPU).
+
+    With `mesh` (`parallel.data_mesh`), training is data-parallel over its devices
+    (the minibatches split over them; for svi the φ_i too; for gmm the EM's data),
+    with the same minibatches and keys as on one device, so the result agrees with
+    the one-device run to float rounding. Checkpoints hold the state as on one
+    device, so a run can resume on another number of devices.
     """
     dataset = dataset if dataset is not None else load_data(config)
     check_config_against_data(config, dataset)
+    mesh = check_mesh(config, mesh)
     if config.model in CLASSICAL_MODELS:
-        return _fit_classical(config, dataset)
+        return _fit_classical(config, dataset, mesh)
     train = jnp.asarray(dataset.train)
     num_data, data_dim = train.shape
     vae = build_model(config, data_dim, dataset.image_shape)
@@ -223,13 +231,20 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
         data = train
     if dataset.grey_levels:
         step = _binarizing(step, svi=config.model == "svi")
-    epoch_fn = jax.jit(training.make_epoch(step, config.batch_size))
+    epoch_fn = jax.jit(training.make_epoch(step, config.batch_size, mesh))
 
     history, first_epoch, seconds_before = [], 1, 0.0
     if checkpoints is not None and (latest := checkpoints.restore_latest(state)) is not None:
         state, history = latest
         first_epoch = len(history) + 1
         seconds_before = history[-1]["seconds"] if history else 0.0
+    one_device_state = state
+    if mesh is not None:
+        data = parallel.replicate(data, mesh)
+        if config.model == "svi":
+            state = svi_lib.shard_state(state, mesh)
+        else:
+            state = parallel.replicate(state, mesh)
     epoch_keys = jax.random.split(key_epochs, config.epochs)
     start = time.perf_counter()
     in_a_row = history[-1].get("skipped_in_a_row", 0) if history else 0
@@ -244,9 +259,12 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
             entry |= {"skipped_steps": int(skipped.sum()), "skipped_in_a_row": in_a_row}
         history.append(entry)
         if checkpoints is not None and (epoch % checkpoints.every == 0 or epoch == config.epochs):
-            checkpoints.save(epoch, state, history)
+            checkpoints.save(epoch, _as_on_one_device(state, one_device_state) if mesh is not None else state,
+                             history)
         if progress is not None:
             progress(epoch, entry)
+    if mesh is not None:
+        state = _as_on_one_device(state, one_device_state)
     if config.model == "svi":
         params = {"decoder": state.theta["decoder"], "phi": state.phi}
     else:
@@ -255,6 +273,24 @@ def fit(config: FitConfig, dataset: data_lib.Dataset | None = None,
     if checkpoints is not None:
         checkpoints.wait()
     return FitResult(params, history, seconds_before + time.perf_counter() - start, data_dim, dataset.image_shape)
+
+
+def _as_on_one_device(state, template):
+    """A data-parallel training state as one device holds it: numpy arrays on the host, φ without its
+    padding rows (orbax writes host arrays from process 0 alone in a multi-process run)."""
+    host = parallel.to_host(state)
+    return jax.tree_util.tree_map(lambda leaf, like: np.asarray(leaf[: like.shape[0]] if like.ndim else leaf),
+                                  host, template)
+
+
+def _this_process_checkpointer(ocp):
+    """An orbax checkpointer that involves only this process (in a multi-process run, process 0 writes RUN_DIR
+    and every process may read it), where orbax's default waits for all of them."""
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    process = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=process, active_processes={process}))
 
 
 def _longest_run_of_skips(skipped: np.ndarray, in_a_row: int, limit: int, epoch: int) -> int:
@@ -281,6 +317,18 @@ def _binarizing(step, svi: bool):
         return step(state, key_step, data_lib.binarize(key_binarize, batch))
 
     return binarized_step
+
+
+def check_mesh(config: FitConfig, mesh: Mesh | None) -> Mesh | None:
+    """The mesh `fit` trains on: None for one device; raises RunError where the model cannot use it."""
+    if mesh is None or mesh.size == 1:
+        return None
+    if config.model in NEURAL_MODELS and config.batch_size % mesh.size:
+        raise RunError(f"batch-size {config.batch_size} must be a multiple of the {mesh.size} devices, "
+                       "so that each takes the same share of every minibatch.")
+    if config.model in CLASSICAL_MODELS and config.model != "gmm":
+        raise RunError(f"{config.model} trains on one device; several devices are for vae, iwae, ae, svi and gmm.")
+    return mesh
 
 
 def check_config_against_data(config: FitConfig, dataset: data_lib.Dataset) -> None:
@@ -314,10 +362,22 @@ class Checkpoints:
         self._ocp = ocp
         # Synchronous: with orbax's background writes overlapping the next epoch, a resumed run on the
         # CPU diverged from the uninterrupted one in about one kill-and-resume in four (none in 20 since).
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(Path(run_dir).absolute() / CHECKPOINTS_DIR, options=options)
+        # In a multi-process run every process reads the checkpoints (to resume) and process 0 writes them.
+        process = jax.process_index()
+        self._writes = process == 0
+        directory = Path(run_dir).absolute() / CHECKPOINTS_DIR
+        options = {}
+        if jax.process_count() > 1:
+            if self._writes:
+                directory.mkdir(parents=True, exist_ok=True)
+            options = {"create": False, "read_only": not self._writes, "multiprocessing_options":
+                       ocp.options.MultiprocessingOptions(primary_host=process, active_processes={process})}
+        self._manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, enable_async_checkpointing=False, **options))
 
     def save(self, epoch: int, state, history: list[dict]) -> None:
+        if not self._writes:
+            return
         ocp = self._ocp
         self._manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                           history=ocp.args.JsonSave(history)))
@@ -352,13 +412,15 @@ _LOG_MARGINALS = {"gmm": gaussian_mixture.log_marginal, "mob": bernoulli_mixture
                   "fa": linear_gaussian.log_marginal, "ppca": linear_gaussian.log_marginal}
 
 
-def _fit_classical(config: FitConfig, dataset: data_lib.Dataset) -> FitResult:
+def _fit_classical(config: FitConfig, dataset: data_lib.Dataset, mesh: Mesh | None = None) -> FitResult:
     train = jnp.asarray(dataset.train)
     key = jax.random.PRNGKey(config.seed)
     start = time.perf_counter()
     if config.model == "gmm":
         params, info = gaussian_mixture.fit_em(key, train, config.components, config.covariance,
-                                               max_iter=config.max_iter, n_init=config.n_init)
+                                               max_iter=config.max_iter, n_init=config.n_init, mesh=mesh)
+        if mesh is not None:  # back to one device, like every other run's parameters
+            params, info = jax.tree_util.tree_map(jnp.asarray, parallel.to_host((params, info)))
     elif config.model == "mob":
         params, info = bernoulli_mixture.fit_em(key, train, config.components, max_iter=config.max_iter,
                                                 n_init=config.n_init)
@@ -495,7 +557,7 @@ def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
     _write_atomically(run_dir / METRICS_FILE, "".join(json.dumps(entry) + "\n" for entry in result.history))
     description = json.loads((run_dir / CONFIG_FILE).read_text()) | {"train_seconds": result.seconds}
     _write_atomically(run_dir / CONFIG_FILE, json.dumps(description, indent=2) + "\n")
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _this_process_checkpointer(ocp)
     checkpointer.save(run_dir / CHECKPOINT_DIR, result.params)
     checkpointer.wait_until_finished()
     return run_dir
@@ -588,7 +650,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
                     "phi": jax.eval_shape(jax.vmap(vae.family.init), jax.random.split(jax.random.PRNGKey(0),
                                                                                       num_train))}
     checkpoint = run_dir / CHECKPOINT_DIR
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _this_process_checkpointer(ocp)
     target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
     try:
         stored = checkpointer.metadata(checkpoint).item_metadata
@@ -664,7 +726,7 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
     """
     if num_samples < 1:
         raise RunError(f"num-samples must be at least 1, got {num_samples}.")
-    test = jnp.asarray(dataset.test)
+    test = np.asarray(dataset.test)  # on the host: `_in_batches` moves one batch at a time to the device
     key = jax.random.PRNGKey(seed)
     chunk_size = _chunk_size(num_samples)
     report = {"model": config.model, "dataset": dataset.name, "num_test": int(test.shape[0]),
@@ -674,7 +736,8 @@ def evaluate(config: FitConfig, params, dataset: data_lib.Dataset, num_samples: 
     vae = build_model(config, test.shape[1], dataset.image_shape)
 
     if config.model == "ae":
-        reconstruction = _reconstruction_log_likelihoods(vae, params, test)
+        reconstruction = _in_batches(lambda batch_key, batch: _reconstruction_log_likelihoods(vae, params, batch),
+                                     key, test, progress)
         return report | {"test_elbo": None, "test_nll": None,
                          "test_reconstruction_nll": -float(jnp.mean(reconstruction))}
 
@@ -735,9 +798,12 @@ def _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size):
                                     marginal_samples=num_samples, chunk_size=chunk_size)
 
 
-def _in_batches(evaluate_batch: Callable, key, test, progress: Callable[[int, int], None] | None):
+def _in_batches(evaluate_batch: Callable, key, test: np.ndarray, progress: Callable[[int, int], None] | None):
     """`evaluate_batch(key_b, batch)` over equal batches of at most EVALUATION_BATCH rows (the last
-    padded with copies of its first row, whose results are dropped), concatenated along the rows."""
+    padded with copies of its first row, whose results are dropped), concatenated along the rows.
+
+    The test data stays on the host and one batch at a time goes to the device, so the device
+    memory is that of one batch (and, through the chunked estimators, independent of K)."""
     num_test = test.shape[0]
     num_batches = -(-num_test // EVALUATION_BATCH)
     size = -(-num_test // num_batches)
@@ -748,13 +814,13 @@ def _in_batches(evaluate_batch: Callable, key, test, progress: Callable[[int, in
         batch = test[index * size: (index + 1) * size]
         padding = size - batch.shape[0]
         if padding:
-            batch = jnp.concatenate([batch, jnp.broadcast_to(batch[:1], (padding, batch.shape[1]))])
-        result = evaluate_batch(jax.random.fold_in(key, index), batch)
-        results.append(jax.tree_util.tree_map(lambda leaf, keep=size - padding: leaf[:keep], result))
+            batch = np.concatenate([batch, np.broadcast_to(batch[:1], (padding, batch.shape[1]))])
+        result = evaluate_batch(jax.random.fold_in(key, index), jnp.asarray(batch))
+        results.append(jax.device_get(jax.tree_util.tree_map(lambda leaf, keep=size - padding: leaf[:keep], result)))
         if progress is not None:
             jax.block_until_ready(results[-1])
             progress(index + 1, num_batches)
-    return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *results)
+    return jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves), *results)
 
 
 def _chunk_size(num_samples: int) -> int:

@@ -21,8 +21,9 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
-from lvmjax import training
+from lvmjax import parallel, training
 from lvmjax.estimators import elbo, log_marginal_is
 from lvmjax.model import LatentVariableModel
 from lvmjax.variational import VariationalFamily
@@ -52,6 +53,18 @@ def init_svi(key: Array, family: VariationalFamily, theta: Params, num_data: int
     phi = jax.vmap(family.init)(jax.random.split(key, num_data))
     return SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
                     jnp.zeros((), jnp.int32))
+
+
+def shard_state(state: SVIState, mesh: Mesh) -> SVIState:
+    """`state` placed for data-parallel SVI over `mesh`: θ and its optimizer state on every device,
+    φ_1 … φ_N and their optimizer states split along the datapoint axis.
+
+    Where N is not a multiple of the number of devices n, φ gains copies of φ_1 up to
+    the next multiple; no step touches them, and `state.phi[:N]` are the φ_i.
+    """
+    rows = parallel.pad_to_multiple((state.phi, state.phi_opt_state), mesh.size)
+    return SVIState(parallel.replicate(state.theta, mesh), parallel.replicate(state.theta_opt_state, mesh),
+                    *parallel.shard(rows, mesh), parallel.replicate(state.step, mesh))
 
 
 def _local_elbo(model, family, num_samples, analytic_kl):
@@ -102,7 +115,8 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
                   theta_optimizer: optax.GradientTransformation,
                   phi_optimizer: optax.GradientTransformation, num_samples: int = 1,
                   analytic_kl: bool = False, schedule: Literal["inner", "joint"] = "inner",
-                  inner_steps: int = 10, inner_tolerance: float = 0.0, skip_nonfinite: bool = True) -> Callable:
+                  inner_steps: int = 10, inner_tolerance: float = 0.0, skip_nonfinite: bool = True,
+                  mesh: Mesh | None = None) -> Callable:
     """A pure SVI step `(state, key, (indices, batch)) -> (state, SVIMetrics)`.
 
     Schedules (seed text, §4.1):
@@ -123,6 +137,10 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
       skip_nonfinite: a step whose ELBO, θ-gradient or minibatch φ_i come out NaN
         or infinite changes nothing and has `metrics.skipped` True
         (`training.apply_if_finite`).
+      mesh: data-parallel over this `parallel.data_mesh`: the minibatch's φ_i are
+        gathered from the devices that hold them (`shard_state`) into B / n rows
+        per device, and the θ gradient is all-reduced. Use the same mesh in
+        `training.make_epoch`.
 
     Returns:
       The step, for `jax.jit` or `training.make_epoch` (call the epoch with
@@ -141,7 +159,8 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
 
     def step(state, key, indexed_batch):
         indices, batch = indexed_batch
-        phi, phi_opt_state = _gather(state.phi, indices), _gather(state.phi_opt_state, indices)
+        phi, phi_opt_state = parallel.constrain((_gather(state.phi, indices), _gather(state.phi_opt_state, indices)),
+                                                mesh)
         key_phi, key_theta = jax.random.split(key)
 
         if schedule == "inner":

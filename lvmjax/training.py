@@ -13,6 +13,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
+
+from lvmjax import parallel
 
 Params = Any
 Array = jax.Array
@@ -112,12 +115,19 @@ def minibatch_indices(key: Array, num_data: int, batch_size: int) -> Array:
     return permutation[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
-def make_epoch(step: Callable, batch_size: int) -> Callable[[Any, Array, Any], tuple[Any, Any]]:
+def make_epoch(step: Callable, batch_size: int, mesh: Mesh | None = None
+               ) -> Callable[[Any, Array, Any], tuple[Any, Any]]:
     """One pass over the data as a `lax.scan` of `step` over shuffled minibatches.
 
     Args:
       step: `(state, key, batch) -> (state, metrics)`.
       batch_size: B; must not exceed the number of datapoints.
+      mesh: data-parallel over the devices of this `parallel.data_mesh`: every
+        minibatch is split into B / n rows per device (B must be a multiple of n),
+        and the batch-mean gradient becomes an all-reduce. Pass the state and the
+        data replicated (`parallel.replicate`; for SVI, `svi.shard_state`). The
+        minibatches and their keys do not depend on n, so the result is the
+        one-device result up to the order of floating-point sums.
 
     Returns:
       `epoch(state, key, data) -> (state, metrics)`. `data` is an array of shape
@@ -126,6 +136,7 @@ def make_epoch(step: Callable, batch_size: int) -> Callable[[Any, Array, Any], t
       Every field of `metrics` gains a leading axis, one entry per step. Jit it
       once; the data stays on the device.
     """
+    parallel.check_batch_size(batch_size, mesh)
 
     def epoch(state, key, data):
         num_data = jax.tree_util.tree_leaves(data)[0].shape[0]
@@ -137,6 +148,7 @@ def make_epoch(step: Callable, batch_size: int) -> Callable[[Any, Array, Any], t
 
         def body(state, inputs):
             batch_indices, step_key = inputs
+            batch_indices = parallel.constrain(batch_indices, mesh)
             batch = jax.tree_util.tree_map(lambda leaf: leaf[batch_indices], data)
             return step(state, step_key, batch)
 

@@ -18,8 +18,10 @@ from typing import Any, NamedTuple
 import distrax
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
-from lvmjax import _validation
+from lvmjax import _validation, parallel
 from lvmjax.model import LatentVariableModel
 from lvmjax.models._em import EMInfo, run_em
 
@@ -213,8 +215,8 @@ def component_log_probs(params: Params, data: Array) -> Array:
     return _by_structure(_component_log_probs, params, data)
 
 
-def _e_step(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
-    """`e_step` on data_t = dataᵀ (D, N); the log responsibilities come as (K, N)."""
+def _e_step_columns(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
+    """(log responsibilities (K, N), log p(x_i; θ) (N,)) of data_t = dataᵀ (D, N)."""
     log_probs = _component_log_probs_fn(params, diagonal)
     log_weights = jax.nn.log_softmax(params.logits)[:, None]
 
@@ -224,6 +226,12 @@ def _e_step(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array
         return weighted - log_likelihood, log_likelihood
 
     log_responsibilities_t, log_likelihood = _map_blocks(block, data_t)
+    return log_responsibilities_t, log_likelihood
+
+
+def _e_step(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
+    """`e_step` on data_t = dataᵀ (D, N); the log responsibilities come as (K, N)."""
+    log_responsibilities_t, log_likelihood = _e_step_columns(params, data_t, diagonal)
     return log_responsibilities_t, jnp.mean(log_likelihood)
 
 
@@ -248,15 +256,27 @@ def e_step(params: Params, data: Array) -> tuple[Array, Array]:
     return _by_structure(_e_step_by_rows, params, data)
 
 
-def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
-    """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
-    data_dim, num_data = data_t.shape
+class Statistics(NamedTuple):
+    """The sufficient statistics of an M-step, from some of the datapoints (a block, a device's rows, a chunk).
+
+    Two sets of them combine into the statistics of all their datapoints by
+    `combine_statistics`, so the M-step can be computed from parts of the data.
+    """
+
+    counts: Array  # shape=(K,): N_k = Σ_i r_ik
+    means: Array  # shape=(K, D): μ_k = Σ_i r_ik x_i / N_k
+    covariances: Array  # shape=(K, D, D) ("full") or (K, D) (the diagonal): Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k
+
+
+def _statistics(data_t: Array, log_responsibilities_t: Array, covariance_type: str) -> Statistics:
+    """`Statistics` of data_t = dataᵀ (D, N) with log responsibilities (K, N) (see `m_step` for how)."""
+    data_dim = data_t.shape[0]
     shift = jnp.mean(data_t, axis=1)
     tiny = 10 * jnp.finfo(data_t.dtype).eps
     if covariance_type == "full":
-        counts, sums = _sum_blocks(lambda x_t, r_t: (jnp.sum(r_t, axis=1), r_t @ (x_t - shift[:, None]).T),
-                                   data_t, log_responsibilities_t)
-        counts = counts + tiny
+        raw_counts, sums = _sum_blocks(lambda x_t, r_t: (jnp.sum(r_t, axis=1), r_t @ (x_t - shift[:, None]).T),
+                                       data_t, log_responsibilities_t)
+        counts = raw_counts + tiny
         means = shift + sums / counts[:, None]
 
         def cross_products(x_t, r_t):
@@ -267,31 +287,75 @@ def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, 
         products = _sum_blocks(cross_products, data_t, log_responsibilities_t).reshape(-1, data_dim, data_dim + 1)
         deviations = products[:, :, -1:]  # δ_k
         covariances = (products[:, :, :-1] - deviations * (means - shift)[:, None, :]) / counts[:, None, None]
-        covariances = covariances + reg_covar * jnp.eye(data_dim, dtype=data_t.dtype)
-        scale_tril = jnp.linalg.cholesky(covariances)
-    else:
-        def moments(x_t, r_t):
-            y_t = x_t - shift[:, None]
-            return jnp.sum(r_t, axis=1), r_t @ y_t.T, r_t @ (y_t * y_t).T
+        return Statistics(raw_counts, means, covariances)
 
-        counts, sums, sums_of_squares = _sum_blocks(moments, data_t, log_responsibilities_t)
-        counts = counts + tiny
-        centred_means = sums / counts[:, None]
-        means = shift + centred_means
-        variances = jnp.maximum(sums_of_squares / counts[:, None] - centred_means**2, 0)
-        # The rounding error of each variance is relative to Σ_i r_ik (x_id - c_d)²; the
-        # EXACT_COMPONENTS components where that is largest against N_k σ_kd² are summed again
-        # as Σ_i r_ik (x_id - μ_kd)².
-        amplification = jnp.max(sums_of_squares / (counts[:, None] * variances + jnp.finfo(data_t.dtype).tiny), axis=1)
-        _, worst = jax.lax.top_k(amplification, min(EXACT_COMPONENTS, len(counts)))
-        worst_means = means[worst][:, :, None]
-        exact = _sum_blocks(lambda x_t, r_t: jnp.einsum("jn,jdn->jd", r_t, (x_t[None, :, :] - worst_means)**2),
-                            data_t, log_responsibilities_t[worst])
-        variances = variances.at[worst].set(exact / counts[worst][:, None]) + reg_covar
+    def moments(x_t, r_t):
+        y_t = x_t - shift[:, None]
+        return jnp.sum(r_t, axis=1), r_t @ y_t.T, r_t @ (y_t * y_t).T
+
+    raw_counts, sums, sums_of_squares = _sum_blocks(moments, data_t, log_responsibilities_t)
+    counts = raw_counts + tiny
+    centred_means = sums / counts[:, None]
+    means = shift + centred_means
+    variances = jnp.maximum(sums_of_squares / counts[:, None] - centred_means**2, 0)
+    # The rounding error of each variance is relative to Σ_i r_ik (x_id - c_d)²; the
+    # EXACT_COMPONENTS components where that is largest against N_k σ_kd² are summed again
+    # as Σ_i r_ik (x_id - μ_kd)².
+    amplification = jnp.max(sums_of_squares / (counts[:, None] * variances + jnp.finfo(data_t.dtype).tiny), axis=1)
+    _, worst = jax.lax.top_k(amplification, min(EXACT_COMPONENTS, len(counts)))
+    worst_means = means[worst][:, :, None]
+    exact = _sum_blocks(lambda x_t, r_t: jnp.einsum("jn,jdn->jd", r_t, (x_t[None, :, :] - worst_means)**2),
+                        data_t, log_responsibilities_t[worst])
+    return Statistics(raw_counts, means, variances.at[worst].set(exact / counts[worst][:, None]))
+
+
+def combine_statistics(first: Statistics, second: Statistics) -> Statistics:
+    """The `Statistics` of the union of two disjoint sets of datapoints (Chan, Golub & LeVeque 1979):
+
+        N_k = N_k' + N_k'',   μ_k = μ_k' + (N_k'' / N_k) δ_k,   δ_k = μ_k'' - μ_k',
+        N_k Σ_k = N_k' Σ_k' + N_k'' Σ_k'' + (N_k' N_k'' / N_k) δ_k δ_kᵀ
+
+    Each part's covariance is centred on its own means, so no digits are lost to
+    the cancellation of Σ_i r_ik x_i x_iᵀ / N_k - μ_k μ_kᵀ.
+    """
+    counts = first.counts + second.counts
+    safe = counts + 10 * jnp.finfo(counts.dtype).eps
+    deltas = second.means - first.means
+    means = first.means + (second.counts / safe)[:, None] * deltas
+    weight = first.counts * second.counts / safe**2
+    if first.covariances.ndim == 3:
+        spread = weight[:, None, None] * deltas[:, :, None] * deltas[:, None, :]
+        first_weight, second_weight = (first.counts / safe)[:, None, None], (second.counts / safe)[:, None, None]
+    else:
+        spread = weight[:, None] * deltas**2
+        first_weight, second_weight = (first.counts / safe)[:, None], (second.counts / safe)[:, None]
+    return Statistics(counts, means, first_weight * first.covariances + second_weight * second.covariances + spread)
+
+
+def params_from_statistics(statistics: Statistics, num_data: int | Array, covariance_type: str = "full",
+                           reg_covar: float = 1e-6) -> Params:
+    """The M-step's θ from the `Statistics` of all N datapoints:
+
+        π_k = N_k / N,   μ_k,   Σ_k + reg_covar · I   (its diagonal for "diag", the mean of that times I
+        for "spherical")
+    """
+    counts, means, covariances = statistics
+    counts = counts + 10 * jnp.finfo(counts.dtype).eps
+    data_dim = means.shape[1]
+    if covariance_type == "full":
+        scale_tril = jnp.linalg.cholesky(covariances + reg_covar * jnp.eye(data_dim, dtype=means.dtype))
+    else:
+        variances = covariances + reg_covar
         if covariance_type == "spherical":
             variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
         scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
     return Params(jnp.log(counts / num_data), means, scale_tril)
+
+
+def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
+    """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
+    return params_from_statistics(_statistics(data_t, log_responsibilities_t, covariance_type), data_t.shape[1],
+                                  covariance_type, reg_covar)
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
@@ -332,15 +396,24 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
 def kmeans_plus_plus(key: Array, data: Array, num_components: int) -> Array:
     """k-means++ seeding (Arthur & Vassilvitskii 2007): K datapoints, each next one drawn with
     probability proportional to its squared distance from the nearest one already chosen. (K, D)."""
-    num_data = data.shape[0]
+    return _kmeans_plus_plus(key, data, num_components, data.shape[0])
+
+
+def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: int) -> Array:
+    """`kmeans_plus_plus` of the first `num_valid` rows of data (the rest is padding, never drawn)."""
+    data = jnp.asarray(data)
     keys = jax.random.split(key, num_components)
-    first = data[jax.random.randint(keys[0], (), 0, num_data)]
+    first = data[jax.random.randint(keys[0], (), 0, num_valid)]
     centres = jnp.zeros((num_components, data.shape[1]), data.dtype).at[0].set(first)
     distances = jnp.sum((data - first) ** 2, axis=1)
+    valid = jnp.arange(data.shape[0]) < num_valid
 
     def add_centre(k, carry):
         centres, distances = carry
-        index = jax.random.categorical(keys[k], jnp.log(jnp.maximum(distances, 1e-30)))
+        log_distances = jnp.log(jnp.maximum(distances, 1e-30))
+        if num_valid < data.shape[0]:
+            log_distances = jnp.where(valid, log_distances, -jnp.inf)
+        index = jax.random.categorical(keys[k], log_distances)
         centre = data[index]
         distances = jnp.minimum(distances, jnp.sum((data - centre) ** 2, axis=1))
         return centres.at[k].set(centre), distances
@@ -372,7 +445,7 @@ def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_ini
 
 def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
            max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, n_init: int = 1,
-           init_params: Params | None = None) -> tuple[Params, EMInfo]:
+           init_params: Params | None = None, mesh: Mesh | None = None) -> tuple[Params, EMInfo]:
     """Maximum-likelihood Gaussian mixture by EM, with k-means++ starts and parallel restarts.
 
     Each restart starts from `initial_params` (or `init_params`), then iterates
@@ -392,12 +465,27 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
         component finite; see `collapsed_components`).
       n_init: restarts.
       init_params: θ_0 for every restart instead of k-means++.
+      mesh: data-parallel over this `parallel.data_mesh`: the datapoints are split
+        over its devices (padded to a multiple of their number, the padding
+        masked out); each device computes the E-step and the `Statistics` of its
+        own rows, and `combine_statistics` joins them, so only (K, D, D)-sized
+        statistics cross devices. The k-means++ seeding draws the same datapoints
+        as without a mesh.
 
     Returns:
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
       log-likelihood per datapoint at each iterate).
     """
     data = _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init)
+    if mesh is not None:
+        num_data = data.shape[0]
+        data = parallel.shard(parallel.pad_to_multiple(data, mesh.size), mesh)
+        keys = jax.random.split(key, n_init)
+        if init_params is None:
+            starts = _kmeans_plus_plus_restarts(keys, data, num_components, num_data)
+        else:
+            starts = jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (n_init, *leaf.shape)), init_params)
+        return _fit_em_on_mesh(data, starts, num_data, covariance_type, max_iter, tol, reg_covar, mesh)
     return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init,
                    init_params)
 
@@ -423,6 +511,200 @@ def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar
     final = jax.vmap(lambda params: _e_step(params, data_t, diagonal)[1])(params)
     best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
     return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
+
+
+@functools.partial(jax.jit, static_argnames=("num_components", "num_data"))
+def _kmeans_plus_plus_restarts(keys, data, num_components, num_data):
+    return jax.vmap(lambda key: _kmeans_plus_plus(key, data, num_components, num_data))(keys)
+
+
+def _fit_em_on_mesh(data, starts, num_data, covariance_type, max_iter, tol, reg_covar, mesh):
+    """`_fit_em` with the rows of data (N' ≥ N, the first N real) split over the devices of `mesh`: one restart
+    from each row of `starts` (k-means++ centres (R, K, D), or `Params` with a leading axis R).
+
+    The iterations are a host loop over one compiled step: a `lax.while_loop` around collectives
+    deadlocked XLA's CPU devices, and the host decides convergence once for all devices.
+    """
+    initial, step, objective = _mesh_programs(num_data, covariance_type, reg_covar, mesh)
+    params = initial(data, starts) if not isinstance(starts, Params) else starts
+    num_restarts = jax.tree_util.tree_leaves(params)[0].shape[0]
+    trace = np.full((num_restarts, max_iter), np.nan, np.float32)
+    done = np.zeros(num_restarts, bool)
+    iterations = np.zeros(num_restarts, np.int32)
+    for iteration in range(max_iter):
+        new_params, values = step(data, params)
+        values, active = np.asarray(values), ~done
+        trace[active, iteration] = values[active]
+        iterations[active] += 1
+        if iteration > 0:
+            done |= active & (np.abs(values - trace[:, iteration - 1]) < tol)
+        mask = jnp.asarray(active)
+        params = jax.tree_util.tree_map(lambda new, old, mask=mask: jnp.where(
+            mask.reshape(-1, *[1] * (new.ndim - 1)), new, old), new_params, params)
+        if done.all():
+            break
+    final = np.asarray(objective(data, params))
+    best = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
+    info = EMInfo(jnp.asarray(trace[best]), jnp.asarray(iterations[best]), jnp.asarray(done[best]))
+    return jax.tree_util.tree_map(lambda leaf: leaf[best], params), info
+
+
+@functools.lru_cache(maxsize=8)
+def _mesh_programs(num_data, covariance_type, reg_covar, mesh):
+    """The compiled programs of `_fit_em_on_mesh`, each vmapped over restarts: (centres -> θ_0 by hard
+    assignment, θ_t -> (θ_{t+1}, objective at θ_t), θ -> objective)."""
+    diagonal = covariance_type != "full"
+    rows, everywhere = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
+
+    def on_mesh(fn):
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(rows, everywhere), out_specs=everywhere,
+                                     check_vma=False))
+
+    def local(data):
+        valid = jax.lax.axis_index(parallel.DATA_AXIS) * data.shape[0] + jnp.arange(data.shape[0]) < num_data
+        return data.T, valid
+
+    def m_step_everywhere(data_t, valid, log_responsibilities_t):
+        log_responsibilities_t = jnp.where(valid[None, :], log_responsibilities_t, -jnp.inf)
+        every = jax.lax.all_gather(_statistics(data_t, log_responsibilities_t, covariance_type), parallel.DATA_AXIS)
+        parts = [jax.tree_util.tree_map(lambda leaf, index=index: leaf[index], every) for index in range(mesh.size)]
+        return params_from_statistics(functools.reduce(combine_statistics, parts), num_data, covariance_type,
+                                      reg_covar)
+
+    def mean_log_likelihood(valid, log_likelihood):
+        # The same sum, in the same order, on every device.
+        local_sum = jnp.sum(jnp.where(valid, log_likelihood, 0))
+        return jnp.sum(jax.lax.all_gather(local_sum, parallel.DATA_AXIS)) / num_data
+
+    def initial(data, centres):
+        data_t, valid = local(data)
+
+        def one(centres):  # the M-step on the hard assignments to the nearest centre, as `initial_params`
+            distances = jnp.sum((data[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
+            assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), centres.shape[0], dtype=data.dtype)
+            return m_step_everywhere(data_t, valid, jnp.log(assignments).T)
+
+        return jax.vmap(one)(centres)
+
+    def step(data, params):
+        data_t, valid = local(data)
+
+        def one(params):
+            log_responsibilities_t, log_likelihood = _e_step_columns(params, data_t, diagonal)
+            return m_step_everywhere(data_t, valid, log_responsibilities_t), mean_log_likelihood(valid, log_likelihood)
+
+        return jax.vmap(one)(params)
+
+    def objective(data, params):
+        data_t, valid = local(data)
+        return jax.vmap(lambda params: mean_log_likelihood(valid, _e_step_columns(params, data_t, diagonal)[1]))(
+            params)
+
+    return on_mesh(initial), on_mesh(step), on_mesh(objective)
+
+
+@functools.partial(jax.jit, static_argnames=("covariance_type", "diagonal"))
+def _chunk_statistics(params: Params, chunk: Array, num_valid: Array, covariance_type: str, diagonal: bool
+                      ) -> tuple[Statistics, Array]:
+    """The E-step on the first `num_valid` rows of chunk: their `Statistics` and Σ_i log p(x_i; θ)."""
+    chunk_t = chunk.T
+    valid = jnp.arange(chunk.shape[0]) < num_valid
+    log_responsibilities_t, log_likelihood = _e_step_columns(params, chunk_t, diagonal)
+    log_responsibilities_t = jnp.where(valid[None, :], log_responsibilities_t, -jnp.inf)
+    return (_statistics(chunk_t, log_responsibilities_t, covariance_type),
+            jnp.sum(jnp.where(valid, log_likelihood, 0)))
+
+
+@functools.partial(jax.jit, static_argnames=("covariance_type", "num_components"))
+def _chunk_assignments(centres: Array, chunk: Array, num_valid: Array, covariance_type: str, num_components: int
+                       ) -> Statistics:
+    """The `Statistics` of the first `num_valid` rows of chunk, each assigned wholly to its nearest centre."""
+    distances = jnp.sum((chunk[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
+    assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), num_components, dtype=chunk.dtype)
+    valid = jnp.arange(chunk.shape[0]) < num_valid
+    return _statistics(chunk.T, jnp.where(valid[None, :], jnp.log(assignments).T, -jnp.inf), covariance_type)
+
+
+_combine = jax.jit(combine_statistics)
+
+
+def fit_em_streaming(key: Array, data, num_components: int, covariance_type: str = "full", max_iter: int = 100,
+                     tol: float = 1e-3, reg_covar: float = 1e-6, chunk_size: int = 65536,
+                     init_params: Params | None = None,
+                     progress: Callable[[int, int, int], None] | None = None) -> tuple[Params, EMInfo]:
+    """`fit_em` for data larger than device memory: every iteration streams over chunks of rows.
+
+    The data stays where it is (a numpy array, or `np.load(..., mmap_mode="r")` of
+    a file larger than host memory). Each chunk of `chunk_size` rows is copied to
+    the device, its E-step gives its `Statistics`, and `combine_statistics` adds
+    them to the running total; the M-step takes θ from the total. The device
+    holds one chunk and its temporaries at a time, whatever N is, and the
+    program is compiled once (the last chunk is padded and masked).
+
+    The k-means++ seeding draws from a random sample of `chunk_size` datapoints;
+    θ_0 is then the M-step on every datapoint's nearest centre. One restart.
+
+    Args:
+      key, num_components, covariance_type, max_iter, tol, reg_covar, init_params: as in `fit_em`.
+      data: (N, D), finite; any array-like that slices into numpy arrays.
+      chunk_size: rows per chunk.
+      progress: `progress(iteration, chunk, num_chunks)` after each chunk (iteration 0 is the seeding).
+
+    Returns:
+      (θ, `EMInfo`), as `fit_em`.
+    """
+    if len(np.shape(data)) != 2:
+        raise ValueError(f"data must be a matrix of shape (N, D), got shape {np.shape(data)}.")
+    num_data, data_dim = np.shape(data)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
+    _validation.check_num_components(num_components, num_data)
+    chunk_size = min(chunk_size, num_data)
+    starts = range(0, num_data, chunk_size)
+    dtype = jnp.result_type(float)
+
+    def chunks():
+        for start in starts:
+            chunk = np.asarray(data[start:start + chunk_size], dtype)
+            valid = chunk.shape[0]
+            if not np.all(np.isfinite(chunk)):
+                raise ValueError(f"data has non-finite values in rows {start} to {start + valid - 1}.")
+            if valid < chunk_size:
+                chunk = np.concatenate([chunk, np.broadcast_to(chunk[:1], (chunk_size - valid, data_dim))])
+            yield jnp.asarray(chunk), jnp.asarray(valid, jnp.int32)
+
+    def stream(iteration, statistics_of):
+        total, extra = None, 0.0
+        for index, (chunk, valid) in enumerate(chunks()):
+            statistics, value = statistics_of(chunk, valid)
+            total = statistics if total is None else _combine(total, statistics)
+            extra = extra + value
+            if progress is not None:
+                progress(iteration, index + 1, len(starts))
+        return params_from_statistics(total, num_data, covariance_type, reg_covar), extra
+
+    if init_params is None:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())  # O(chunk_size), not O(N)
+        sample = np.sort(rng.choice(num_data, chunk_size, replace=False))
+        centres = kmeans_plus_plus(key, jnp.asarray(np.asarray(data[sample], dtype)), num_components)
+        params, _ = stream(0, lambda chunk, valid: (
+            _chunk_assignments(centres, chunk, valid, covariance_type, num_components), 0.0))
+    else:
+        params = init_params
+    diagonal = covariance_type != "full"
+    trace, converged = [], False
+    for iteration in range(1, max_iter + 1):
+        new_params, total = stream(iteration, lambda chunk, valid, params=params: _chunk_statistics(
+            params, chunk, valid, covariance_type, diagonal))
+        trace.append(float(total) / num_data)
+        params = new_params
+        if len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
+            converged = True
+            break
+    objective = jnp.full((max_iter,), jnp.nan, dtype).at[: len(trace)].set(jnp.asarray(trace, dtype))
+    return params, EMInfo(objective, jnp.asarray(len(trace), jnp.int32), jnp.asarray(converged))
 
 
 def collapsed_components(params: Params, reg_covar: float = 1e-6, factor: float = 10.0) -> Array:
