@@ -55,12 +55,12 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_same_run(unint
     out = tmp_path / "interrupted"
     original = runs.fit
 
-    def interrupt_after_epoch_three(config, dataset, progress, checkpoints):
+    def interrupt_after_epoch_three(config, dataset, progress, checkpoints, mesh=None):
         def progress_then_stop(epoch, metrics):
             progress(epoch, metrics)
             if epoch == 3:
                 raise KeyboardInterrupt
-        return original(config, dataset, progress_then_stop, checkpoints)
+        return original(config, dataset, progress_then_stop, checkpoints, mesh)
 
     monkeypatch.setattr(runs, "fit", interrupt_after_epoch_three)
     assert fit_cli(out) == 130
