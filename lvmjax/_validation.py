@@ -76,22 +76,39 @@ def check_single_distribution(dist: Any, name: str) -> None:
         )
 
 
+def check_real_array(value: Any, name: str) -> None:
+    """Checks that `value` is an array (or a Python number) of real numbers: bool, integer or floating.
+
+    Lists, strings and None are refused (JAX functions take arrays: `jnp.asarray`
+    them first), and so are strings, objects and complex numbers inside an array.
+    """
+    if not isinstance(value, (jax.Array, np.ndarray, np.generic, bool, int, float)):
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}; convert it with jnp.asarray.")
+    dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
+    if not (dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}.")
+
+
 def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
                       dist_name: str) -> None:
-    """Checks that `value` is one event of `dist`, naming a batch if it looks like one."""
+    """Checks that `value` is one event of `dist`: real numbers of its event shape, finite where concrete.
+
+    A batch of events is named as one, with a hint to `jax.vmap`.
+    """
+    check_real_array(value, name)
     shape = tuple(jnp.shape(value))
     event_shape = tuple(dist.event_shape)
-    if shape == event_shape:
-        return
-    hint = ""
-    if len(shape) == len(event_shape) + 1 and shape[1:] == event_shape:
-        hint = (
-            f" It looks like a batch of {shape[0]}; these functions take one "
-            "datapoint: use jax.vmap over the batch."
+    if shape != event_shape:
+        hint = ""
+        if len(shape) == len(event_shape) + 1 and shape[1:] == event_shape:
+            hint = (
+                f" It looks like a batch of {shape[0]}; these functions take one "
+                "datapoint: use jax.vmap over the batch."
+            )
+        raise ValueError(
+            f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}"
         )
-    raise ValueError(
-        f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}"
-    )
+    check_finite(value, name)
 
 
 def check_finite(tree: Any, name: str) -> None:
@@ -112,10 +129,15 @@ def check_finite(tree: Any, name: str) -> None:
 
 
 def check_data_matrix(data: Any, min_rows: int = 1) -> jax.Array:
-    """`data` as a floating-point (N, D) array with N >= min_rows and D >= 1, finite where concrete.
+    """`data` as a floating-point (N, D) array of real numbers with N >= min_rows and D >= 1, finite where concrete.
 
-    The shared check of every function that fits a model to a dataset.
+    The shared check of every function that fits a model to a dataset (or
+    scores one): a list of rows is converted; strings, objects and complex
+    numbers are a TypeError.
     """
+    if not isinstance(data, (jax.Array, np.ndarray)):
+        data = np.asarray(data)  # a list of rows
+    check_real_array(data, "data")
     shape = tuple(jnp.shape(data))
     if len(shape) != 2:
         raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {shape}.")

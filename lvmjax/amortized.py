@@ -16,6 +16,7 @@ of the core applies unchanged. Objectives are functions of ONE datapoint,
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -23,7 +24,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from lvmjax import networks
+from lvmjax import _validation, networks
 from lvmjax.estimators import MarginalEstimate, elbo, iwae_bound, log_marginal_is
 from lvmjax.model import LatentVariableModel, log_likelihood
 from lvmjax.variational import VariationalFamily, mean_field_gaussian
@@ -108,6 +109,9 @@ def make_vae(data_dim: int, latent_dim: int,
         raise ValueError(f"activation must be one of {sorted(networks.ACTIVATIONS)}, got {activation!r}.")
     if latent_dim < 1 or data_dim < 1:
         raise ValueError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
+    if any(isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1 for width in hidden):
+        raise ValueError(f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), "
+                         f"got {tuple(hidden)!r}.")
     num_outputs = 2 if likelihood == "gaussian" and observation_scale is None else 1
 
     if architecture == "mlp":
@@ -117,6 +121,8 @@ def make_vae(data_dim: int, latent_dim: int,
         if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
             raise ValueError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
                              f"got {image_shape}.")
+        if not hidden:
+            raise ValueError("architecture='conv' needs at least one hidden width, the size of its dense layer.")
         if image_shape[0] % 4 or image_shape[1] % 4:
             raise ValueError(f"architecture='conv' needs H and W divisible by 4, got {image_shape}.")
         encoder = networks.ConvEncoder(latent_dim, tuple(image_shape), hidden=hidden[-1])
@@ -134,6 +140,11 @@ def make_vae(data_dim: int, latent_dim: int,
         return distrax.MultivariateNormalDiag(outputs[0], jnp.full(data_dim, observation_scale, outputs.dtype))
 
     def encoder_output(params, x):
+        _validation.check_real_array(x, "x")
+        if jnp.shape(x) != (data_dim,):  # before Flax, whose error would name a kernel's shape instead
+            hint = " It looks like a batch: use jax.vmap over the datapoints." if jnp.ndim(x) == 2 else ""
+            raise ValueError(f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape "
+                             f"({data_dim},).{hint}")
         mean, log_scale = encoder.apply(params["encoder"], x)
         return {"mean": mean, "log_scale": log_scale}
 

@@ -47,11 +47,26 @@ Params = Any
 # --- Imputation: the conditional distribution of the missing entries --------------------
 
 
-def _check_mask(x: Array, observed: Array) -> Array:
-    if jnp.shape(observed) != jnp.shape(x):
-        raise ValueError(f"observed has shape {jnp.shape(observed)}, but x has shape {jnp.shape(x)}; "
+def _check_mask(x: Array, observed: Array, data_dim: int | None) -> Array:
+    """`observed` as a boolean array, after checking that x is ONE datapoint of `data_dim` entries (any
+    number where None) and that the mask is boolean, of x's shape."""
+    _validation.check_real_array(x, "x")
+    shape = tuple(jnp.shape(x))
+    if len(shape) != 1 or (data_dim is not None and shape != (data_dim,)):
+        expected = f"({data_dim},)" if data_dim is not None else "(D,)"
+        hint = " It looks like a batch: use jax.vmap over the datapoints (and masks)." if len(shape) == 2 else ""
+        raise ValueError(f"x has shape {shape}, but imputation takes one datapoint of the model's shape "
+                         f"{expected}.{hint}")
+    _validation.check_real_array(observed, "observed")
+    if jnp.shape(observed) != shape:
+        raise ValueError(f"observed has shape {jnp.shape(observed)}, but x has shape {shape}; "
                          "the mask marks each entry of x as observed (True) or missing (False).")
-    return jnp.asarray(observed, bool)
+    dtype = jnp.result_type(observed)
+    if dtype != np.bool_:
+        # A float mask such as 0.5 would silently count as observed.
+        raise TypeError(f"observed must be a boolean mask (True where x_d is observed), got dtype {dtype}; "
+                        "for a mask of 0s and 1s pass observed == 1.")
+    return jnp.asarray(observed)
 
 
 def gaussian_conditional(mean: Array, covariance: Array, x: Array, observed: Array) -> tuple[Array, Array]:
@@ -90,7 +105,7 @@ def impute_gaussian_mixture(params: gaussian_mixture.Params, x: Array, observed:
     Returns:
       (log p(x_o), x with its missing entries imputed).
     """
-    observed = _check_mask(x, observed)
+    observed = _check_mask(x, observed, params.means.shape[-1])
     covariances = params.scale_tril @ jnp.swapaxes(params.scale_tril, 1, 2)
     log_densities, means = jax.vmap(gaussian_conditional, in_axes=(0, 0, None, None))(
         params.means, covariances, x, observed)
@@ -105,7 +120,7 @@ def impute_linear_gaussian(params: linear_gaussian.Params, x: Array, observed: A
     Returns:
       (log p(x_o), x with its missing entries imputed).
     """
-    observed = _check_mask(x, observed)
+    observed = _check_mask(x, observed, params.bias.shape[-1])
     marginal = linear_gaussian.marginal(params)
     return gaussian_conditional(marginal.mean(), marginal.covariance(), x, observed)
 
@@ -147,7 +162,9 @@ def impute_bernoulli_mixture(params: bernoulli_mixture.Params, x: Array, observe
     Returns:
       (log p(x_o; θ), x with each missing entry replaced by p(x_d = 1 | x_o)).
     """
-    observed = _check_mask(x, observed)
+    observed = _check_mask(x, observed, params.probs_logits.shape[-1])
+    if not isinstance(x, jax.core.Tracer) and not isinstance(observed, jax.core.Tracer):
+        check_binary(np.asarray(x)[np.asarray(observed)], "x (its observed entries)")
     filled = jnp.where(observed, x, 0.0)
     per_pixel = _log_likelihood_per_dimension(bernoulli_mixture.components(params), filled)  # (K, D)
     weighted = jax.nn.log_softmax(params.logits) + jnp.sum(jnp.where(observed, per_pixel, 0.0), axis=-1)
@@ -194,7 +211,7 @@ def impute_vae(key: Array, amortized: AmortizedModel, params: Params, x: Array, 
       (the estimate of log p(x_o; θ), x with each missing entry replaced by its
       estimated conditional mean: a pixel probability for the Bernoulli VAE).
     """
-    observed = _check_mask(x, observed)
+    observed = _check_mask(x, observed, None)
     num_samples = _validation.check_num_samples(num_samples)
     filled = jnp.where(observed, x, fill_value)
     q = amortized.encode(params, filled)
@@ -273,7 +290,7 @@ def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], par
     Returns:
       The means, shape (N, d).
     """
-    _validation.check_finite(data, "data")
+    data = _validation.check_data_matrix(data)
     return jax.vmap(lambda x: posterior(params, x).mean())(data)
 
 
@@ -324,7 +341,7 @@ def anomaly_scores(log_marginal, params, data: Array) -> Array:
       params: θ.
       data: (N, D).
     """
-    _validation.check_finite(data, "data")
+    data = _validation.check_data_matrix(data)
     return -jax.vmap(log_marginal, in_axes=(None, 0))(params, data)
 
 

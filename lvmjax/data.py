@@ -439,8 +439,8 @@ def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
 
     Raises:
       DataError: for a missing, unreadable or empty file, an unknown suffix, a
-        shape other than (N, D), values that are not finite numbers, or a split
-        that leaves either side empty.
+        shape other than (N, D), values that are not finite real numbers (or
+        beyond float32's range), or a split that leaves either side empty.
     """
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
@@ -530,7 +530,8 @@ def _read_user_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 def _read_csv(path: pathlib.Path) -> np.ndarray:
     try:
-        lines = path.read_text().splitlines()
+        # utf-8-sig: a byte-order mark (as spreadsheets write) is not part of the first value.
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"could not read {path} as text ({_one_line(error)})") from error
     rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
@@ -564,9 +565,18 @@ def _is_numeric_row(line: str) -> bool:
     return all(_is_number(field) for field in line.split(","))
 
 
+def _is_real(dtype: np.dtype) -> bool:
+    """Whether `dtype` holds real numbers: bool, integer or floating (not complex, strings or objects)."""
+    return dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+
+
 def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
-    """`array` as float32 after checking that it is a non-empty (N, D) array of finite numbers."""
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+    """`array` as float32 after checking that it is a non-empty (N, D) array of finite real numbers
+    within float32's range (beyond it a value would become inf)."""
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{description} has the complex dtype {array.dtype}; expected real numbers, so keep "
+                        "the real part (or the modulus) and save that")
+    if not _is_real(array.dtype):
         raise DataError(f"{description} has dtype {array.dtype}; expected numbers")
     if array.ndim != 2:
         raise DataError(f"{description} has shape {array.shape}; expected a 2-D array (N, D), one datapoint per row")
@@ -577,6 +587,12 @@ def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
         row, column = np.argwhere(~finite)[0]
         raise DataError(f"{description} has {int(np.sum(~finite))} values that are NaN or infinite (the first in "
                         f"row {row}, column {column}); remove or impute them first")
+    too_large = np.abs(array) > np.finfo(np.float32).max
+    if np.any(too_large):
+        row, column = np.argwhere(too_large)[0]
+        raise DataError(f"{description} has {int(np.sum(too_large))} values beyond float32's largest "
+                        f"magnitude {np.finfo(np.float32).max:.3g} (the first, {array[row, column]:.3g}, in row "
+                        f"{row}, column {column}), which would become infinite; rescale the data first")
     return array.astype(np.float32)
 
 
@@ -709,7 +725,7 @@ def _parse_any_text(content: bytes, path: pathlib.Path) -> tuple[np.ndarray, np.
 
 def _as_binary_images(array: np.ndarray, description: str, width: int) -> np.ndarray:
     """`array` as float32 after checking that it is (N, width), N >= 1, of 0/1 values."""
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+    if not _is_real(array.dtype):
         raise DataError(f"{description} has dtype {array.dtype}; expected numbers 0 and 1")
     if array.size == 0:
         raise DataError(f"{description} is empty (shape {array.shape}); expected at least one image of {width} values")

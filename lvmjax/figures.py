@@ -184,9 +184,13 @@ def read_history(run_dir: str | Path) -> list[dict]:
     """The training history of a run: one entry per epoch (or EM iteration), from metrics.jsonl."""
     path = Path(run_dir) / runs.METRICS_FILE
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as error:
         raise runs.RunError(f"cannot read {path} ({error}).") from None
+    for number, entry in enumerate(history, start=1):
+        if not isinstance(entry, dict) or "train_objective" not in entry:
+            raise runs.RunError(f"{path} is damaged: line {number} has no train_objective.")
+    return history
 
 
 def _display(images: np.ndarray, model: str) -> np.ndarray:

@@ -181,7 +181,9 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
         return dataset._replace(train=data_lib.binarize_split(dataset.train), test=test, binary=True,
                                 grey_levels=False)
     if not continuous:
+        # Both splits: the test split's log p(x) of a Bernoulli model is no probability for grey levels.
         data_lib.check_binary(dataset.train, f"the training split of {dataset.name}")
+        data_lib.check_binary(dataset.test, f"the test split of {dataset.name}")
     elif dataset.binary:
         raise RunError(f"{config.model} models real-valued data, but every value of {dataset.name} is 0 or 1 "
                        "(a Gaussian fitted to it collapses onto the corners); use mob for binary data.")
@@ -600,6 +602,8 @@ def _read_config(run_dir: Path) -> FitConfig:
                        "make one with 'lvmjax fit'.")
     try:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
+        if not isinstance(description, dict):
+            raise ValueError(f"it holds a JSON {type(description).__name__}, not an object of settings")
         fields = {field.name for field in dataclasses.fields(FitConfig)}
         return FitConfig(**{name: value for name, value in description.items() if name in fields})
     except (json.JSONDecodeError, TypeError, ValueError) as error:
@@ -637,6 +641,10 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
         data_dim = int(description["data_dim"])
         image_shape = tuple(description["image_shape"]) if description.get("image_shape") else None
+        if image_shape is not None and (len(image_shape) != 2 or not all(
+                isinstance(side, int) and side >= 1 for side in image_shape)
+                or image_shape[0] * image_shape[1] != data_dim):
+            raise ValueError(f"image_shape {list(image_shape)} is not (height, width) of {data_dim} pixels")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise RunError(f"{run_dir / CONFIG_FILE} is damaged ({error}).") from None
     if config.model in CLASSICAL_MODELS:

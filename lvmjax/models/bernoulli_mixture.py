@@ -67,16 +67,27 @@ def marginal(params: Params) -> distrax.Distribution:
     return distrax.MixtureSameFamily(prior(params), components(params))
 
 
+def _check_datapoint(x: Array, distribution: distrax.Distribution) -> None:
+    """One datapoint of `distribution`'s shape whose values, where concrete, are 0 or 1.
+
+    A Bernoulli's log-probability extends to any x, x log μ + (1 - x) log(1 - μ),
+    but for x outside {0, 1} that is no probability: refused rather than returned.
+    """
+    _validation.check_event_shape(x, distribution, "x", "the Bernoulli mixture")
+    if not isinstance(x, jax.core.Tracer):
+        check_binary(x, "x")
+
+
 def log_marginal(params: Params, x: Array) -> Array:
     """Exact log p(x; θ) = log Σ_k π_k Π_d Bernoulli(x_d; μ_kd) of one binary datapoint x, shape (D,)."""
     distribution = marginal(params)
-    _validation.check_event_shape(x, distribution, "x", "the Bernoulli mixture")
+    _check_datapoint(x, distribution)
     return distribution.log_prob(x)
 
 
 def posterior(params: Params, x: Array) -> distrax.Distribution:
     """Exact p(z | x; θ): a Categorical whose probabilities are the responsibilities."""
-    _validation.check_event_shape(x, marginal(params), "x", "the Bernoulli mixture")
+    _check_datapoint(x, marginal(params))
     log_joint = jax.nn.log_softmax(params.logits) + components(params).log_prob(x)
     return distrax.Categorical(logits=log_joint - jax.nn.logsumexp(log_joint))
 

@@ -431,16 +431,18 @@ def initial_params(key: Array, data: Array, num_components: int, covariance_type
     return m_step(data, jnp.log(assignments), covariance_type, reg_covar)
 
 
-def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init) -> Array:
+def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init,
+                         max_iter=1) -> tuple[Array, int, int]:
+    """The checked data, n_init and max_iter."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
     data = _validation.check_data_matrix(data)
     _validation.check_num_components(num_components, data.shape[0])
-    if n_init < 1:
-        raise ValueError(f"n_init must be at least 1, got {n_init}.")
+    n_init = _validation.check_num_samples(n_init, "n_init")
+    max_iter = _validation.check_num_samples(max_iter, "max_iter")
     if not reg_covar >= 0:
         raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
-    return data
+    return data, n_init, max_iter
 
 
 def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
@@ -476,7 +478,8 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
       log-likelihood per datapoint at each iterate).
     """
-    data = _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init)
+    data, n_init, max_iter = _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init,
+                                                  max_iter)
     if mesh is not None:
         num_data = data.shape[0]
         data = parallel.shard(parallel.pad_to_multiple(data, mesh.size), mesh)
@@ -656,8 +659,10 @@ def fit_em_streaming(key: Array, data, num_components: int, covariance_type: str
     if len(np.shape(data)) != 2:
         raise ValueError(f"data must be a matrix of shape (N, D), got shape {np.shape(data)}.")
     num_data, data_dim = np.shape(data)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    chunk_size = _validation.check_num_samples(chunk_size, "chunk_size")
+    max_iter = _validation.check_num_samples(max_iter, "max_iter")
+    if not reg_covar >= 0:
+        raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
     _validation.check_num_components(num_components, num_data)

@@ -266,7 +266,10 @@ def fit_factor_analysis(key: Array, data: Array, latent_dim: int, max_iter: int 
 def _fit_ppca(data: Array, latent_dim: int) -> Params:
     mean, data_covariance = _mean_and_covariance(data)
     eigenvalues, eigenvectors = jnp.linalg.eigh(data_covariance)  # ascending
-    noise_variance = jnp.mean(eigenvalues[:-latent_dim])
+    # Data in a d-dimensional subspace (N <= d + 1 datapoints, say) leaves eigenvalues that are 0 but
+    # for rounding, whose mean can be negative: σ² keeps the floor of `fit_ppca_em`.
+    floor = jnp.finfo(data.dtype).eps * jnp.mean(jnp.diag(data_covariance))
+    noise_variance = jnp.maximum(jnp.mean(eigenvalues[:-latent_dim]), floor)
     # The d largest, in decreasing order; max(·, 0) only guards rounding.
     scales = jnp.sqrt(jnp.maximum(eigenvalues[::-1][:latent_dim] - noise_variance, 0))
     weight = eigenvectors[:, ::-1][:, :latent_dim] * scales
@@ -281,6 +284,9 @@ def fit_ppca(data: Array, latent_dim: int) -> Params:
     where λ_1 >= … >= λ_D are the eigenvalues of S = (1/N) Σ_i (x_i - x̄)(x_i - x̄)ᵀ
     and U_d holds the eigenvectors of the d largest. W is unique up to a
     rotation R, W U_d (Λ_d - σ² I)^½ R, which leaves p(x; θ) unchanged; here R = I.
+    As in `fit_ppca_em`, σ² is at least machine epsilon times the mean variance
+    (1/D) tr S: data that lies in a d-dimensional subspace has σ² = 0, and
+    then p(x; θ) is degenerate.
 
     Args:
       data: datapoints x_1 … x_N, shape (N, D), N >= 2.
