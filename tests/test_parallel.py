@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -69,11 +70,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.standard_promotion
-def test_two_processes_train_what_one_process_trains(tmp_path):
-    options = ["fit", "svi", "--epochs", "1", "--hidden", "16", "--latent-dim", "3", "--batch-size", "32",
-               "--out", str(tmp_path / "run")]
-    port = _free_port()
+def _start_two_processes(options, port):
     processes = []
     for process_id in range(2):
         environ = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
@@ -81,15 +78,41 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
                                 parallel.PROCESS_ID: str(process_id)}
         processes.append(subprocess.Popen([sys.executable, "-m", "lvmjax", *options], env=environ,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+@pytest.mark.standard_promotion
+def test_two_processes_killed_and_resumed_train_what_one_process_trains(tmp_path):
+    """Two `lvmjax fit svi` processes of 2 devices each are killed (SIGKILL) once their first checkpoint
+    is complete, and two new processes resume the run: the result is the one-process run's."""
+    epochs = 3  # an epoch of two processes takes seconds; the kill comes within 50 ms of the first checkpoint
+    out = tmp_path / "run"
+    options = ["fit", "svi", "--epochs", str(epochs), "--hidden", "16", "--latent-dim", "3", "--batch-size", "64",
+               "--checkpoint-every", "1", "--quiet", "--out", str(out)]
+    processes = _start_two_processes(options, _free_port())
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "1").is_dir():  # orbax renames a checkpoint into place when complete
+        for process in processes:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    for process in processes:
+        process.kill()
+        process.communicate()
+    assert not (out / "checkpoint").exists()  # unfinished
+
+    processes = _start_two_processes([*options, "--resume"], _free_port())
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
-    config = runs.FitConfig(model="svi", epochs=1, hidden=(16,), latent_dim=3, batch_size=32)
+    config = runs.FitConfig(model="svi", epochs=epochs, hidden=(16,), latent_dim=3, batch_size=64)
     expected = runs.fit(config, runs.load_data(config))
-    distributed = runs.load_run(tmp_path / "run")
+    distributed = runs.load_run(out)
     for got, want in zip(jax.tree_util.tree_leaves(distributed.params), jax.tree_util.tree_leaves(expected.params),
                          strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+    epochs_written = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs_written == list(range(1, epochs + 1))
 
 
 # --- Single-process checks, on this process's one device -------------------------------------
