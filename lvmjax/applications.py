@@ -359,6 +359,7 @@ class ModelSelection(NamedTuple):
 
     candidates: Array  # shape=(C,), int32: the K tried
     bic: Array  # shape=(C,): -2 Σ_i log p(x_i; θ_K) + (free parameters) · log N on the training data
+    train_log_likelihood: Array  # shape=(C,): (1/N) Σ_i log p(x_i; θ_K) on the training data
     test_log_likelihood: Array  # shape=(C,): (1/N_test) Σ_i log p(x_i; θ_K) on the test data
     num_components_by_bic: Array  # shape=(), int32: the K of lowest BIC
     num_components_by_test: Array  # shape=(), int32: the K of highest held-out log-likelihood
@@ -367,9 +368,10 @@ class ModelSelection(NamedTuple):
 
 def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
             fit: Callable[[Array, Array, int], Params],
-            scores: Callable[[Params, Array, Array], tuple[Array, Array]]) -> ModelSelection:
+            scores: Callable[[Params, Array, Array], tuple[Array, Array, Array]]) -> ModelSelection:
     """Fits one model per K, with the key fold_in(key, K) so that a fit does not depend on the
-    other candidates; `scores(params, train, test)` gives its (BIC, mean held-out log-likelihood)."""
+    other candidates; `scores(params, train, test)` gives its (BIC, mean training log-likelihood,
+    mean held-out log-likelihood)."""
     candidates = tuple(candidates)
     if not candidates:
         raise ValueError("candidates is empty; give at least one number of components K.")
@@ -381,16 +383,17 @@ def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
         _validation.check_num_components(num_components, train.shape[0])
     fits = tuple(fit(jax.random.fold_in(key, k), train, k) for k in candidates)
     scored = [scores(params, train, test) for params in fits]
-    bic = jnp.stack([bic for bic, _ in scored])
-    held_out = jnp.stack([held_out for _, held_out in scored])
+    bic, train_log_likelihood, held_out = (jnp.stack(column) for column in zip(*scored, strict=True))
     ks = jnp.asarray(candidates, jnp.int32)
-    return ModelSelection(ks, bic, held_out, ks[jnp.nanargmin(bic)], ks[jnp.nanargmax(held_out)], fits)
+    return ModelSelection(ks, bic, train_log_likelihood, held_out, ks[jnp.nanargmin(bic)],
+                          ks[jnp.nanargmax(held_out)], fits)
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
 def _gaussian_mixture_scores(params: gaussian_mixture.Params, train: Array, test: Array,
-                             covariance_type: str) -> tuple[Array, Array]:
-    return gaussian_mixture.bic(params, train, covariance_type), gaussian_mixture.e_step(params, test)[1]
+                             covariance_type: str) -> tuple[Array, Array, Array]:
+    return (gaussian_mixture.bic(params, train, covariance_type), gaussian_mixture.e_step(params, train)[1],
+            gaussian_mixture.e_step(params, test)[1])
 
 
 def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],
@@ -424,8 +427,10 @@ def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: I
 
 
 @jax.jit
-def _bernoulli_mixture_scores(params: bernoulli_mixture.Params, train: Array, test: Array) -> tuple[Array, Array]:
-    return bernoulli_mixture.bic(params, train), bernoulli_mixture.e_step(params, test)[1]
+def _bernoulli_mixture_scores(params: bernoulli_mixture.Params, train: Array, test: Array
+                              ) -> tuple[Array, Array, Array]:
+    return (bernoulli_mixture.bic(params, train), bernoulli_mixture.e_step(params, train)[1],
+            bernoulli_mixture.e_step(params, test)[1])
 
 
 def select_bernoulli_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],

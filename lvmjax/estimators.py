@@ -373,6 +373,35 @@ def log_marginal_naive_mc(key: Array, model: LatentVariableModel, params: Params
     return log_marginal_is(key, model, params, q, x, num_samples, chunk_size)
 
 
+def latent_states(model: LatentVariableModel, params: Params) -> Array:
+    """Every state z ∈ Z of a finite discrete latent space, stacked: the terms of Σ_z p(x, z; θ).
+
+    For d independent Bernoulli latents the 2^d vectors of 0s and 1s, in binary
+    order with z_1 the most significant; for a Categorical of K classes the
+    indices 0 … K - 1 (one-hot rows for a OneHotCategorical). `log_marginal_exact`
+    sums over exactly these states, so p(z | x) = exp(log p(x, z) - log p(x))
+    over them sums to 1.
+
+    Args:
+      model: a `LatentVariableModel` whose prior is a Categorical,
+        OneHotCategorical, Bernoulli, or Independent of one of them.
+      params: θ.
+
+    Returns:
+      An array of shape (|Z|, *event_shape of z), of the prior's sample dtype.
+
+    Raises:
+      TypeError: for a prior that is not finite and discrete.
+      ValueError: beyond 2^22 states, more than enumeration allows.
+    """
+    prior = model.prior(params)
+    _validation.check_single_distribution(prior, "model.prior(params)")
+    try:
+        return _discrete.support(prior)
+    except TypeError as error:
+        raise TypeError(f"latent_states needs {error}") from None
+
+
 def log_marginal_exact(model: LatentVariableModel, params: Params, x: Array) -> Array:
     """Exact log p(x; θ) for a finite discrete latent space, by enumerating every state.
 

@@ -291,6 +291,8 @@ def test_bic_chooses_the_three_components_of_a_gaussian_mixture(three_gaussian_c
         num_free = num_components - 1 + num_components * 2 + num_components * 3
         bic = -2 * gaussian_mixture_log_likelihoods(params, train).sum() + num_free * np.log(300)
         np.testing.assert_allclose(selection.bic[i], bic, rtol=1e-5)
+        np.testing.assert_allclose(selection.train_log_likelihood[i],
+                                   gaussian_mixture_log_likelihoods(params, train).mean(), rtol=1e-5)
         np.testing.assert_allclose(selection.test_log_likelihood[i],
                                    gaussian_mixture_log_likelihoods(params, test).mean(), rtol=1e-5)
     assert int(selection.num_components_by_test) == 2 + int(np.argmax(selection.test_log_likelihood))
@@ -318,6 +320,7 @@ def test_bic_chooses_the_three_prototypes_of_binary_data():
 
         bic = -2 * log_likelihoods(train).sum() + (num_components - 1 + num_components * 12) * np.log(200)
         np.testing.assert_allclose(selection.bic[i], bic, rtol=1e-5)
+        np.testing.assert_allclose(selection.train_log_likelihood[i], log_likelihoods(train).mean(), rtol=1e-5)
         np.testing.assert_allclose(selection.test_log_likelihood[i], log_likelihoods(test).mean(), rtol=1e-5)
 
 

@@ -60,3 +60,20 @@ def test_integer_bernoulli_latents_work_with_standard_promotion():
         exact = lvmjax.log_marginal_exact(model, params, x)
         expected = lvmjax.log_marginal_exact(binary_latent_model, params, x)
     np.testing.assert_allclose(exact, expected, rtol=1e-6)
+
+
+def test_latent_states_are_the_terms_of_the_exact_marginal():
+    """Σ over `lvmjax.latent_states` of p(x, z) is p(x): the posterior over them sums to 1, and the
+    states are the 2^d binary vectors, z_1 most significant."""
+    params, x = make_binary_latent()
+    states = lvmjax.latent_states(binary_latent_model, params)
+    num_latents = params["prior_logits"].shape[0]
+    expected = (np.arange(2**num_latents)[:, None] >> np.arange(num_latents)[::-1]) & 1
+    np.testing.assert_array_equal(np.asarray(states), expected)
+    log_joints = jax.vmap(lambda z: lvmjax.log_joint(binary_latent_model, params, x, z))(states)
+    exact = lvmjax.log_marginal_exact(binary_latent_model, params, x)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(log_joints - exact)), 1.0, rtol=1e-5)
+    gaussian = lvmjax.LatentVariableModel(lambda params: distrax.MultivariateNormalDiag(jnp.zeros(2)),
+                                          binary_latent_model.likelihood)
+    with pytest.raises(TypeError, match="^latent_states needs a finite discrete prior"):
+        lvmjax.latent_states(gaussian, params)
