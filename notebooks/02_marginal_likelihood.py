@@ -135,7 +135,8 @@ plt.show()
 # ## Where the terms are
 #
 # The posterior $p(z \mid x) = p(x, z) / p(x)$ over all 4096 states (`lvmjax.latent_states` lists
-# them, in the order `log_marginal_exact` sums them) shows why summing them is wasteful: almost all of its mass is on a few states, and the rest contribute next to nothing.
+# them, in the order `log_marginal_exact` sums them) shows why summing them is wasteful: almost all of
+# its mass is on a few states, and the rest contribute next to nothing.
 
 # %%
 states = np.asarray(lvmjax.latent_states(model, theta))  # the 4096 vectors z ∈ {0, 1}^12

@@ -75,5 +75,5 @@ def test_latent_states_are_the_terms_of_the_exact_marginal():
     np.testing.assert_allclose(jnp.sum(jnp.exp(log_joints - exact)), 1.0, rtol=1e-5)
     gaussian = lvmjax.LatentVariableModel(lambda params: distrax.MultivariateNormalDiag(jnp.zeros(2)),
                                           binary_latent_model.likelihood)
-    with pytest.raises(TypeError, match="^latent_states needs a finite discrete prior"):
+    with pytest.raises(TypeError, match=r"^latent_states needs a finite discrete prior"):
         lvmjax.latent_states(gaussian, params)
