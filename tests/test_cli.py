@@ -200,7 +200,7 @@ def test_evaluating_data_of_the_wrong_dimension_is_refused(fitted, tmp_path):
     run_dir = tmp_path / "copy"
     __import__("shutil").copytree(fitted / "vae", run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    config["data_dim"] = 100  # as if the model had been fitted to 100-dimensional data
+    config["data_dim"], config["image_shape"] = 100, None  # as if fitted to 100-dimensional data, not images
     (run_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(runs.RunError, match=r"does not match config.json \(a vae model for 100-dimensional data"):
         runs.evaluate_run(run_dir, num_samples=10)
