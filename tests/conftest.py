@@ -1,14 +1,24 @@
 """Shared fixtures: small reference models whose answers are known exactly."""
 
-import distrax
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+import os
 
-from lvmjax import LatentVariableModel, gaussian_mixture, linear_gaussian
-from lvmjax.amortized import AmortizedModel
-from lvmjax.variational import mean_field_gaussian
+# Most of the suite's time is XLA compiling hundreds of small programs once each. Without LLVM's
+# expensive passes and with XLA's older CPU fusion emitters they compile in about half the time and
+# compute the same values (to float rounding); the flags reach every subprocess a test starts too.
+# XLA reads them when its backend starts, at the first computation, which is after this line.
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+                  "--xla_cpu_use_fusion_emitters=false")
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+import distrax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lvmjax import LatentVariableModel, gaussian_mixture, linear_gaussian  # noqa: E402
+from lvmjax.amortized import AmortizedModel  # noqa: E402
+from lvmjax.variational import mean_field_gaussian  # noqa: E402
 
 
 def pytest_configure(config):

@@ -2,7 +2,6 @@
 .ipynb that holds the same cells and no outputs, and runs from its first cell to its last at the small
 size (LVMJAX_NOTEBOOK_SMALL=1) in a Jupyter kernel of this interpreter."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,15 +15,11 @@ kernelspec = pytest.importorskip("ipykernel.kernelspec")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402  (installed with nbclient)
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
-from lvmjax.cli import QUICK_XLA_FLAGS  # noqa: E402
-
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.py"))
 CELL_TIMEOUT = 600  # seconds; the small size takes a few
-# The small size is a smoke test whose time is mostly XLA compilation: compile without LLVM's expensive
-# passes (as `lvmjax tour --quick` does) and with XLA's older CPU fusion emitters; the second flag takes
-# a further 28% off the notebooks' CPU time (60 s instead of 83 as scripts, jaxlib 0.10).
-FAST_COMPILE_FLAGS = f"{QUICK_XLA_FLAGS} --xla_cpu_use_fusion_emitters=false"
+# The small size is a smoke test whose time is mostly XLA compilation; the kernel inherits the fast
+# compilation flags of conftest.py through XLA_FLAGS.
 
 
 def cells(notebook) -> list[tuple[str, str]]:
@@ -65,7 +60,6 @@ def kernel_of_this_interpreter(tmp_path, monkeypatch):
 def test_notebook_runs_at_the_small_size(path, kernel_of_this_interpreter, monkeypatch):
     monkeypatch.setenv("LVMJAX_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("XLA_FLAGS", f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip())
     notebook = jupytext.read(path)
     notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",

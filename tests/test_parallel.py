@@ -73,7 +73,8 @@ def _free_port() -> int:
 def _start_two_processes(options, port):
     processes = []
     for process_id in range(2):
-        environ = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        environ = os.environ | {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                                             "--xla_force_host_platform_device_count=2",
                                 parallel.COORDINATOR_ADDRESS: f"127.0.0.1:{port}", parallel.NUM_PROCESSES: "2",
                                 parallel.PROCESS_ID: str(process_id)}
         processes.append(subprocess.Popen([sys.executable, "-m", "lvmjax", *options], env=environ,

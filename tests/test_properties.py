@@ -72,7 +72,7 @@ def test_per_draw_the_iwae_bound_is_log_mean_exp_of_the_weights_whose_mean_is_th
     np.testing.assert_array_less(np.abs(iwae - (np.logaddexp.reduce(weights64, axis=1) - np.log(32))), tolerance)
     np.testing.assert_array_less(np.abs(elbo - weights64.mean(axis=1)), tolerance)
     assert np.all(iwae >= elbo - tolerance), (iwae, elbo)
-    np.testing.assert_array_equal(bounds[SAMPLE_COUNTS.index(1)], weights[:, 0])
+    np.testing.assert_allclose(bounds[SAMPLE_COUNTS.index(1)], weights[:, 0], rtol=1e-6)  # separate programs
 
 
 def _mean_and_stderr(values):
