@@ -206,25 +206,30 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
 
 def fit_local(key: Array, model: LatentVariableModel, family: VariationalFamily, theta: Params,
               data: Array, phi: Params, optimizer: optax.GradientTransformation, num_steps: int,
-              num_samples: int = 1, analytic_kl: bool = False) -> Params:
+              num_samples: int = 1, analytic_kl: bool = False,
+              return_trace: bool = False) -> Params | tuple[Params, Array]:
     """Optimize φ_1 … φ_N for N datapoints with θ fixed: `num_steps` vmapped optax steps.
 
     Used to infer q(z | x_i) for datapoints that SVI never saw (a test set), and
-    by `refine`. Returns the optimized φ, leading axis N.
+    by `refine`. Returns the optimized φ, leading axis N; with `return_trace`,
+    also the trace of the optimization, shape (num_steps, N): the Monte Carlo
+    ELBO(x_i; θ, φ_i) (K = `num_samples`) that step t estimated at the φ_i it
+    started from, so that its mean over i shows the climb in one compiled run.
     """
     update = make_local_update(model, family, optimizer, num_samples, analytic_kl)
 
     def body(carry, step_key):
         phi, opt_state = carry
-        phi, opt_state, _ = update(step_key, theta, phi, opt_state, data)
-        return (phi, opt_state), None
+        phi, opt_state, elbos = update(step_key, theta, phi, opt_state, data)
+        return (phi, opt_state), elbos if return_trace else None
 
-    (phi, _), _ = jax.lax.scan(body, (phi, jax.vmap(optimizer.init)(phi)), jax.random.split(key, num_steps))
-    return phi
+    (phi, _), trace = jax.lax.scan(body, (phi, jax.vmap(optimizer.init)(phi)), jax.random.split(key, num_steps))
+    return (phi, trace) if return_trace else phi
 
 
 def refine(key: Array, amortized, params: Params, data: Array, num_steps: int,
-           optimizer: optax.GradientTransformation | None = None, num_samples: int = 1) -> Params:
+           optimizer: optax.GradientTransformation | None = None, num_samples: int = 1,
+           return_trace: bool = False) -> Params | tuple[Params, Array]:
     """Semi-amortized inference (Kim et al. 2018): start each φ_i at the encoder's φ(x_i), then SVI.
 
     Args:
@@ -235,14 +240,15 @@ def refine(key: Array, amortized, params: Params, data: Array, num_steps: int,
       num_steps: SVI steps on every φ_i, θ fixed.
       optimizer: for φ; default Adam with learning rate 1e-2.
       num_samples: K of the ELBO's gradient estimates.
+      return_trace: also return the ELBO estimates of every step, as `fit_local`.
 
     Returns:
-      The refined φ, leading axis N.
+      The refined φ, leading axis N (and, with `return_trace`, the (num_steps, N) trace).
     """
     optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
     phi = jax.vmap(amortized.encoder_output, in_axes=(None, 0))(params, data)
     return fit_local(key, amortized.model, amortized.family, params, data, phi, optimizer, num_steps,
-                     num_samples, analytic_kl=True)
+                     num_samples, analytic_kl=True, return_trace=return_trace)
 
 
 class GapReport(NamedTuple):
