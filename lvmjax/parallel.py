@@ -40,14 +40,22 @@ NUM_PROCESSES = "JAX_NUM_PROCESSES"
 PROCESS_ID = "JAX_PROCESS_ID"
 
 
-def data_mesh(num_devices: int | None = None) -> Mesh:
+def data_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     """A one-axis mesh ("data") over the first `num_devices` devices (default: all, of every process).
+
+    Args:
+      num_devices: how many of `devices` to use; default all of them.
+      devices: the devices to choose from; default `jax.devices()`, those of the
+        default backend. `jax.devices("cpu")` builds a mesh of CPU devices on a
+        machine whose default backend is an accelerator.
 
     Raises:
       ValueError: `num_devices` is below 1 or above the devices there are, or, in a
         multi-process run, leaves out another process's devices.
     """
-    devices = jax.devices()
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices is empty; give at least one device, such as jax.devices()[:1].")
     if num_devices is None:
         num_devices = len(devices)
     if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer):

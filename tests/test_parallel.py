@@ -187,6 +187,14 @@ def test_data_mesh_rejects_impossible_device_counts():
         parallel.data_mesh(1.5)
     with pytest.raises(ValueError, match="multiple of 1"):  # a scalar has no leading axis to split
         parallel.shard(np.zeros(()), parallel.data_mesh(1))
+    with pytest.raises(ValueError, match=r"^devices is empty"):
+        parallel.data_mesh(devices=[])
+
+
+def test_data_mesh_takes_the_devices_to_use():
+    cpu = jax.devices("cpu")
+    mesh = parallel.data_mesh(devices=cpu)
+    assert list(mesh.devices.flat) == cpu and mesh.axis_names == (parallel.DATA_AXIS,)
 
 
 @pytest.mark.parametrize(("environ", "message"), [
