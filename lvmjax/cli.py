@@ -356,6 +356,8 @@ def _fit(args) -> int:
             where = f"{run_dir} keeps {saved}; repeat the command with --resume to continue"
             if isinstance(error, runs.TrainingDiverged):  # resuming would diverge again
                 where = f"{run_dir} keeps {saved}; fit again into a new --out"
+            if isinstance(error, runs.CheckpointError):  # resuming would fail again
+                where = f"{run_dir} was left as it was; fit again into a new --out"
             if isinstance(error, KeyboardInterrupt):
                 raise _Interrupted(f"lvmjax: interrupted; {where}") from None
             raise runs.RunError(f"{error} {where}.") from None

@@ -57,6 +57,10 @@ class RunError(ValueError):
     """A run that cannot be made or read; the message is one line that says how to fix it."""
 
 
+class CheckpointError(RunError):
+    """A training checkpoint that cannot be read back: damaged, or written for another configuration."""
+
+
 class TrainingDiverged(RunError):
     """`max_skipped_steps` training steps in a row were skipped as non-finite; the state of the epoch
     that reached the limit is not saved, so the last checkpoint is the last good state."""
@@ -398,8 +402,8 @@ class Checkpoints:
             restored = self._manager.restore(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
         except Exception as error:  # orbax raises many types for a damaged or mismatched checkpoint
-            raise RunError(f"cannot read the checkpoint of epoch {epoch} in {self._manager.directory} "
-                           f"({type(error).__name__}); it does not match config.json.") from None
+            raise CheckpointError(f"cannot read the checkpoint of epoch {epoch} in {self._manager.directory} "
+                                  f"({type(error).__name__}): it is damaged or does not match config.json.") from None
         return restored.state, list(restored.history)
 
     def wait(self) -> None:
