@@ -422,27 +422,29 @@ def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: i
     return centres
 
 
+def _nearest_centre(centres: Array, data: Array) -> Array:
+    """Log responsibilities (N, K) of hard assignments: 0 for each datapoint's nearest centre, -inf elsewhere."""
+    distances = jnp.sum((data[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
+    return jnp.log(jax.nn.one_hot(jnp.argmin(distances, axis=1), centres.shape[0], dtype=data.dtype))
+
+
 def initial_params(key: Array, data: Array, num_components: int, covariance_type: str = "full",
                    reg_covar: float = 1e-6) -> Params:
     """θ_0: the M-step on hard assignments of every datapoint to its nearest k-means++ centre."""
     centres = kmeans_plus_plus(key, data, num_components)
-    distances = jnp.sum((data[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
-    assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), num_components, dtype=data.dtype)
-    return m_step(data, jnp.log(assignments), covariance_type, reg_covar)
+    return m_step(data, _nearest_centre(centres, data), covariance_type, reg_covar)
 
 
-def _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init,
-                         max_iter=1) -> tuple[Array, int, int]:
-    """The checked data, n_init and max_iter."""
+def _check_options(num_data, num_components, covariance_type, reg_covar, n_init, max_iter) -> tuple[int, int]:
+    """The checks of `fit_em`'s options against N datapoints; n_init and max_iter as ints."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
-    data = _validation.check_data_matrix(data)
-    _validation.check_num_components(num_components, data.shape[0])
+    _validation.check_num_components(num_components, num_data)
     n_init = _validation.check_num_samples(n_init, "n_init")
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
     if not reg_covar >= 0:
         raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
-    return data, n_init, max_iter
+    return n_init, max_iter
 
 
 def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
@@ -478,8 +480,8 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
       log-likelihood per datapoint at each iterate).
     """
-    data, n_init, max_iter = _check_fit_arguments(data, num_components, covariance_type, reg_covar, n_init,
-                                                  max_iter)
+    data = _validation.check_data_matrix(data)
+    n_init, max_iter = _check_options(data.shape[0], num_components, covariance_type, reg_covar, n_init, max_iter)
     if mesh is not None:
         num_data = data.shape[0]
         data = parallel.shard(parallel.pad_to_multiple(data, mesh.size), mesh)
@@ -583,9 +585,7 @@ def _mesh_programs(num_data, covariance_type, reg_covar, mesh):
         data_t, valid = local(data)
 
         def one(centres):  # the M-step on the hard assignments to the nearest centre, as `initial_params`
-            distances = jnp.sum((data[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
-            assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), centres.shape[0], dtype=data.dtype)
-            return m_step_everywhere(data_t, valid, jnp.log(assignments).T)
+            return m_step_everywhere(data_t, valid, _nearest_centre(centres, data).T)
 
         return jax.vmap(one)(centres)
 
@@ -618,14 +618,12 @@ def _chunk_statistics(params: Params, chunk: Array, num_valid: Array, covariance
             jnp.sum(jnp.where(valid, log_likelihood, 0)))
 
 
-@functools.partial(jax.jit, static_argnames=("covariance_type", "num_components"))
-def _chunk_assignments(centres: Array, chunk: Array, num_valid: Array, covariance_type: str, num_components: int
-                       ) -> Statistics:
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _chunk_assignments(centres: Array, chunk: Array, num_valid: Array, covariance_type: str) -> Statistics:
     """The `Statistics` of the first `num_valid` rows of chunk, each assigned wholly to its nearest centre."""
-    distances = jnp.sum((chunk[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
-    assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), num_components, dtype=chunk.dtype)
     valid = jnp.arange(chunk.shape[0]) < num_valid
-    return _statistics(chunk.T, jnp.where(valid[None, :], jnp.log(assignments).T, -jnp.inf), covariance_type)
+    return _statistics(chunk.T, jnp.where(valid[None, :], _nearest_centre(centres, chunk).T, -jnp.inf),
+                       covariance_type)
 
 
 _combine = jax.jit(combine_statistics)
@@ -660,12 +658,7 @@ def fit_em_streaming(key: Array, data, num_components: int, covariance_type: str
         raise ValueError(f"data must be a matrix of shape (N, D), got shape {np.shape(data)}.")
     num_data, data_dim = np.shape(data)
     chunk_size = _validation.check_num_samples(chunk_size, "chunk_size")
-    max_iter = _validation.check_num_samples(max_iter, "max_iter")
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
-    _validation.check_num_components(num_components, num_data)
+    _, max_iter = _check_options(num_data, num_components, covariance_type, reg_covar, 1, max_iter)
     chunk_size = min(chunk_size, num_data)
     starts = range(0, num_data, chunk_size)
     dtype = jnp.result_type(float)
@@ -695,7 +688,7 @@ def fit_em_streaming(key: Array, data, num_components: int, covariance_type: str
         sample = np.sort(rng.choice(num_data, chunk_size, replace=False))
         centres = kmeans_plus_plus(key, jnp.asarray(np.asarray(data[sample], dtype)), num_components)
         params, _ = stream(0, lambda chunk, valid: (
-            _chunk_assignments(centres, chunk, valid, covariance_type, num_components), 0.0))
+            _chunk_assignments(centres, chunk, valid, covariance_type), 0.0))
     else:
         params = init_params
     diagonal = covariance_type != "full"
