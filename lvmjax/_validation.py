@@ -76,6 +76,11 @@ def check_single_distribution(dist: Any, name: str) -> None:
         )
 
 
+def is_real_dtype(dtype: Any) -> bool:
+    """Whether `dtype` holds real numbers: bool, integer or floating (not complex, strings or objects)."""
+    return dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+
+
 def check_real_array(value: Any, name: str) -> None:
     """Checks that `value` is an array (or a Python number) of real numbers: bool, integer or floating.
 
@@ -85,7 +90,7 @@ def check_real_array(value: Any, name: str) -> None:
     if not isinstance(value, (jax.Array, np.ndarray, np.generic, bool, int, float)):
         raise TypeError(f"{name} must be an array, got {type(value).__name__}; convert it with jnp.asarray.")
     dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
-    if not (dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+    if not is_real_dtype(dtype):
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}.")
 
 

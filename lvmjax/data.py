@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lvmjax._validation import is_real_dtype
+
 DATASETS = ("digits", "binarized-mnist", "mnist", "fashion-mnist")
 
 DIGITS_NUM_TRAIN = 1500  # of scikit-learn's 1797 digits; the other 297 are the test set
@@ -565,18 +567,13 @@ def _is_numeric_row(line: str) -> bool:
     return all(_is_number(field) for field in line.split(","))
 
 
-def _is_real(dtype: np.dtype) -> bool:
-    """Whether `dtype` holds real numbers: bool, integer or floating (not complex, strings or objects)."""
-    return dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-
-
 def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
     """`array` as float32 after checking that it is a non-empty (N, D) array of finite real numbers
     within float32's range (beyond it a value would become inf)."""
     if np.issubdtype(array.dtype, np.complexfloating):
         raise DataError(f"{description} has the complex dtype {array.dtype}; expected real numbers, so keep "
                         "the real part (or the modulus) and save that")
-    if not _is_real(array.dtype):
+    if not is_real_dtype(array.dtype):
         raise DataError(f"{description} has dtype {array.dtype}; expected numbers")
     if array.ndim != 2:
         raise DataError(f"{description} has shape {array.shape}; expected a 2-D array (N, D), one datapoint per row")
@@ -725,7 +722,7 @@ def _parse_any_text(content: bytes, path: pathlib.Path) -> tuple[np.ndarray, np.
 
 def _as_binary_images(array: np.ndarray, description: str, width: int) -> np.ndarray:
     """`array` as float32 after checking that it is (N, width), N >= 1, of 0/1 values."""
-    if not _is_real(array.dtype):
+    if not is_real_dtype(array.dtype):
         raise DataError(f"{description} has dtype {array.dtype}; expected numbers 0 and 1")
     if array.size == 0:
         raise DataError(f"{description} is empty (shape {array.shape}); expected at least one image of {width} values")
