@@ -17,25 +17,40 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvmjax._discrete import FINITE_FAMILIES
+from lvmjax.errors import ArgumentError, ArgumentTypeError, DataError
+
+__all__ = [
+    "check_binary",
+    "check_chunk_size",
+    "check_data_matrix",
+    "check_event_shape",
+    "check_finite",
+    "check_num_components",
+    "check_num_samples",
+    "check_real_array",
+    "check_single_distribution",
+    "is_discrete",
+    "is_real_dtype",
+]
 
 
 def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
     """Returns `num_samples` as a Python int >= 1, or raises."""
     if isinstance(num_samples, jax.core.Tracer):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} must be a static Python int, but it is traced; "
             f"mark it static, e.g. jax.jit(fn, static_argnames='{name}')."
         )
     if isinstance(num_samples, bool):
-        raise TypeError(f"{name} must be an int, got the bool {num_samples!r}.")
+        raise ArgumentTypeError(f"{name} must be an int, got the bool {num_samples!r}.")
     try:
         value = operator.index(num_samples)
     except TypeError:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} must be an int, got {type(num_samples).__name__} {num_samples!r}."
         ) from None
     if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}.")
+        raise ArgumentError(f"{name} must be at least 1, got {value}.")
     return value
 
 
@@ -45,7 +60,7 @@ def check_chunk_size(chunk_size: Any, num_samples: int) -> int | None:
         return None
     chunk_size = check_num_samples(chunk_size, name="chunk_size")
     if chunk_size > num_samples:
-        raise ValueError(
+        raise ArgumentError(
             f"chunk_size={chunk_size} is larger than num_samples={num_samples}; "
             f"use chunk_size=None (one chunk) or a divisor of {num_samples}."
         )
@@ -53,7 +68,7 @@ def check_chunk_size(chunk_size: Any, num_samples: int) -> int | None:
         divisors = [d for d in range(1, num_samples + 1) if num_samples % d == 0]
         below = max(d for d in divisors if d < chunk_size)
         above = min(d for d in divisors if d > chunk_size)
-        raise ValueError(
+        raise ArgumentError(
             f"chunk_size={chunk_size} does not divide num_samples={num_samples} into "
             f"equal chunks; the nearest divisors are {below} and {above}."
         )
@@ -63,11 +78,11 @@ def check_chunk_size(chunk_size: Any, num_samples: int) -> int | None:
 def check_single_distribution(dist: Any, name: str) -> None:
     """Checks that `dist` is one distrax distribution with an empty batch shape."""
     if not isinstance(dist, distrax.Distribution):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} must be a distrax.Distribution, got {type(dist).__name__}."
         )
     if dist.batch_shape != ():
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be ONE distribution over one datapoint's variable, but it has "
             f"batch_shape {tuple(dist.batch_shape)} (event_shape {tuple(dist.event_shape)}). "
             "For independent dimensions use distrax.MultivariateNormalDiag or "
@@ -88,10 +103,28 @@ def check_real_array(value: Any, name: str) -> None:
     them first), and so are strings, objects and complex numbers inside an array.
     """
     if not isinstance(value, (jax.Array, np.ndarray, np.generic, bool, int, float)):
-        raise TypeError(f"{name} must be an array, got {type(value).__name__}; convert it with jnp.asarray.")
+        raise ArgumentTypeError(f"{name} must be an array, got {type(value).__name__}; convert it with jnp.asarray.")
     dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
     if not is_real_dtype(dtype):
-        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}.")
+        raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {dtype}.")
+
+
+def check_binary(array: Any, name: str) -> None:
+    """Raises a `DataError` unless every value of `array` is 0 or 1 (NaN is neither).
+
+    Args:
+      array: numbers of any shape.
+      name: how the message names the array, e.g. ``"array 'train' in data.npz"``.
+    """
+    array = np.asarray(array)
+    not_binary = (array != 0) & (array != 1)
+    count = int(np.count_nonzero(not_binary))
+    if count:
+        example = array[not_binary].flat[0].item()
+        raise DataError(
+            f"{name} has {count} values that are not 0 or 1 (for example {example!r}); "
+            "a Bernoulli likelihood needs binary data, so binarize it first (e.g. x >= 0.5)"
+        )
 
 
 def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
@@ -110,7 +143,7 @@ def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
                 f" It looks like a batch of {shape[0]}; these functions take one "
                 "datapoint: use jax.vmap over the batch."
             )
-        raise ValueError(
+        raise ArgumentError(
             f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}"
         )
     check_finite(value, name)
@@ -128,7 +161,7 @@ def check_finite(tree: Any, name: str) -> None:
             continue
         if not np.all(np.isfinite(array)):
             where = jax.tree_util.keystr(path)
-            raise ValueError(
+            raise ArgumentError(
                 f"{name}{where} contains non-finite values (NaN or inf)."
             )
 
@@ -145,11 +178,11 @@ def check_data_matrix(data: Any, min_rows: int = 1) -> jax.Array:
     check_real_array(data, "data")
     shape = tuple(jnp.shape(data))
     if len(shape) != 2:
-        raise ValueError(f"data must be 2-D (N datapoints, D dimensions), got shape {shape}.")
+        raise ArgumentError(f"data must be 2-D (N datapoints, D dimensions), got shape {shape}.")
     if 0 in shape:
-        raise ValueError(f"data is empty (shape {shape}); it needs at least one datapoint and one column.")
+        raise ArgumentError(f"data is empty (shape {shape}); it needs at least one datapoint and one column.")
     if shape[0] < min_rows:
-        raise ValueError(f"fitting needs at least {min_rows} datapoints, but data has N={shape[0]}.")
+        raise ArgumentError(f"fitting needs at least {min_rows} datapoints, but data has N={shape[0]}.")
     check_finite(data, "data")
     data = jnp.asarray(data)
     if not jnp.issubdtype(data.dtype, jnp.floating):
@@ -160,9 +193,9 @@ def check_data_matrix(data: Any, min_rows: int = 1) -> jax.Array:
 def check_num_components(num_components: Any, num_data: int) -> int:
     """Returns K as an int between 1 and the number of datapoints, or raises."""
     if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)):
-        raise TypeError(f"num_components must be an int, got {type(num_components).__name__}.")
+        raise ArgumentTypeError(f"num_components must be an int, got {type(num_components).__name__}.")
     if not 1 <= num_components <= num_data:
-        raise ValueError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
+        raise ArgumentError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
                          f"got {num_components}.")
     return int(num_components)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lvmjax
-from lvmjax import gaussian_mixture
+from lvmjax.models import gaussian_mixture
 
 KEY = jax.random.PRNGKey(0)
 

@@ -3,11 +3,14 @@
 import distrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
-from conftest import make_gaussian_mixture, make_linear_gaussian
+from helpers import make_gaussian_mixture, make_linear_gaussian
 
 import lvmjax
-from lvmjax import gaussian_mixture, linear_gaussian
+from lvmjax import _validation
+from lvmjax.errors import DataError
+from lvmjax.models import gaussian_mixture, linear_gaussian
 
 KEY = jax.random.PRNGKey(0)
 PARAMS, X = make_linear_gaussian()
@@ -168,3 +171,22 @@ def test_reference_models_check_the_datapoint():
     params, x = make_gaussian_mixture()
     with pytest.raises(ValueError, match=r"x has shape \(5, 2\).*jax.vmap"):
         gaussian_mixture.posterior(params, jnp.stack([x] * 5))
+
+
+@pytest.mark.parametrize(("values", "name", "message"), [
+    (np.concatenate([np.full(1234, 0.5), np.ones(10)]), "x",
+     r"^x has 1234 values that are not 0 or 1 \(for example 0\.5\); a Bernoulli likelihood "
+     r"needs binary data, so binarize it first \(e\.g\. x >= 0\.5\)$"),
+    (np.array([0.0, np.nan, 1.0, np.inf]), "images", r"^images has 2 values that are not 0 or 1 \(for example nan\)"),
+    (np.array([0, 255, 1], np.uint8), "counts", r"^counts has 1 values that are not 0 or 1 \(for example 255\)"),
+])
+def test_check_binary_refuses_values_other_than_0_and_1_in_one_line(values, name, message):
+    with pytest.raises(DataError, match=message) as info:
+        _validation.check_binary(values, name)
+    assert "\n" not in str(info.value)
+
+
+def test_check_binary_accepts_0_and_1_of_any_dtype():
+    _validation.check_binary(np.array([[0, 1], [1, 0]], np.uint8), "x")
+    _validation.check_binary(np.array([0.0, 1.0, 1.0], np.float32), "x")
+    _validation.check_binary(np.array([True, False]), "x")

@@ -4,9 +4,13 @@
 - `gaussian_mixture`: the mixture of Gaussians (categorical z), fitted by EM.
 - `bernoulli_mixture`: the mixture of Bernoullis for binary data, fitted by MAP-EM.
 
-Each module holds its model, its exact log p(x) and posterior, and its EM.
-Variational inference for the mixture, by gradient steps, is `lvmjax.mixture_vi`,
-beside the other learning algorithms.
+Each module holds its model, its exact log p(x) and posterior, and its EM. What
+the two mixtures share (the prior, marginal and posterior of a finite mixture,
+k-means++ seeding) is `_mixture`; the EM loops and their one convergence rule
+are `_em`. The models import neither IO nor the mesh code: the Gaussian mixture's
+EM over a device mesh or streamed in chunks is `lvmjax.distributed_em`, and
+variational inference for the mixture, by gradient steps, is `lvmjax.mixture_vi`,
+both beside the other learning algorithms.
 """
 
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian

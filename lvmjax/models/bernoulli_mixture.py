@@ -10,6 +10,9 @@ finite sums (seed text, §2.2, with Bernoulli instead of Gaussian components):
 
 `fit_em` finds θ by EM with a Beta(α, β) prior on every μ_kd (Bishop 2006,
 §9.3.3); with α, β > 1 it keeps every fitted probability strictly between 0 and 1.
+The mixture's structure (prior, marginal, posterior) and the k-means++ seeding are
+those of every mixture (`lvmjax.models._mixture`); this module holds the Bernoulli
+components and the E- and M-steps.
 """
 
 from __future__ import annotations
@@ -23,12 +26,31 @@ import jax.numpy as jnp
 from jax.scipy.special import betaln
 
 from lvmjax import _validation
-from lvmjax.data import check_binary
+from lvmjax.errors import ArgumentError
 from lvmjax.model import LatentVariableModel
-from lvmjax.models._em import EMInfo, run_em
-from lvmjax.models.gaussian_mixture import kmeans_plus_plus
+from lvmjax.models import _mixture
+from lvmjax.models._em import EMInfo, best_restart, run_em
+from lvmjax.types import Array
 
-Array = jax.Array
+__all__ = [
+    "Params",
+    "bic",
+    "components",
+    "e_step",
+    "fit_em",
+    "initial_params",
+    "likelihood",
+    "log_marginal",
+    "log_parameter_prior",
+    "m_step",
+    "marginal",
+    "model",
+    "num_free_parameters",
+    "posterior",
+    "prior",
+]
+
+_MODEL_NAME = "the Bernoulli mixture"  # as error messages name it
 
 
 class Params(NamedTuple):
@@ -40,7 +62,7 @@ class Params(NamedTuple):
 
 def prior(params: Params) -> distrax.Distribution:
     """p(z) = Categorical(softmax(logits))."""
-    return distrax.Categorical(logits=params.logits)
+    return _mixture.prior(params.logits)
 
 
 def _bernoullis(probs_logits: Array) -> distrax.Distribution:
@@ -64,32 +86,27 @@ def components(params: Params) -> distrax.Distribution:
 
 def marginal(params: Params) -> distrax.Distribution:
     """p(x; θ) = Σ_k π_k Π_d Bernoulli(x_d; μ_kd)."""
-    return distrax.MixtureSameFamily(prior(params), components(params))
+    return _mixture.marginal(params.logits, components(params))
 
 
-def _check_datapoint(x: Array, distribution: distrax.Distribution) -> None:
-    """One datapoint of `distribution`'s shape whose values, where concrete, are 0 or 1.
+def _check_binary(x: Array) -> None:
+    """Every x_d, where concrete, is 0 or 1.
 
     A Bernoulli's log-probability extends to any x, x log μ + (1 - x) log(1 - μ),
     but for x outside {0, 1} that is no probability: refused rather than returned.
     """
-    _validation.check_event_shape(x, distribution, "x", "the Bernoulli mixture")
-    if not isinstance(x, jax.core.Tracer):
-        check_binary(x, "x")
+    _validation.check_binary(x, "x")
 
 
 def log_marginal(params: Params, x: Array) -> Array:
     """Exact log p(x; θ) = log Σ_k π_k Π_d Bernoulli(x_d; μ_kd) of one binary datapoint x, shape (D,)."""
-    distribution = marginal(params)
-    _check_datapoint(x, distribution)
-    return distribution.log_prob(x)
+    return _mixture.log_marginal(params.logits, components(params), x, _MODEL_NAME, _check_binary)
 
 
 def posterior(params: Params, x: Array) -> distrax.Distribution:
-    """Exact p(z | x; θ): a Categorical whose probabilities are the responsibilities."""
-    _check_datapoint(x, marginal(params))
-    log_joint = jax.nn.log_softmax(params.logits) + components(params).log_prob(x)
-    return distrax.Categorical(logits=log_joint - jax.nn.logsumexp(log_joint))
+    """Exact p(z = k | x; θ) = π_k p(x | z = k; θ) / p(x; θ): a Categorical whose probabilities are the
+    responsibilities."""
+    return _mixture.posterior(params.logits, components(params), x, _MODEL_NAME, _check_binary)
 
 
 def e_step(params: Params, data: Array) -> tuple[Array, Array]:
@@ -167,7 +184,7 @@ def initial_params(key: Array, data: Array, num_components: int, alpha: float = 
                    beta: float = 2.0) -> Params:
     """θ_0: `m_step` on hard assignments of every datapoint to its nearest k-means++ centre.
 
-    On binary data the squared Euclidean distance of `gaussian_mixture.kmeans_plus_plus`
+    On binary data the squared Euclidean distance of `_mixture.kmeans_plus_plus`
     is the Hamming distance, so the centres are K datapoints spread out in Hamming
     distance (Arthur & Vassilvitskii 2007).
 
@@ -182,7 +199,7 @@ def initial_params(key: Array, data: Array, num_components: int, alpha: float = 
       θ_0.
     """
     data = jnp.asarray(data)
-    centres = kmeans_plus_plus(key, data, num_components)
+    centres = _mixture.kmeans_plus_plus(key, data, num_components)
     # |x - c|_1 = Σ x + Σ c - 2 x·c for binary x and c: one matrix product.
     distances = data.sum(axis=1, keepdims=True) + centres.sum(axis=1) - 2 * data @ centres.T
     assignments = jax.nn.one_hot(jnp.argmin(distances, axis=1), num_components, dtype=data.dtype)
@@ -221,18 +238,18 @@ def fit_em(key: Array, data: Array, num_components: int, max_iter: int = 100, to
 
     Raises:
       ValueError: if `data` is not a non-empty 2-D array of finite 0s and 1s
-        (`lvmjax.data.DataError` for values other than 0 and 1), or
+        (`lvmjax.errors.DataError` for values other than 0 and 1), or
         `num_components`, `alpha`, `beta`, `max_iter` or `n_init` is out of range.
     """
     data = _validation.check_data_matrix(data)
     if not isinstance(data, jax.core.Tracer):  # values are only known outside jit
-        check_binary(data, "data")
+        _validation.check_binary(data, "data")
     _validation.check_num_components(num_components, data.shape[0])
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
     n_init = _validation.check_num_samples(n_init, "n_init")
     for name, value in (("alpha", alpha), ("beta", beta)):
         if not value >= 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"{name} must be at least 1, got {value}; below 1 the Beta(alpha, beta) prior's density "
                 "is unbounded at 0 or 1, and so is the MAP objective."
             )
@@ -253,8 +270,7 @@ def _fit_em(key, data, num_components, max_iter, tol, alpha, beta, n_init):
         return params, info, map_objective(params, e_step(params, data)[1])
 
     params, info, final = jax.vmap(restart)(jax.random.split(key, n_init))
-    best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
-    return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
+    return best_restart(final, (params, info))
 
 
 def num_free_parameters(num_components: int, data_dim: int) -> int:

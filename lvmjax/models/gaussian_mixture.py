@@ -7,6 +7,13 @@ finite sums (seed text, §2.2):
 
     p(x; θ)          = Σ_k π_k N(x; μ_k, Σ_k)
     p(z = k | x; θ)  = π_k N(x; μ_k, Σ_k) / p(x; θ)     (the responsibilities)
+
+The mixture's structure (prior, marginal, posterior) and the k-means++ seeding are
+those of every mixture (`lvmjax.models._mixture`); this module holds the Gaussian
+components, the blocked E- and M-steps, the sufficient statistics from which an
+M-step can be assembled out of parts of the data, and the one-device EM. EM with
+the data split over a device mesh, or streamed from the host in chunks, is
+`lvmjax.distributed_em`.
 """
 
 from __future__ import annotations
@@ -18,14 +25,45 @@ from typing import Any, NamedTuple
 import distrax
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, PartitionSpec
 
-from lvmjax import _validation, parallel
+from lvmjax import _validation
+from lvmjax.errors import ArgumentError
 from lvmjax.model import LatentVariableModel
-from lvmjax.models._em import EMInfo, run_em
+from lvmjax.models import _mixture
+from lvmjax.models._em import EMInfo, best_restart, run_em
+from lvmjax.models._mixture import kmeans_plus_plus
+from lvmjax.types import Array
 
-Array = jax.Array
+__all__ = [
+    "BLOCK_SIZE",
+    "COVARIANCE_TYPES",
+    "EXACT_COMPONENTS",
+    "Params",
+    "Statistics",
+    "bic",
+    "check_fit_options",
+    "collapsed_components",
+    "combine_statistics",
+    "component_log_probs",
+    "components",
+    "e_step",
+    "e_step_columns",
+    "fit_em",
+    "initial_params",
+    "kmeans_plus_plus",
+    "likelihood",
+    "log_marginal",
+    "m_step",
+    "marginal",
+    "model",
+    "num_free_parameters",
+    "params_from_statistics",
+    "posterior",
+    "prior",
+    "sufficient_statistics",
+]
+
+_MODEL_NAME = "the Gaussian mixture"  # as error messages name it
 
 
 class Params(NamedTuple):
@@ -38,7 +76,7 @@ class Params(NamedTuple):
 
 def prior(params: Params) -> distrax.Distribution:
     """p(z) = Categorical(softmax(logits))."""
-    return distrax.Categorical(logits=params.logits)
+    return _mixture.prior(params.logits)
 
 
 def likelihood(params: Params, z: Array) -> distrax.Distribution:
@@ -56,21 +94,18 @@ def components(params: Params) -> distrax.Distribution:
 
 def marginal(params: Params) -> distrax.Distribution:
     """p(x; θ) = Σ_k π_k N(x; μ_k, Σ_k)."""
-    return distrax.MixtureSameFamily(prior(params), components(params))
+    return _mixture.marginal(params.logits, components(params))
 
 
 def log_marginal(params: Params, x: Array) -> Array:
     """Exact log p(x; θ) = log Σ_k π_k N(x; μ_k, Σ_k) of one datapoint x, shape (D,)."""
-    distribution = marginal(params)
-    _validation.check_event_shape(x, distribution, "x", "the Gaussian mixture")
-    return distribution.log_prob(x)
+    return _mixture.log_marginal(params.logits, components(params), x, _MODEL_NAME)
 
 
 def posterior(params: Params, x: Array) -> distrax.Distribution:
-    """Exact p(z | x; θ): a Categorical whose probabilities are the responsibilities."""
-    _validation.check_event_shape(x, marginal(params), "x", "the Gaussian mixture")
-    log_joint = jax.nn.log_softmax(params.logits) + components(params).log_prob(x)
-    return distrax.Categorical(logits=log_joint - jax.nn.logsumexp(log_joint))
+    """Exact p(z = k | x; θ) = π_k N(x; μ_k, Σ_k) / p(x; θ): a Categorical whose probabilities are the
+    responsibilities."""
+    return _mixture.posterior(params.logits, components(params), x, _MODEL_NAME)
 
 
 # --- Fitting by EM ----------------------------------------------------------------------
@@ -107,10 +142,10 @@ def _map_blocks(fn: Callable[[Array], Any], data_t: Array) -> Any:
 
     def write(index, outputs):
         values = fn(jax.lax.dynamic_slice_in_dim(data_t, starts[index], size, axis=1))
-        return jax.tree_util.tree_map(
+        return jax.tree.map(
             lambda out, value: jax.lax.dynamic_update_slice_in_dim(out, value, starts[index], axis=-1), outputs, values)
 
-    zeros = jax.tree_util.tree_map(lambda shape: jnp.zeros((*shape.shape[:-1], data_t.shape[1]), shape.dtype), shapes)
+    zeros = jax.tree.map(lambda shape: jnp.zeros((*shape.shape[:-1], data_t.shape[1]), shape.dtype), shapes)
     return jax.lax.fori_loop(0, len(starts), write, zeros)
 
 
@@ -123,11 +158,11 @@ def _sum_blocks(statistics: Callable[[Array, Array], Any], data_t: Array, log_re
         log_r_t = jax.lax.dynamic_slice_in_dim(log_responsibilities_t, starts[index], size, axis=1)
         new = jnp.arange(size) >= index * size - starts[index]  # columns that no earlier block had
         r_t = jnp.where(new, jnp.exp(log_r_t), 0)
-        return jax.tree_util.tree_map(jnp.add, total, statistics(x_t, r_t)), None
+        return jax.tree.map(jnp.add, total, statistics(x_t, r_t)), None
 
     shapes = jax.eval_shape(statistics, jax.ShapeDtypeStruct((data_t.shape[0], size), data_t.dtype),
                             jax.ShapeDtypeStruct((log_responsibilities_t.shape[0], size), data_t.dtype))
-    zeros = jax.tree_util.tree_map(lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)
+    zeros = jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)
     return jax.lax.scan(add, zeros, jnp.arange(len(starts)))[0]
 
 
@@ -215,8 +250,12 @@ def component_log_probs(params: Params, data: Array) -> Array:
     return _by_structure(_component_log_probs, params, data)
 
 
-def _e_step_columns(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
-    """(log responsibilities (K, N), log p(x_i; θ) (N,)) of data_t = dataᵀ (D, N)."""
+def e_step_columns(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
+    """The blocked E-step on data_t = dataᵀ (D, N): (log r_ik as (K, N), log p(x_i; θ) as (N,)).
+
+    The kernel of every EM driver, here and in `lvmjax.distributed_em`; `diagonal`
+    (static) says that every L_k is diagonal, so that the diagonal form applies.
+    """
     log_probs = _component_log_probs_fn(params, diagonal)
     log_weights = jax.nn.log_softmax(params.logits)[:, None]
 
@@ -231,7 +270,7 @@ def _e_step_columns(params: Params, data_t: Array, diagonal: bool) -> tuple[Arra
 
 def _e_step(params: Params, data_t: Array, diagonal: bool) -> tuple[Array, Array]:
     """`e_step` on data_t = dataᵀ (D, N); the log responsibilities come as (K, N)."""
-    log_responsibilities_t, log_likelihood = _e_step_columns(params, data_t, diagonal)
+    log_responsibilities_t, log_likelihood = e_step_columns(params, data_t, diagonal)
     return log_responsibilities_t, jnp.mean(log_likelihood)
 
 
@@ -268,8 +307,12 @@ class Statistics(NamedTuple):
     covariances: Array  # shape=(K, D, D) ("full") or (K, D) (the diagonal): Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k
 
 
-def _statistics(data_t: Array, log_responsibilities_t: Array, covariance_type: str) -> Statistics:
-    """`Statistics` of data_t = dataᵀ (D, N) with log responsibilities (K, N) (see `m_step` for how)."""
+def sufficient_statistics(data_t: Array, log_responsibilities_t: Array, covariance_type: str) -> Statistics:
+    """The `Statistics` of data_t = dataᵀ (D, N) with log responsibilities (K, N) (see `m_step` for how).
+
+    A datapoint whose log responsibilities are all -inf has weight 0: that is how a
+    caller masks padding rows out.
+    """
     data_dim = data_t.shape[0]
     shift = jnp.mean(data_t, axis=1)
     tiny = 10 * jnp.finfo(data_t.dtype).eps
@@ -354,8 +397,8 @@ def params_from_statistics(statistics: Statistics, num_data: int | Array, covari
 
 def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
     """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
-    return params_from_statistics(_statistics(data_t, log_responsibilities_t, covariance_type), data_t.shape[1],
-                                  covariance_type, reg_covar)
+    return params_from_statistics(sufficient_statistics(data_t, log_responsibilities_t, covariance_type),
+                                  data_t.shape[1], covariance_type, reg_covar)
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
@@ -393,70 +436,38 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     return _m_step(data.T, log_responsibilities.T, covariance_type, reg_covar)
 
 
-def kmeans_plus_plus(key: Array, data: Array, num_components: int) -> Array:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): K datapoints, each next one drawn with
-    probability proportional to its squared distance from the nearest one already chosen. (K, D)."""
-    return _kmeans_plus_plus(key, data, num_components, data.shape[0])
-
-
-def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: int) -> Array:
-    """`kmeans_plus_plus` of the first `num_valid` rows of data (the rest is padding, never drawn)."""
-    data = jnp.asarray(data)
-    keys = jax.random.split(key, num_components)
-    first = data[jax.random.randint(keys[0], (), 0, num_valid)]
-    centres = jnp.zeros((num_components, data.shape[1]), data.dtype).at[0].set(first)
-    distances = jnp.sum((data - first) ** 2, axis=1)
-    valid = jnp.arange(data.shape[0]) < num_valid
-
-    def add_centre(k, carry):
-        centres, distances = carry
-        log_distances = jnp.log(jnp.maximum(distances, 1e-30))
-        if num_valid < data.shape[0]:
-            log_distances = jnp.where(valid, log_distances, -jnp.inf)
-        index = jax.random.categorical(keys[k], log_distances)
-        centre = data[index]
-        distances = jnp.minimum(distances, jnp.sum((data - centre) ** 2, axis=1))
-        return centres.at[k].set(centre), distances
-
-    centres, _ = jax.lax.fori_loop(1, num_components, add_centre, (centres, distances))
-    return centres
-
-
-def _nearest_centre(centres: Array, data: Array) -> Array:
-    """Log responsibilities (N, K) of hard assignments: 0 for each datapoint's nearest centre, -inf elsewhere."""
-    distances = jnp.sum((data[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
-    return jnp.log(jax.nn.one_hot(jnp.argmin(distances, axis=1), centres.shape[0], dtype=data.dtype))
-
-
 def initial_params(key: Array, data: Array, num_components: int, covariance_type: str = "full",
                    reg_covar: float = 1e-6) -> Params:
     """θ_0: the M-step on hard assignments of every datapoint to its nearest k-means++ centre."""
     centres = kmeans_plus_plus(key, data, num_components)
-    return m_step(data, _nearest_centre(centres, data), covariance_type, reg_covar)
+    return m_step(data, _mixture.nearest_centre(centres, data), covariance_type, reg_covar)
 
 
-def _check_options(num_data, num_components, covariance_type, reg_covar, n_init, max_iter) -> tuple[int, int]:
-    """The checks of `fit_em`'s options against N datapoints; n_init and max_iter as ints."""
+def check_fit_options(num_data: int, num_components: int, covariance_type: str, reg_covar: float, n_init: int,
+                      max_iter: int) -> tuple[int, int]:
+    """The checks of `fit_em`'s options against N datapoints (shared by `lvmjax.distributed_em`); n_init and
+    max_iter as ints."""
     if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
+        raise ArgumentError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
     _validation.check_num_components(num_components, num_data)
     n_init = _validation.check_num_samples(n_init, "n_init")
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
     if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar}.")
+        raise ArgumentError(f"reg_covar must be non-negative, got {reg_covar}.")
     return n_init, max_iter
 
 
 def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
            max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, n_init: int = 1,
-           init_params: Params | None = None, mesh: Mesh | None = None) -> tuple[Params, EMInfo]:
+           init_params: Params | None = None) -> tuple[Params, EMInfo]:
     """Maximum-likelihood Gaussian mixture by EM, with k-means++ starts and parallel restarts.
 
     Each restart starts from `initial_params` (or `init_params`), then iterates
     `e_step` and `m_step` inside `lax.while_loop` until the mean log-likelihood
     per datapoint changes by less than `tol`, or `max_iter` times. The `n_init`
     restarts run at once under `jax.vmap`; the one with the highest final mean
-    log-likelihood is returned.
+    log-likelihood is returned. `lvmjax.distributed_em.fit_em` is the same fit
+    with the data split over the devices of a mesh.
 
     Args:
       key: PRNG key for the k-means++ seeding.
@@ -469,28 +480,14 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
         component finite; see `collapsed_components`).
       n_init: restarts.
       init_params: θ_0 for every restart instead of k-means++.
-      mesh: data-parallel over this `parallel.data_mesh`: the datapoints are split
-        over its devices (padded to a multiple of their number, the padding
-        masked out); each device computes the E-step and the `Statistics` of its
-        own rows, and `combine_statistics` joins them, so only (K, D, D)-sized
-        statistics cross devices. The k-means++ seeding draws the same datapoints
-        as without a mesh.
 
     Returns:
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
       log-likelihood per datapoint at each iterate).
     """
     data = _validation.check_data_matrix(data)
-    n_init, max_iter = _check_options(data.shape[0], num_components, covariance_type, reg_covar, n_init, max_iter)
-    if mesh is not None:
-        num_data = data.shape[0]
-        data = parallel.shard(parallel.pad_to_multiple(data, mesh.size), mesh)
-        keys = jax.random.split(key, n_init)
-        if init_params is None:
-            starts = _kmeans_plus_plus_restarts(keys, data, num_components, num_data)
-        else:
-            starts = jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (n_init, *leaf.shape)), init_params)
-        return _fit_em_on_mesh(data, starts, num_data, covariance_type, max_iter, tol, reg_covar, mesh)
+    n_init, max_iter = check_fit_options(data.shape[0], num_components, covariance_type, reg_covar, n_init,
+                                         max_iter)
     return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init,
                    init_params)
 
@@ -514,195 +511,7 @@ def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar
         return restart(keys[0])
     params, info = jax.vmap(restart)(keys)
     final = jax.vmap(lambda params: _e_step(params, data_t, diagonal)[1])(params)
-    best = jnp.argmax(jnp.where(jnp.isfinite(final), final, -jnp.inf))
-    return jax.tree_util.tree_map(lambda leaf: leaf[best], (params, info))
-
-
-@functools.partial(jax.jit, static_argnames=("num_components", "num_data"))
-def _kmeans_plus_plus_restarts(keys, data, num_components, num_data):
-    return jax.vmap(lambda key: _kmeans_plus_plus(key, data, num_components, num_data))(keys)
-
-
-def _fit_em_on_mesh(data, starts, num_data, covariance_type, max_iter, tol, reg_covar, mesh):
-    """`_fit_em` with the rows of data (N' ≥ N, the first N real) split over the devices of `mesh`: one restart
-    from each row of `starts` (k-means++ centres (R, K, D), or `Params` with a leading axis R).
-
-    The iterations are a host loop over one compiled step: a `lax.while_loop` around collectives
-    deadlocked XLA's CPU devices, and the host decides convergence once for all devices.
-    """
-    initial, step, objective = _mesh_programs(num_data, covariance_type, reg_covar, mesh)
-    params = initial(data, starts) if not isinstance(starts, Params) else starts
-    num_restarts = jax.tree_util.tree_leaves(params)[0].shape[0]
-    trace = np.full((num_restarts, max_iter), np.nan, np.float32)
-    done = np.zeros(num_restarts, bool)
-    iterations = np.zeros(num_restarts, np.int32)
-    for iteration in range(max_iter):
-        new_params, values = step(data, params)
-        values, active = np.asarray(values), ~done
-        trace[active, iteration] = values[active]
-        iterations[active] += 1
-        if iteration > 0:
-            done |= active & (np.abs(values - trace[:, iteration - 1]) < tol)
-        mask = jnp.asarray(active)
-        params = jax.tree_util.tree_map(lambda new, old, mask=mask: jnp.where(
-            mask.reshape(-1, *[1] * (new.ndim - 1)), new, old), new_params, params)
-        if done.all():
-            break
-    final = np.asarray(objective(data, params))
-    best = int(np.argmax(np.where(np.isfinite(final), final, -np.inf)))
-    info = EMInfo(jnp.asarray(trace[best]), jnp.asarray(iterations[best]), jnp.asarray(done[best]))
-    return jax.tree_util.tree_map(lambda leaf: leaf[best], params), info
-
-
-@functools.lru_cache(maxsize=8)
-def _mesh_programs(num_data, covariance_type, reg_covar, mesh):
-    """The compiled programs of `_fit_em_on_mesh`, each vmapped over restarts: (centres -> θ_0 by hard
-    assignment, θ_t -> (θ_{t+1}, objective at θ_t), θ -> objective)."""
-    diagonal = covariance_type != "full"
-    rows, everywhere = PartitionSpec(parallel.DATA_AXIS), PartitionSpec()
-
-    def on_mesh(fn):
-        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(rows, everywhere), out_specs=everywhere,
-                                     check_vma=False))
-
-    def local(data):
-        valid = jax.lax.axis_index(parallel.DATA_AXIS) * data.shape[0] + jnp.arange(data.shape[0]) < num_data
-        return data.T, valid
-
-    def m_step_everywhere(data_t, valid, log_responsibilities_t):
-        log_responsibilities_t = jnp.where(valid[None, :], log_responsibilities_t, -jnp.inf)
-        every = jax.lax.all_gather(_statistics(data_t, log_responsibilities_t, covariance_type), parallel.DATA_AXIS)
-        parts = [jax.tree_util.tree_map(lambda leaf, index=index: leaf[index], every) for index in range(mesh.size)]
-        return params_from_statistics(functools.reduce(combine_statistics, parts), num_data, covariance_type,
-                                      reg_covar)
-
-    def mean_log_likelihood(valid, log_likelihood):
-        # The same sum, in the same order, on every device.
-        local_sum = jnp.sum(jnp.where(valid, log_likelihood, 0))
-        return jnp.sum(jax.lax.all_gather(local_sum, parallel.DATA_AXIS)) / num_data
-
-    def initial(data, centres):
-        data_t, valid = local(data)
-
-        def one(centres):  # the M-step on the hard assignments to the nearest centre, as `initial_params`
-            return m_step_everywhere(data_t, valid, _nearest_centre(centres, data).T)
-
-        return jax.vmap(one)(centres)
-
-    def step(data, params):
-        data_t, valid = local(data)
-
-        def one(params):
-            log_responsibilities_t, log_likelihood = _e_step_columns(params, data_t, diagonal)
-            return m_step_everywhere(data_t, valid, log_responsibilities_t), mean_log_likelihood(valid, log_likelihood)
-
-        return jax.vmap(one)(params)
-
-    def objective(data, params):
-        data_t, valid = local(data)
-        return jax.vmap(lambda params: mean_log_likelihood(valid, _e_step_columns(params, data_t, diagonal)[1]))(
-            params)
-
-    return on_mesh(initial), on_mesh(step), on_mesh(objective)
-
-
-@functools.partial(jax.jit, static_argnames=("covariance_type", "diagonal"))
-def _chunk_statistics(params: Params, chunk: Array, num_valid: Array, covariance_type: str, diagonal: bool
-                      ) -> tuple[Statistics, Array]:
-    """The E-step on the first `num_valid` rows of chunk: their `Statistics` and Σ_i log p(x_i; θ)."""
-    chunk_t = chunk.T
-    valid = jnp.arange(chunk.shape[0]) < num_valid
-    log_responsibilities_t, log_likelihood = _e_step_columns(params, chunk_t, diagonal)
-    log_responsibilities_t = jnp.where(valid[None, :], log_responsibilities_t, -jnp.inf)
-    return (_statistics(chunk_t, log_responsibilities_t, covariance_type),
-            jnp.sum(jnp.where(valid, log_likelihood, 0)))
-
-
-@functools.partial(jax.jit, static_argnames="covariance_type")
-def _chunk_assignments(centres: Array, chunk: Array, num_valid: Array, covariance_type: str) -> Statistics:
-    """The `Statistics` of the first `num_valid` rows of chunk, each assigned wholly to its nearest centre."""
-    valid = jnp.arange(chunk.shape[0]) < num_valid
-    return _statistics(chunk.T, jnp.where(valid[None, :], _nearest_centre(centres, chunk).T, -jnp.inf),
-                       covariance_type)
-
-
-_combine = jax.jit(combine_statistics)
-
-
-def fit_em_streaming(key: Array, data, num_components: int, covariance_type: str = "full", max_iter: int = 100,
-                     tol: float = 1e-3, reg_covar: float = 1e-6, chunk_size: int = 65536,
-                     init_params: Params | None = None,
-                     progress: Callable[[int, int, int], None] | None = None) -> tuple[Params, EMInfo]:
-    """`fit_em` for data larger than device memory: every iteration streams over chunks of rows.
-
-    The data stays where it is (a numpy array, or `np.load(..., mmap_mode="r")` of
-    a file larger than host memory). Each chunk of `chunk_size` rows is copied to
-    the device, its E-step gives its `Statistics`, and `combine_statistics` adds
-    them to the running total; the M-step takes θ from the total. The device
-    holds one chunk and its temporaries at a time, whatever N is, and the
-    program is compiled once (the last chunk is padded and masked).
-
-    The k-means++ seeding draws from a random sample of `chunk_size` datapoints;
-    θ_0 is then the M-step on every datapoint's nearest centre. One restart.
-
-    Args:
-      key, num_components, covariance_type, max_iter, tol, reg_covar, init_params: as in `fit_em`.
-      data: (N, D), finite; any array-like that slices into numpy arrays.
-      chunk_size: rows per chunk.
-      progress: `progress(iteration, chunk, num_chunks)` after each chunk (iteration 0 is the seeding).
-
-    Returns:
-      (θ, `EMInfo`), as `fit_em`.
-    """
-    if len(np.shape(data)) != 2:
-        raise ValueError(f"data must be a matrix of shape (N, D), got shape {np.shape(data)}.")
-    num_data, data_dim = np.shape(data)
-    chunk_size = _validation.check_num_samples(chunk_size, "chunk_size")
-    _, max_iter = _check_options(num_data, num_components, covariance_type, reg_covar, 1, max_iter)
-    chunk_size = min(chunk_size, num_data)
-    starts = range(0, num_data, chunk_size)
-    dtype = jnp.result_type(float)
-
-    def chunks():
-        for start in starts:
-            chunk = np.asarray(data[start:start + chunk_size], dtype)
-            valid = chunk.shape[0]
-            if not np.all(np.isfinite(chunk)):
-                raise ValueError(f"data has non-finite values in rows {start} to {start + valid - 1}.")
-            if valid < chunk_size:
-                chunk = np.concatenate([chunk, np.broadcast_to(chunk[:1], (chunk_size - valid, data_dim))])
-            yield jnp.asarray(chunk), jnp.asarray(valid, jnp.int32)
-
-    def stream(iteration, statistics_of):
-        total, extra = None, 0.0
-        for index, (chunk, valid) in enumerate(chunks()):
-            statistics, value = statistics_of(chunk, valid)
-            total = statistics if total is None else _combine(total, statistics)
-            extra = extra + value
-            if progress is not None:
-                progress(iteration, index + 1, len(starts))
-        return params_from_statistics(total, num_data, covariance_type, reg_covar), extra
-
-    if init_params is None:
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())  # O(chunk_size), not O(N)
-        sample = np.sort(rng.choice(num_data, chunk_size, replace=False))
-        centres = kmeans_plus_plus(key, jnp.asarray(np.asarray(data[sample], dtype)), num_components)
-        params, _ = stream(0, lambda chunk, valid: (
-            _chunk_assignments(centres, chunk, valid, covariance_type), 0.0))
-    else:
-        params = init_params
-    diagonal = covariance_type != "full"
-    trace, converged = [], False
-    for iteration in range(1, max_iter + 1):
-        new_params, total = stream(iteration, lambda chunk, valid, params=params: _chunk_statistics(
-            params, chunk, valid, covariance_type, diagonal))
-        trace.append(float(total) / num_data)
-        params = new_params
-        if len(trace) > 1 and abs(trace[-1] - trace[-2]) < tol:
-            converged = True
-            break
-    objective = jnp.full((max_iter,), jnp.nan, dtype).at[: len(trace)].set(jnp.asarray(trace, dtype))
-    return params, EMInfo(objective, jnp.asarray(len(trace), jnp.int32), jnp.asarray(converged))
+    return best_restart(final, (params, info))
 
 
 def collapsed_components(params: Params, reg_covar: float = 1e-6, factor: float = 10.0) -> Array:

@@ -17,6 +17,7 @@ ground truth against which lvmjax's estimators are tested.
 form and `fit_ppca_em` by EM (Tipping & Bishop 1999).
 """
 
+
 from __future__ import annotations
 
 import functools
@@ -30,10 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvmjax import _validation
+from lvmjax.errors import ArgumentError
 from lvmjax.model import LatentVariableModel
 from lvmjax.models._em import EMInfo, run_em
+from lvmjax.types import Array
 
-Array = jax.Array
+__all__ = ["Params", "bic", "exact_elbo", "fit_factor_analysis", "fit_ppca", "fit_ppca_em", "likelihood", "log_likelihood_error_bound", "log_marginal", "marginal", "model", "num_free_parameters", "posterior", "prior"]
 
 
 class Params(NamedTuple):
@@ -144,7 +147,7 @@ def _check_data(data: Array, latent_dim: int) -> tuple[Array, int]:
     data = _validation.check_data_matrix(data, min_rows=2)
     latent_dim = _validation.check_num_samples(latent_dim, "latent_dim")
     if latent_dim >= data.shape[1]:
-        raise ValueError(f"latent_dim={latent_dim} must be below the data dimension D={data.shape[1]}.")
+        raise ArgumentError(f"latent_dim={latent_dim} must be below the data dimension D={data.shape[1]}.")
     return data, latent_dim
 
 
@@ -261,7 +264,7 @@ def fit_factor_analysis(key: Array, data: Array, latent_dim: int, max_iter: int 
     if not isinstance(data, jax.core.Tracer):
         constant = np.flatnonzero(np.all(np.asarray(data) == np.asarray(data[:1]), axis=0))
         if constant.size:
-            raise ValueError(
+            raise ArgumentError(
                 f"column {constant[0]} is constant; factor analysis needs every column to vary, drop it."
             )
     max_iter = _validation.check_num_samples(max_iter, "max_iter")
@@ -271,15 +274,27 @@ def fit_factor_analysis(key: Array, data: Array, latent_dim: int, max_iter: int 
     return params, info
 
 
-def _warn_if_below_resolution(noise_variance: Array, data: Array) -> None:
-    """Warns where S, formed in the data's precision, cannot resolve the fitted ψ_d.
+def log_likelihood_error_bound(noise_variance: Array, data: Array) -> float:
+    """How far rounding can move the mean log-likelihood of a linear-Gaussian fit to `data`, in nats per datapoint.
 
-    S's entries are off by ε max_d S_dd (ε the machine epsilon), which moves
-    tr(C⁻¹ S), and so the mean log-likelihood, by up to D ε max_d S_dd / min_d ψ_d.
+    S = (1/N) Σ_i (x_i - x̄)(x_i - x̄)ᵀ, formed in the data's precision, holds its
+    entries only to ε max_d S_dd (ε the machine epsilon of the data's dtype), which
+    moves tr(C⁻¹ S), and so the mean log-likelihood, by up to
+
+        D ε max_d S_dd / min_d ψ_d.
+
+    Above 1 nat the fitted ψ and the log-likelihood are rounding noise.
     """
     data = np.asarray(data)
-    error_bound = (data.shape[1] * np.finfo(data.dtype).eps * float(np.max(np.var(data, axis=0)))
-                   / float(np.min(noise_variance)))
+    return (data.shape[1] * float(np.finfo(data.dtype).eps) * float(np.max(np.var(data, axis=0)))
+            / float(np.min(noise_variance)))
+
+
+def _warn_if_below_resolution(noise_variance: Array, data: Array) -> None:
+    """Warns where S, formed in the data's precision, cannot resolve the fitted ψ_d
+    (`log_likelihood_error_bound` above 1 nat)."""
+    data = np.asarray(data)
+    error_bound = log_likelihood_error_bound(noise_variance, data)
     if error_bound > 1:
         warnings.warn(
             f"factor analysis in {data.dtype}: the smallest noise variance, {float(np.min(noise_variance)):.3g}, "
