@@ -10,7 +10,8 @@ q(z_i; φ_i) = Categorical(softmax(φ_i)) over the assignment of x_i:
 EM is coordinate ascent on the same L (Neal & Hinton 1998): the E-step sets
 every q(z_i) to p(z_i | x_i; θ), where the KL is 0 and L is the
 log-likelihood; the M-step maximizes L over θ in closed form. Here θ and every
-φ_i instead take Adam steps together, on the exact ELBO (`elbo_exact`, a sum
+φ_i instead take Adam steps together (the joint schedule of
+`svi.make_svi_step`, full batch), on the exact ELBO (`elbo_exact`, a sum
 over the K components) or on its score-function estimate (`elbo(...,
 gradient="score")`, S draws of z_i). At a maximum of L every q(z_i; φ_i) is the
 posterior, so L is the log-likelihood there and θ one of its stationary
@@ -24,19 +25,35 @@ diagonal is stored as its log, so every step gives a valid covariance.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from lvmjax import _validation
+from lvmjax import _validation, svi
+from lvmjax.errors import ArgumentError
 from lvmjax.estimators import elbo, elbo_exact, log_marginal_exact
 from lvmjax.models import gaussian_mixture
-from lvmjax.svi import SVIState
+from lvmjax.types import Array
 from lvmjax.variational import VariationalFamily, categorical
 
-Array = jax.Array
+__all__ = [
+    "ESTIMATORS",
+    "UnconstrainedParams",
+    "VIEvaluation",
+    "VIInfo",
+    "evaluate",
+    "fit_vi",
+    "local_elbo",
+    "make_vi_step",
+    "mean_log_likelihood",
+    "posterior_logits",
+    "to_params",
+    "to_unconstrained",
+]
+
 Params = gaussian_mixture.Params
 
 ESTIMATORS = ("exact", "score")
@@ -90,7 +107,7 @@ def local_elbo(family: VariationalFamily, estimator: Literal["exact", "score"], 
     (`elbo(..., gradient="score")`).
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be 'exact' or 'score', got {estimator!r}.")
+        raise ArgumentError(f"estimator must be 'exact' or 'score', got {estimator!r}.")
 
     def exact(key, theta, phi, x):
         del key
@@ -105,32 +122,25 @@ def local_elbo(family: VariationalFamily, estimator: Literal["exact", "score"], 
 
 def make_vi_step(family: VariationalFamily, estimator: Literal["exact", "score"],
                  theta_optimizer: optax.GradientTransformation, phi_optimizer: optax.GradientTransformation,
-                 num_samples: int = 1):
-    """A pure full-batch step `(state, key, data) -> (state, mean ELBO)` on θ and every φ_i together.
+                 num_samples: int = 1) -> Callable[[svi.SVIState, Array, Array], tuple[svi.SVIState, svi.SVIInfo]]:
+    """A pure full-batch step `(state, key, data) -> (state, svi.SVIInfo)` on θ and every φ_i together.
 
         θ   ← θ + theta_optimizer(∇_θ (1/N) Σ_i ELBO(x_i; θ, φ_i))
         φ_i ← φ_i + phi_optimizer(∇_{φ_i} ELBO(x_i; θ, φ_i))
 
-    (the "joint" schedule of `svi.make_svi_step`, for a discrete q). `family`
-    is `variational.categorical(K)`; `state` is an `svi.SVIState` whose θ is
-    `UnconstrainedParams` and whose φ is {"logits": (N, K)}; `data` is (N, D).
+    This is the "joint" schedule of `svi.make_svi_step` with `local_elbo` as
+    the local objective and the whole data set as one minibatch (indices
+    0 … N-1), so a step whose ELBO or gradient is not finite changes nothing
+    and has `info.skipped` True. `family` is `variational.categorical(K)`;
+    `state` is an `svi.SVIState` whose θ is `UnconstrainedParams` and whose φ
+    is {"logits": (N, K)}; `data` is (N, D); `info.objective` is the mean ELBO
+    at the θ and φ before the step.
     """
-    local = local_elbo(family, estimator, num_samples)
+    joint_step = svi.make_svi_step(gaussian_mixture.model, family, theta_optimizer, phi_optimizer, schedule="joint",
+                                   local_objective=local_elbo(family, estimator, num_samples))
 
     def step(state, key, data):
-        num_data = data.shape[0]
-        keys = jax.random.split(key, num_data)
-        elbos, vjp = jax.vjp(
-            lambda theta, phi: jax.vmap(local, in_axes=(0, None, 0, 0))(keys, theta, phi, data),
-            state.theta, state.phi)
-        theta_grads, phi_grads = vjp(jnp.ones_like(elbos))
-        theta_grads = jax.tree_util.tree_map(lambda g: -g / num_data, theta_grads)
-        theta_updates, theta_opt_state = theta_optimizer.update(theta_grads, state.theta_opt_state, state.theta)
-        phi_updates, phi_opt_state = jax.vmap(phi_optimizer.update)(
-            jax.tree_util.tree_map(jnp.negative, phi_grads), state.phi_opt_state, state.phi)
-        new_state = SVIState(optax.apply_updates(state.theta, theta_updates), theta_opt_state,
-                             optax.apply_updates(state.phi, phi_updates), phi_opt_state, state.step + 1)
-        return new_state, jnp.mean(elbos)
+        return joint_step(state, key, (jnp.arange(data.shape[0]), data))
 
     return step
 
@@ -199,11 +209,11 @@ def fit_vi(key: Array, data: Array, num_components: int, estimator: Literal["exa
       (θ as `gaussian_mixture.Params`, `VIInfo`).
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be 'exact' or 'score', got {estimator!r}.")
+        raise ArgumentError(f"estimator must be 'exact' or 'score', got {estimator!r}.")
     data = _validation.check_data_matrix(data)
     _validation.check_num_components(num_components, data.shape[0])
     if init_params is not None and tuple(jnp.shape(init_params.means)) != (num_components, data.shape[1]):
-        raise ValueError(f"init_params has means of shape {tuple(jnp.shape(init_params.means))}, but "
+        raise ArgumentError(f"init_params has means of shape {tuple(jnp.shape(init_params.means))}, but "
                          f"num_components={num_components} and the data have {data.shape[1]} columns.")
     num_steps = _validation.check_num_samples(num_steps, "num_steps")
     num_samples = _validation.check_num_samples(num_samples)
@@ -220,14 +230,14 @@ def _fit_vi(key, data, num_components, estimator, num_steps, learning_rate, phi_
     theta = to_unconstrained(params)
     phi = {"logits": posterior_logits(params, data)}
     theta_optimizer, phi_optimizer = optax.adam(learning_rate), optax.adam(phi_learning_rate)
-    state = SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
-                     jnp.zeros((), jnp.int32))
+    state = svi.SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
+                         jnp.zeros((), jnp.int32))
     step = make_vi_step(categorical(num_components), estimator, theta_optimizer, phi_optimizer, num_samples)
 
     def body(state, step_key):
         log_likelihood = mean_log_likelihood(to_params(state.theta), data)
-        state, mean_elbo = step(state, step_key, data)
-        return state, (mean_elbo, log_likelihood)
+        state, info = step(state, step_key, data)
+        return state, (info.objective, log_likelihood)
 
     state, (elbos, log_likelihoods) = jax.lax.scan(body, state, jax.random.split(key_steps, num_steps))
     return to_params(state.theta), VIInfo(elbos, log_likelihoods, state.phi["logits"], params)

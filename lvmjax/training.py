@@ -1,8 +1,16 @@
-"""Gradient-based training: a jit-compiled step for any objective and optimizer, and a scanned epoch.
+"""Gradient-based learning: one guarded ascent update, one `(init, step)` contract, and a scanned epoch.
 
 An objective is a function of ONE datapoint, `objective(key, params, x)`, whose
-value is to be MAXIMIZED (an ELBO, an IWAE bound, a log-likelihood). The step
-minimizes the negative batch mean with an optax optimizer.
+value is to be MAXIMIZED (an ELBO, an IWAE bound, a log-likelihood). Every
+learner of lvmjax (gradient ascent here, `svi.svi`) is a `Trainer`, an
+`(init, step)` pair as blackjax's algorithms are:
+
+    state = trainer.init(key, params)
+    state, info = trainer.step(state, key, batch)
+
+with the same info fields (`objective`, `grad_norm`, `skipped`), so one driver,
+`make_epoch`, scans any of them. Every parameter update is `ascent_step`,
+guarded by `apply_if_finite`.
 """
 
 from __future__ import annotations
@@ -16,27 +24,53 @@ import optax
 from jax.sharding import Mesh
 
 from lvmjax import parallel
+from lvmjax.errors import ArgumentError
+from lvmjax.types import Array, Objective, Params
 
-Params = Any
-Array = jax.Array
-Objective = Callable[[Array, Params, Array], Array]
+__all__ = [
+    "StepInfo",
+    "TrainState",
+    "Trainer",
+    "all_finite",
+    "apply_if_finite",
+    "ascent_step",
+    "batch_objective",
+    "gradient_ascent",
+    "init_train_state",
+    "make_epoch",
+    "make_train_step",
+    "minibatch_indices",
+]
 
 
 class TrainState(NamedTuple):
     params: Params  # pytree of θ (and φ for amortized models)
     opt_state: optax.OptState
-    step: Array  # shape=(), int32
+    step: Array  # shape=(), int32: the steps applied
 
 
-class StepMetrics(NamedTuple):
-    objective: Array  # shape=(): batch mean of the objective
+class StepInfo(NamedTuple):
+    objective: Array  # shape=(): batch mean of the objective, at the parameters before the step
     grad_norm: Array  # shape=(): global norm of the gradient
     skipped: Array  # shape=(), bool: the step was not applied (non-finite objective or gradient)
 
 
+class Trainer(NamedTuple):
+    """A learning algorithm as a pair of pure functions (blackjax's top-level API).
+
+    `init(key, params) -> state` makes the state from the initial parameters
+    (the key draws whatever else the state holds, e.g. SVI's φ_1 … φ_N);
+    `step(state, key, batch) -> (state, info)` takes one update on a minibatch.
+    `make_epoch(trainer.step, batch_size)` scans the step over an epoch.
+    """
+
+    init: Callable[[Array, Params], Any]
+    step: Callable[[Any, Array, Any], tuple[Any, Any]]
+
+
 def all_finite(tree: Any) -> Array:
     """True (a scalar bool array) if every floating-point entry of every leaf of `tree` is finite."""
-    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
               if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
     return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
@@ -56,6 +90,26 @@ def apply_if_finite(finite: Array, update: Callable[[Any], Any], state: Any, ena
     return jax.lax.cond(finite, update, lambda unchanged: unchanged, state), ~finite
 
 
+def ascent_step(optimizer: optax.GradientTransformation, grads: Params, opt_state: optax.OptState,
+                params: Params) -> tuple[Params, optax.OptState]:
+    """One optax step UP the gradient `grads` of an objective to maximize:
+
+        params ← params + optimizer(∇),   the optimizer receiving −∇ (optax minimizes)
+
+    Args:
+      optimizer: any optax optimizer.
+      grads: ∇_params of the objective, a pytree like `params`.
+      opt_state: the optimizer's state for `params`.
+      params: the parameters before the step.
+
+    Returns:
+      (the new parameters, the new optimizer state). Vmap it for a batch of
+      independent parameters (SVI's φ_i, each with its own optimizer state).
+    """
+    updates, opt_state = optimizer.update(jax.tree.map(jnp.negative, grads), opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def init_train_state(params: Params, optimizer: optax.GradientTransformation) -> TrainState:
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
@@ -72,16 +126,16 @@ def batch_objective(objective: Objective) -> Callable[[Params, Array, Array], Ar
 
 def make_train_step(objective: Objective, optimizer: optax.GradientTransformation,
                     skip_nonfinite: bool = True
-                    ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepMetrics]]:
-    """A pure `(state, key, batch) -> (state, metrics)` step that ascends the objective.
+                    ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepInfo]]:
+    """A pure `(state, key, batch) -> (state, StepInfo)` step that ascends the objective.
 
         params ← params + optimizer(∇_params (1/B) Σ_i objective(key_i, params, x_i))
 
     Args:
       objective: objective(key, params, x) for one datapoint, to maximize.
-      optimizer: any optax optimizer (it receives the gradient of the negative).
+      optimizer: any optax optimizer (`ascent_step`: it receives the gradient of the negative).
       skip_nonfinite: a step whose objective or gradient is not finite changes
-        nothing (`apply_if_finite`) and has `metrics.skipped` True; the step
+        nothing (`apply_if_finite`) and has `info.skipped` True; the step
         counter counts only the steps applied. False applies every step.
 
     Returns:
@@ -91,17 +145,33 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
 
     def step(state, key, batch):
         value, grads = jax.value_and_grad(mean_objective)(state.params, key, batch)
-        grads = jax.tree_util.tree_map(jnp.negative, grads)
         grad_norm = optax.tree.norm(grads)
 
         def apply(state):
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1)
+            return TrainState(*ascent_step(optimizer, grads, state.opt_state, state.params), state.step + 1)
 
         state, skipped = apply_if_finite(jnp.isfinite(value) & jnp.isfinite(grad_norm), apply, state, skip_nonfinite)
-        return state, StepMetrics(value, grad_norm, skipped)
+        return state, StepInfo(value, grad_norm, skipped)
 
     return step
+
+
+def gradient_ascent(objective: Objective, optimizer: optax.GradientTransformation,
+                    skip_nonfinite: bool = True) -> Trainer:
+    """Minibatch gradient ascent on an objective of one datapoint, as a `Trainer`.
+
+        params ← params + optimizer(∇_params (1/B) Σ_i objective(key_i, params, x_i))
+
+    `init(key, params)` is `init_train_state(params, optimizer)` (the key is
+    unused); `step(state, key, batch)` is `make_train_step(objective, optimizer,
+    skip_nonfinite)`, returning a `StepInfo`.
+    """
+
+    def init(key, params):
+        del key
+        return init_train_state(params, optimizer)
+
+    return Trainer(init, make_train_step(objective, optimizer, skip_nonfinite))
 
 
 def minibatch_indices(key: Array, num_data: int, batch_size: int) -> Array:
@@ -120,7 +190,7 @@ def make_epoch(step: Callable, batch_size: int, mesh: Mesh | None = None
     """One pass over the data as a `lax.scan` of `step` over shuffled minibatches.
 
     Args:
-      step: `(state, key, batch) -> (state, metrics)`.
+      step: `(state, key, batch) -> (state, info)`, e.g. a `Trainer`'s step.
       batch_size: B; must not exceed the number of datapoints.
       mesh: data-parallel over the devices of this `parallel.data_mesh`: every
         minibatch is split into B / n rows per device (B must be a multiple of n),
@@ -130,18 +200,18 @@ def make_epoch(step: Callable, batch_size: int, mesh: Mesh | None = None
         one-device result up to the order of floating-point sums.
 
     Returns:
-      `epoch(state, key, data) -> (state, metrics)`. `data` is an array of shape
+      `epoch(state, key, data) -> (state, info)`. `data` is an array of shape
       (N, ...) or a pytree of them (e.g. `(jnp.arange(N), x)` for steps that
       need the datapoints' indices); `batch` is the same pytree cut to B rows.
-      Every field of `metrics` gains a leading axis, one entry per step. Jit it
+      Every field of `info` gains a leading axis, one entry per step. Jit it
       once; the data stays on the device.
     """
     parallel.check_batch_size(batch_size, mesh)
 
     def epoch(state, key, data):
-        num_data = jax.tree_util.tree_leaves(data)[0].shape[0]
+        num_data = jax.tree.leaves(data)[0].shape[0]
         if batch_size > num_data:
-            raise ValueError(f"batch_size={batch_size} is larger than the {num_data} datapoints.")
+            raise ArgumentError(f"batch_size={batch_size} is larger than the {num_data} datapoints.")
         key_order, key_steps = jax.random.split(key)
         indices = minibatch_indices(key_order, num_data, batch_size)
         keys = jax.random.split(key_steps, indices.shape[0])
@@ -149,7 +219,7 @@ def make_epoch(step: Callable, batch_size: int, mesh: Mesh | None = None
         def body(state, inputs):
             batch_indices, step_key = inputs
             batch_indices = parallel.constrain(batch_indices, mesh)
-            batch = jax.tree_util.tree_map(lambda leaf: leaf[batch_indices], data)
+            batch = jax.tree.map(lambda leaf: leaf[batch_indices], data)
             return step(state, step_key, batch)
 
         return jax.lax.scan(body, state, (indices, keys))

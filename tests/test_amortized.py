@@ -81,21 +81,21 @@ def test_log_marginal_is_exact_when_the_encoder_is_the_posterior():
     """
     rng = np.random.default_rng(0)
     weight = np.linalg.qr(rng.normal(size=(6, 2)))[0] * np.array([2.0, 0.7])
-    params = lvmjax.linear_gaussian.Params(jnp.asarray(weight, jnp.float32), jnp.asarray(rng.normal(size=6),
+    params = lvmjax.models.linear_gaussian.Params(jnp.asarray(weight, jnp.float32), jnp.asarray(rng.normal(size=6),
                                                                                            jnp.float32),
                                            jnp.full(6, 0.3, jnp.float32))
 
     def encoder_output(params, x):
-        posterior = lvmjax.linear_gaussian.posterior(params, x)
+        posterior = lvmjax.models.linear_gaussian.posterior(params, x)
         return {"mean": posterior.mean(), "log_scale": 0.5 * jnp.log(jnp.diag(posterior.covariance()))}
 
-    exact_encoder = amortized.AmortizedModel(lvmjax.linear_gaussian.model, amortized.mean_field_gaussian(2),
+    exact_encoder = amortized.AmortizedModel(lvmjax.models.linear_gaussian.model, amortized.mean_field_gaussian(2),
                                              encoder_output, None, 2)
     x = jnp.asarray(rng.normal(size=6), jnp.float32)
     for chunk_size in (None, 10):
         estimate = jax.jit(amortized.log_marginal, static_argnums=(1, 4, 5))(
             jax.random.PRNGKey(3), exact_encoder, params, x, 50, chunk_size)
-        np.testing.assert_allclose(estimate.log_marginal, lvmjax.linear_gaussian.log_marginal(params, x),
+        np.testing.assert_allclose(estimate.log_marginal, lvmjax.models.linear_gaussian.log_marginal(params, x),
                                    rtol=1e-5)
         assert float(estimate.stderr) < 1e-4
 
@@ -124,8 +124,8 @@ def test_training_improves_the_objective(binary_data, name):
     epoch = jax.jit(training.make_epoch(training.make_train_step(objective, optimizer), 32))
     values = []
     for key in jax.random.split(jax.random.PRNGKey(1), 15):
-        state, metrics = epoch(state, key, binary_data)
-        values.append(float(metrics.objective.mean()))
+        state, info = epoch(state, key, binary_data)
+        values.append(float(info.objective.mean()))
     assert values[-1] > values[0] + 2.0, values
     if name != "ae":
         # The trained model's exact-ish log p(x) beats the untrained one's.

@@ -20,9 +20,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from lvmjax import gaussian_mixture, mixture_vi
+from lvmjax import mixture_vi, svi
+from lvmjax.models import gaussian_mixture
+from lvmjax.variational import categorical
 
 pytestmark = pytest.mark.standard_promotion  # optax's Adam raises its int32 step count to float powers
 
@@ -155,3 +158,22 @@ def test_bad_arguments_are_refused_before_compiling(problem, options, error):
         arguments["init_params"] = problem.start
     with pytest.raises(error):
         mixture_vi.fit_vi(KEY, problem.data, **arguments)
+
+
+def test_a_non_finite_vi_step_changes_nothing_and_says_so(problem):
+    """make_vi_step is SVI's guarded joint step: a step whose ELBO is not finite leaves θ, every φ_i and
+    both optimizer states as they were; a finite one applies, its objective the exact mean ELBO before it."""
+    family = categorical(3)
+    theta_optimizer, phi_optimizer = optax.adam(0.02), optax.adam(0.1)
+    theta = mixture_vi.to_unconstrained(problem.start)
+    phi = {"logits": mixture_vi.posterior_logits(problem.start, problem.data)}
+    state = svi.SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
+                         jnp.zeros((), jnp.int32))
+    step = jax.jit(mixture_vi.make_vi_step(family, "exact", theta_optimizer, phi_optimizer))
+    after, info = step(state, KEY, problem.data.at[3, 0].set(jnp.nan))
+    assert bool(info.skipped) and int(after.step) == 0
+    for left, right in zip(jax.tree.leaves(after), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+    after, info = step(state, KEY, problem.data)
+    assert not bool(info.skipped) and int(after.step) == 1 and int(info.inner_steps) == 1
+    np.testing.assert_allclose(info.objective, problem.at_posterior.elbo, rtol=0, atol=1e-5)
