@@ -1,10 +1,13 @@
 """lvmjax: latent variable models and variational inference in JAX.
 
 The inference core: pure functions of one datapoint, key first, for
-`jax.jit` and `jax.vmap`.
+`jax.jit` and `jax.vmap`. The models are in `lvmjax.models`, the learning
+algorithms in their own modules (`lvmjax.training`, `lvmjax.svi`, ...), and the
+runs of the command line in `lvmjax.app`.
 """
 
 from lvmjax import models
+from lvmjax._version import __version__ as __version__
 from lvmjax.estimators import (
     MarginalEstimate,
     elbo,
@@ -17,20 +20,14 @@ from lvmjax.estimators import (
     log_weights,
 )
 from lvmjax.model import LatentVariableModel, log_joint, log_likelihood, sample
-from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LatentVariableModel",
     "MarginalEstimate",
-    "bernoulli_mixture",
     "elbo",
     "elbo_exact",
-    "gaussian_mixture",
     "iwae_bound",
     "latent_states",
-    "linear_gaussian",
     "log_joint",
     "log_likelihood",
     "log_marginal_exact",

@@ -1,5 +1,10 @@
+"""`python -m lvmjax`: the command line."""
+
 import sys
 
 from lvmjax.cli import main
 
-sys.exit(main())
+__all__: list[str] = []
+
+if __name__ == "__main__":
+    sys.exit(main())

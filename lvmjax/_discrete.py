@@ -13,6 +13,10 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from lvmjax.errors import ArgumentError, ArgumentTypeError
+
+__all__ = ["FINITE_FAMILIES", "MAX_ENUMERATED_STATES", "num_states", "support", "uniform_over_support"]
+
 MAX_ENUMERATED_STATES = 2**22
 
 FINITE_FAMILIES = (distrax.Bernoulli, distrax.Categorical, distrax.OneHotCategorical)
@@ -26,7 +30,7 @@ def _base_and_ndims(dist: distrax.Distribution) -> tuple[distrax.Distribution, i
     else:
         base, ndims = dist, 0
     if not isinstance(base, FINITE_FAMILIES):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"a finite discrete prior (Categorical, OneHotCategorical, Bernoulli, or "
             f"Independent of one of them) is needed, got {type(dist).__name__}"
             + (f" of {type(base).__name__}" if base is not dist else "")
@@ -54,7 +58,7 @@ def support(dist: distrax.Distribution) -> jax.Array:
     num_elements = math.prod(base.batch_shape)
     total = num_states(dist)
     if total > MAX_ENUMERATED_STATES:
-        raise ValueError(
+        raise ArgumentError(
             f"the latent space has {radix}^{num_elements} = {total} states, more than "
             f"the {MAX_ENUMERATED_STATES} that exact enumeration allows; estimate "
             "log p(x) with log_marginal_is instead."

@@ -16,23 +16,23 @@ of the core applies unchanged. Objectives are functions of ONE datapoint,
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import distrax
 import jax
 import jax.numpy as jnp
 
 from lvmjax import _validation, networks
+from lvmjax.errors import ArgumentError
 from lvmjax.estimators import MarginalEstimate, elbo, iwae_bound, log_marginal_is
 from lvmjax.model import LatentVariableModel, log_likelihood
+from lvmjax.types import Array, Objective, Params
 from lvmjax.variational import VariationalFamily, mean_field_gaussian
 
-Params = Any  # {"encoder": φ, "decoder": θ}
-Array = jax.Array
-Objective = Callable[[Array, Params, Array], Array]
-
+__all__ = ["AmortizedModel", "BernoulliLogits", "autoencoder_objective", "decode_mean", "elbo_objective", "encode_mean", "generate", "interpolate", "iwae_objective", "log_marginal", "make_vae", "reconstruct"]
 
 class BernoulliLogits(distrax.Bernoulli):
     """`distrax.Bernoulli(logits=l)` whose log-probability costs one exp and one log1p per entry, not two of each:
@@ -83,6 +83,10 @@ def make_vae(data_dim: int, latent_dim: int,
              activation: Literal["gelu", "tanh", "relu"] = "gelu") -> AmortizedModel:
     """A VAE with a standard-normal prior, a mean-field Gaussian q(z | x) and Flax networks.
 
+    The same arguments return the same `AmortizedModel` object: a jitted function
+    that takes it as a static argument (it hashes by identity, as its functions do)
+    compiles once per network configuration, however many times it is built.
+
     Args:
       data_dim: D, the size of one (flattened) datapoint.
       latent_dim: d.
@@ -101,30 +105,40 @@ def make_vae(data_dim: int, latent_dim: int,
     Returns:
       An `AmortizedModel`.
     """
-    if likelihood not in ("bernoulli", "gaussian"):
-        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
-    if architecture not in ("mlp", "conv"):
-        raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")
-    if activation not in networks.ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(networks.ACTIVATIONS)}, got {activation!r}.")
-    if latent_dim < 1 or data_dim < 1:
-        raise ValueError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
+    hidden = tuple(hidden)
     if any(isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1 for width in hidden):
-        raise ValueError(f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), "
-                         f"got {tuple(hidden)!r}.")
+        raise ArgumentError(f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), "
+                         f"got {hidden!r}.")
+    return _make_vae(data_dim, latent_dim, likelihood, architecture, hidden,
+                     tuple(image_shape) if image_shape is not None else None, observation_scale, activation)
+
+
+@functools.cache
+def _make_vae(data_dim, latent_dim, likelihood, architecture, hidden, image_shape, observation_scale,
+              activation) -> AmortizedModel:
+    if likelihood not in ("bernoulli", "gaussian"):
+        raise ArgumentError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
+    if architecture not in ("mlp", "conv"):
+        raise ArgumentError(f"architecture must be 'mlp' or 'conv', got {architecture!r}.")
+    if activation not in networks.ACTIVATIONS:
+        raise ArgumentError(f"activation must be one of {sorted(networks.ACTIVATIONS)}, got {activation!r}.")
+    if latent_dim < 1 or data_dim < 1:
+        raise ArgumentError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
     num_outputs = 2 if likelihood == "gaussian" and observation_scale is None else 1
 
+    encoder: networks.MLPEncoder | networks.ConvEncoder
+    decoder: networks.MLPDecoder | networks.ConvDecoder
     if architecture == "mlp":
         encoder = networks.MLPEncoder(latent_dim, tuple(hidden), activation)
         decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs, activation)
     else:
         if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
-            raise ValueError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
+            raise ArgumentError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
                              f"got {image_shape}.")
         if not hidden:
-            raise ValueError("architecture='conv' needs at least one hidden width, the size of its dense layer.")
+            raise ArgumentError("architecture='conv' needs at least one hidden width, the size of its dense layer.")
         if image_shape[0] % 4 or image_shape[1] % 4:
-            raise ValueError(f"architecture='conv' needs H and W divisible by 4, got {image_shape}.")
+            raise ArgumentError(f"architecture='conv' needs H and W divisible by 4, got {image_shape}.")
         encoder = networks.ConvEncoder(latent_dim, tuple(image_shape), hidden=hidden[-1])
         decoder = networks.ConvDecoder(tuple(image_shape), hidden=hidden[-1], num_outputs=num_outputs)
 
@@ -143,7 +157,7 @@ def make_vae(data_dim: int, latent_dim: int,
         _validation.check_real_array(x, "x")
         if jnp.shape(x) != (data_dim,):  # before Flax, whose error would name a kernel's shape instead
             hint = " It looks like a batch: use jax.vmap over the datapoints." if jnp.ndim(x) == 2 else ""
-            raise ValueError(f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape "
+            raise ArgumentError(f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape "
                              f"({data_dim},).{hint}")
         mean, log_scale = encoder.apply(params["encoder"], x)
         return {"mean": mean, "log_scale": log_scale}

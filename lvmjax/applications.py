@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import distrax
 import jax
@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvmjax import _validation
-from lvmjax.data import check_binary
+from lvmjax.errors import ArgumentError, ArgumentTypeError
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
+from lvmjax.types import Array, Params
 
 if TYPE_CHECKING:  # only for annotations: importing amortized would import Flax
     from lvmjax.amortized import AmortizedModel
@@ -40,8 +41,6 @@ __all__ = [
     "top_half_missing",
 ]
 
-Array = jax.Array
-Params = Any
 
 
 # --- Imputation: the conditional distribution of the missing entries --------------------
@@ -55,16 +54,16 @@ def _check_mask(x: Array, observed: Array, data_dim: int | None) -> Array:
     if len(shape) != 1 or (data_dim is not None and shape != (data_dim,)):
         expected = f"({data_dim},)" if data_dim is not None else "(D,)"
         hint = " It looks like a batch: use jax.vmap over the datapoints (and masks)." if len(shape) == 2 else ""
-        raise ValueError(f"x has shape {shape}, but imputation takes one datapoint of the model's shape "
+        raise ArgumentError(f"x has shape {shape}, but imputation takes one datapoint of the model's shape "
                          f"{expected}.{hint}")
     _validation.check_real_array(observed, "observed")
     if jnp.shape(observed) != shape:
-        raise ValueError(f"observed has shape {jnp.shape(observed)}, but x has shape {shape}; "
+        raise ArgumentError(f"observed has shape {jnp.shape(observed)}, but x has shape {shape}; "
                          "the mask marks each entry of x as observed (True) or missing (False).")
     dtype = jnp.result_type(observed)
     if dtype != np.bool_:
         # A float mask such as 0.5 would silently count as observed.
-        raise TypeError(f"observed must be a boolean mask (True where x_d is observed), got dtype {dtype}; "
+        raise ArgumentTypeError(f"observed must be a boolean mask (True where x_d is observed), got dtype {dtype}; "
                         "for a mask of 0s and 1s pass observed == 1.")
     return jnp.asarray(observed)
 
@@ -136,7 +135,7 @@ def _log_likelihood_per_dimension(likelihood: distrax.Distribution, x: Array) ->
         return likelihood.distribution.log_prob(x)
     if isinstance(likelihood, distrax.MultivariateNormalDiag):
         return distrax.Normal(likelihood.loc, likelihood.scale_diag).log_prob(x)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"imputation needs a likelihood p(x | z) that factorizes over the entries of x, so that "
         f"log p(x_o | z) sums over the observed entries; got {type(likelihood).__name__}. Supported: "
         "distrax.Independent of a scalar distribution (e.g. Bernoulli) and distrax.MultivariateNormalDiag.")
@@ -164,7 +163,7 @@ def impute_bernoulli_mixture(params: bernoulli_mixture.Params, x: Array, observe
     """
     observed = _check_mask(x, observed, params.probs_logits.shape[-1])
     if not isinstance(x, jax.core.Tracer) and not isinstance(observed, jax.core.Tracer):
-        check_binary(np.asarray(x)[np.asarray(observed)], "x (its observed entries)")
+        _validation.check_binary(np.asarray(x)[np.asarray(observed)], "x (its observed entries)")
     filled = jnp.where(observed, x, 0.0)
     per_pixel = _log_likelihood_per_dimension(bernoulli_mixture.components(params), filled)  # (K, D)
     weighted = jax.nn.log_softmax(params.logits) + jnp.sum(jnp.where(observed, per_pixel, 0.0), axis=-1)
@@ -250,18 +249,18 @@ def observed_mask(name: str, data_dim: int, image_shape: tuple[int, int] | None 
     the entries, drawn with `key`, and works for any data.
     """
     if name not in MASKS:
-        raise ValueError(f"unknown mask {name!r}; choose one of {', '.join(MASKS)}.")
+        raise ArgumentError(f"unknown mask {name!r}; choose one of {', '.join(MASKS)}.")
     if name == "random":
-        key = jax.random.PRNGKey(0) if key is None else key
+        key = jax.random.key(0) if key is None else key
         hidden = np.asarray(jax.random.permutation(key, data_dim))[: data_dim // 2]
         observed = np.ones(data_dim, bool)
         observed[hidden] = False
         return observed
     if image_shape is None:
-        raise ValueError(f"the mask {name!r} needs images, and this data has no image shape; use 'random'.")
+        raise ArgumentError(f"the mask {name!r} needs images, and this data has no image shape; use 'random'.")
     height, width = image_shape
     if height * width != data_dim:
-        raise ValueError(f"images of {height}x{width} have {height * width} entries, not D = {data_dim}.")
+        raise ArgumentError(f"images of {height}x{width} have {height * width} entries, not D = {data_dim}.")
     rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     observed = {"top-half": rows >= height // 2, "bottom-half": rows < height - height // 2,
                 "left-half": columns >= width // 2, "right-half": columns < width - width // 2}[name]
@@ -308,7 +307,7 @@ def adjusted_rand_index(labels_true, labels_pred) -> float:
     """
     labels_true, labels_pred = np.asarray(labels_true), np.asarray(labels_pred)
     if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
-        raise ValueError(f"the two labelings must be 1-D and of one length, got shapes {labels_true.shape} "
+        raise ArgumentError(f"the two labelings must be 1-D and of one length, got shapes {labels_true.shape} "
                          f"and {labels_pred.shape}.")
     _, true_codes = np.unique(labels_true, return_inverse=True)
     _, pred_codes = np.unique(labels_pred, return_inverse=True)
@@ -374,11 +373,11 @@ def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
     mean held-out log-likelihood)."""
     candidates = tuple(candidates)
     if not candidates:
-        raise ValueError("candidates is empty; give at least one number of components K.")
+        raise ArgumentError("candidates is empty; give at least one number of components K.")
     train = _validation.check_data_matrix(train)
     test = _validation.check_data_matrix(test).astype(train.dtype)
     if test.shape[1] != train.shape[1]:
-        raise ValueError(f"test has D={test.shape[1]} columns but train has D={train.shape[1]}.")
+        raise ArgumentError(f"test has D={test.shape[1]} columns but train has D={train.shape[1]}.")
     for num_components in candidates:
         _validation.check_num_components(num_components, train.shape[0])
     fits = tuple(fit(jax.random.fold_in(key, k), train, k) for k in candidates)
@@ -454,7 +453,7 @@ def select_bernoulli_mixture(key: Array, train: Array, test: Array, candidates: 
       A `ModelSelection`.
     """
     if not isinstance(test, jax.core.Tracer):
-        check_binary(test, "test")
+        _validation.check_binary(test, "test")
 
     def fit(key, data, num_components):
         return bernoulli_mixture.fit_em(key, data, num_components, **fit_options)[0]

@@ -1,13 +1,15 @@
 """The `lvmjax` command line.
 
     lvmjax tour [--data digits] [--out DIR] [--quick]        every model, one table, one report
-    lvmjax fit MODEL --data DATA --out RUN_DIR [options]     MODEL: vae iwae ae svi gmm mob fa ppca
+    lvmjax fit MODEL --data DATA --out RUN_DIR [options]     MODEL: one of the registry's (lvmjax fit --help)
     lvmjax evaluate RUN_DIR [--num-samples K] [--json]
     lvmjax sample RUN_DIR [-n 100]                           generated images, as a figure and .npy
     lvmjax impute RUN_DIR [--mask top-half]                  missing pixels of test images filled in
     lvmjax plot RUN_DIR                                      every figure the run's model can make
 
-Bad input ends with one line on stderr, exit code 2, and no traceback.
+Bad input ends with one line on stderr, exit code 2, and no traceback: the library's own errors
+(`lvmjax.errors.LvmjaxError`), with the arguments they name written as this command line's flags.
+Anything else is a bug, and shows its traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import jax
 
-from lvmjax import __version__, applications, parallel, runs
+from lvmjax import __version__, app, applications, parallel
 from lvmjax import data as data_lib
+from lvmjax.app import registry
+from lvmjax.app.config import ARCHITECTURES, PRECISIONS
+from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged
+from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
+
+__all__ = ["QUICK_XLA_FLAGS", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,8 +96,27 @@ def _saved_run_arguments(parser: argparse.ArgumentParser, data_dir: bool = True)
                             help="where the dataset's files are, if not where they were at fit time")
 
 
+def _models_reading(option: str) -> str:
+    """The models whose spec reads the `FitConfig` field `option`, for its help text."""
+    return ", ".join(spec.name for spec in registry.specs() if option in spec.options)
+
+
+def _names(predicate) -> str:
+    """The names of the registry's models for which `predicate(spec)` holds."""
+    return ", ".join(spec.name for spec in registry.specs() if predicate(spec))
+
+
+def _models_help() -> str:
+    kinds: dict[app.DataKind, list[str]] = {}
+    for spec in registry.specs():
+        kinds.setdefault(spec.data_kind, []).append(spec.name)
+    described = "; ".join(f"{spec.name}: {spec.summary}" for spec in registry.specs())
+    by_kind = "; ".join(f"{', '.join(names)} take {kind.value} data" for kind, names in kinds.items())
+    return f"{described}. {by_kind}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    defaults = runs.FitConfig(model="vae")
+    defaults = app.FitConfig(model=registry.names()[0])
     parser = _Parser(prog="lvmjax", description="Latent variable models and variational inference in JAX.",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--version", action="version", version=f"lvmjax {__version__}")
@@ -97,14 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser(
         "fit", help="train a model and save it to a run directory",
         description="Train a model on the training split and write RUN_DIR: config.json, metrics.jsonl "
-                    "(one line per epoch) and checkpoint/ (the parameters).",
+                    "(one line per epoch or EM iteration) and checkpoint/ (the parameters).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    fit.add_argument("model", choices=runs.MODELS,
-                     help="vae: amortized ELBO; iwae: importance-weighted bound with K samples; ae: "
-                          "deterministic autoencoder (same networks, reconstruction only); svi: "
-                          "non-amortized SVI with one φ_i per datapoint; gmm: Gaussian mixture (EM); "
-                          "mob: mixture of Bernoullis (EM); fa: factor analysis (EM); ppca: probabilistic "
-                          "PCA (closed form). gmm, fa and ppca take real-valued data, the others binary data")
+    fit.add_argument("model", choices=registry.names(), help=_models_help())
     fit.add_argument("--data", default=defaults.data,
                      help=f"dataset: one of {', '.join(data_lib.DATASETS)}, or a .npy, .npz or .csv file with "
                           "one datapoint per row (digits is binarized for the binary models and dequantized "
@@ -114,41 +137,46 @@ def build_parser() -> argparse.ArgumentParser:
                           "or the .amat files; mnist, fashion-mnist: the four IDX files, plain or .gz, whose "
                           "grey levels the binary models see dynamically binarized)")
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create; must not exist")
-    fit.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="passes over the training set")
-    fit.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="minibatch size")
-    fit.add_argument("--latent-dim", type=_positive_int, default=defaults.latent_dim, help="dimension of z")
+    fit.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help=f"passes over the training set ({_models_reading('epochs')})")
+    fit.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help=f"minibatch size ({_models_reading('batch_size')})")
+    fit.add_argument("--latent-dim", type=_positive_int, default=defaults.latent_dim, help=f"dimension of z ({_models_reading('latent_dim')})")
     fit.add_argument("--num-samples", type=_positive_int, default=None,
-                     help="K: samples per datapoint of the objective (default 1 for vae and svi, 5 for iwae)")
+                     help="K: samples per datapoint of the training objective (default: the model's, "
+                          + ", ".join(f"{spec.name} {spec.default_num_samples}" for spec in registry.specs()
+                                      if "num_samples" in spec.options) + ")")
     fit.add_argument("--lr", type=_positive_float, default=defaults.lr,
-                     help="Adam's learning rate (cosine-decayed to 5%% of it)")
+                     help=f"Adam's learning rate (cosine-decayed to 5%% of it; {_models_reading('lr')})")
     fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice")
     fit.add_argument("--hidden", type=_widths, default=defaults.hidden, metavar="W,W",
-                     help="widths of the hidden layers")
-    fit.add_argument("--architecture", choices=("mlp", "conv"), default=defaults.architecture,
-                     help="mlp, or conv for image data")
+                     help=f"widths of the hidden layers ({_models_reading('hidden')})")
+    fit.add_argument("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
+                     help=f"mlp, or conv for image data ({_models_reading('architecture')})")
     fit.add_argument("--components", type=_positive_int, default=defaults.components,
-                     help="K: mixture components (gmm, mob)")
-    fit.add_argument("--covariance", choices=("full", "diag", "spherical"), default=defaults.covariance,
-                     help="covariance of each Gaussian component (gmm)")
+                     help=f"K: mixture components ({_models_reading('components')})")
+    fit.add_argument("--covariance", choices=COVARIANCE_TYPES, default=defaults.covariance,
+                     help=f"covariance of each Gaussian component ({_models_reading('covariance')})")
     fit.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter,
-                     help="the most EM iterations (gmm, mob, fa)")
+                     help=f"the most EM iterations ({_models_reading('max_iter')})")
     fit.add_argument("--n-init", type=_positive_int, default=defaults.n_init,
                      help="EM restarts from different k-means++ starts, run in parallel; the best is kept "
-                          "(gmm, mob)")
+                          f"({_models_reading('n_init')})")
     fit.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction,
                      help="share of a data file's rows held out for testing, chosen with --seed")
     fit.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N",
                      help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
-                          "(vae, iwae, ae, svi)")
+                          f"({', '.join(spec.name for spec in registry.specs() if spec.checkpointed)})")
     fit.add_argument("--devices", type=_positive_int, default=None, metavar="N",
                      help="train data-parallel on the first N devices (default: 1; in a multi-process run set "
                           "up by JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, all of every "
-                          "process's); each takes batch-size / N rows of every minibatch (vae, iwae, ae, svi), "
-                          "or 1/N of the data (gmm)")
+                          "process's); each takes batch-size / N rows of every minibatch, or 1/N of EM's data "
+                          f"({', '.join(spec.name for spec in registry.specs() if spec.devices)})")
     fit.add_argument("--max-skipped-steps", type=_positive_int, default=defaults.max_skipped_steps, metavar="N",
                      help="a training step whose objective or gradient is NaN or infinite is skipped (the parameters "
                           "stay as they were); N such steps in a row stop the run, leaving the last checkpoint "
-                          "(vae, iwae, ae, svi)")
+                          f"({_models_reading('max_skipped_steps')})")
+    fit.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                     help="float type of the fit and of its evaluation: float64 for data whose scales float32 "
+                          f"cannot resolve ({_models_reading('precision')})")
     fit.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out from its last checkpoint; repeat the original "
                           "command's options. It ends with the parameters of an uninterrupted run")
@@ -171,9 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="test-split metrics of a saved run",
-        description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint; "
-                    "importance-sampled for the neural models, exact for gmm, mob, fa and ppca), for vae and "
-                    "iwae the approximation and amortization gaps, for the classical models the BIC and, for "
+        description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint; exact for "
+                    f"{_names(lambda spec: spec.nll_method == 'exact')}, importance-sampled for "
+                    f"{_names(lambda spec: spec.nll_method == 'importance sampling')}), for the models with an "
+                    "encoder the approximation and amortization gaps, for the exact ones the BIC and, for "
                     "mixtures on labelled data, the adjusted Rand index of the clusters.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _saved_run_arguments(evaluate)
@@ -184,9 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser(
         "sample", help="generate images from a saved run",
-        description="Draw z ~ p(z), x ~ p(x | z) from a saved run (any model but ae) and write the images as "
-                    "a figure (FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
-                    "(mob, vae, iwae, svi) the images are the pixel probabilities E[x | z] unless --draw.",
+        description="Draw z ~ p(z), x ~ p(x | z) from a saved run "
+                    f"({_names(lambda spec: spec.generative is not None)}) and write the images as a figure "
+                    "(FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
+                    f"({_names(lambda spec: spec.pixel_probabilities and spec.generative is not None)}) the images "
+                    "are the pixel probabilities E[x | z] unless --draw.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _saved_run_arguments(sample, data_dir=False)
     sample.add_argument("-n", "--num", type=_positive_int, default=100, help="how many to generate")
@@ -198,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     impute = commands.add_parser(
         "impute", help="fill in the missing pixels of test images under a saved run",
         description="Hide part of each of the first N test images and replace it by E[x_m | x_o] under the "
-                    "run's model (exact for mob, gmm, fa, ppca; importance-sampled for vae, iwae, svi); "
+                    f"run's model (exact for {_names(lambda spec: spec.impute and spec.nll_method == 'exact')}; "
+                    "importance-sampled for "
+                    f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}); "
                     "print the squared error on the hidden entries; write a figure (FILE.png) and the "
                     "imputed images (FILE.npy, shape (N, D)).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -207,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what is missing: half of each image, or a random half of the entries")
     impute.add_argument("-n", "--num-images", type=_positive_int, default=100, help="test images to impute")
     impute.add_argument("--num-samples", type=_positive_int, default=1000,
-                        help="K: importance samples per image for vae, iwae and svi")
+                        help="K: importance samples per image for "
+                             f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}")
     impute.add_argument("--seed", type=int, default=0, help="seed of the importance samples and the random mask")
     impute.add_argument("--out", default=None, metavar="FILE.png",
                         help="where to write (default RUN_DIR/imputation-MASK.png)")
@@ -216,8 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot", help="every figure of a saved run",
         description="Write the figures that the run's model can make: the training curve, 100 generated "
-                    "images, imputation of the top half, reconstructions and interpolations (ae, vae, iwae), "
-                    "component means (gmm, mob) and the latent space coloured by label.",
+                    "images, imputation of the top half, reconstructions and interpolations "
+                    f"({_names(lambda spec: spec.encoder)}), component means "
+                    f"({_names(lambda spec: spec.component_means is not None)}) and the latent space coloured by "
+                    "label.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _saved_run_arguments(plot)
     plot.add_argument("--out", default=None, metavar="DIR", help="where to write (default RUN_DIR/figures)")
@@ -253,7 +289,7 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
     def batches(self, done: int, total: int):
-        """For `runs.evaluate`: `done` of `total` test batches."""
+        """For `app.evaluate`: `done` of `total` test batches."""
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total,
                             status=f"{done}/{total} test batches" if done else "compiling")
@@ -266,7 +302,7 @@ class _Progress:
 
 
 class _BatchProgress:
-    """`runs.evaluate`'s progress over test batches: a `_Progress`, made at the first call."""
+    """`app.evaluate`'s progress over test batches: a `_Progress`, made at the first call."""
 
     def __init__(self, label: str, quiet: bool):
         self.label, self.quiet, self.progress = label, quiet, None
@@ -307,9 +343,9 @@ def _mesh(requested: int | None):
     if requested is None:
         return parallel.data_mesh() if distributed else None
     if requested > len(jax.devices()):
-        raise runs.RunError(f"--devices {requested} asks for more than the {len(jax.devices())} "
-                            f"{jax.devices()[0].platform.upper()} device(s) here (on a CPU, "
-                            "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N).")
+        raise RunError(f"{{devices}} {requested} asks for more than the {len(jax.devices())} "
+                       f"{jax.devices()[0].platform.upper()} device(s) here (on a CPU, "
+                       "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N).")
     return parallel.data_mesh(requested)
 
 
@@ -320,56 +356,55 @@ def _fit(args) -> int:
     data = args.data
     if Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
         data = str(Path(data).absolute())  # so that 'lvmjax evaluate' finds it from anywhere
-    config = runs.FitConfig(model=args.model, data=data, data_dir=args.data_dir, epochs=args.epochs,
-                            batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
-                            lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
-                            components=args.components, covariance=args.covariance, max_iter=args.max_iter,
-                            n_init=args.n_init, test_fraction=args.test_fraction,
-                            max_skipped_steps=args.max_skipped_steps)
+    config = app.FitConfig(model=args.model, data=data, data_dir=args.data_dir, epochs=args.epochs,
+                           batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
+                           lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
+                           components=args.components, covariance=args.covariance, max_iter=args.max_iter,
+                           n_init=args.n_init, test_fraction=args.test_fraction,
+                           max_skipped_steps=args.max_skipped_steps, precision=args.precision)
+    spec = config.spec
     if args.resume:
-        run_dir = runs.resume_run(args.out, config)
+        run_dir = app.resume_run(args.out, config)
     elif writes:
-        runs.check_new_run_dir(args.out)
-    dataset = runs.load_data(config)
-    runs.check_config_against_data(config, dataset)
-    mesh = runs.check_mesh(config, mesh)
-    if config.model in runs.CLASSICAL_MODELS:
-        with _Status(f"fit {config.model}: EM on {dataset.train.shape[0]} x {dataset.train.shape[1]} "
-                     f"({dataset.name})", args.quiet):
-            result = runs.fit(config, dataset, mesh=mesh)
+        app.check_new_run_dir(args.out)
+    dataset = app.load_data(config)
+    app.check_config_against_data(config, dataset)
+    mesh = app.check_mesh(config, mesh)
+    if not spec.checkpointed:
+        with _Status(f"fit {config.model}: {dataset.train.shape[0]} x {dataset.train.shape[1]} ({dataset.name})",
+                     args.quiet):
+            result = app.fit(config, dataset, mesh=mesh)
         if not writes:
             return 0
-        run_dir = runs.save_run(args.out, config, result)
-        unit = "EM iterations"
+        run_dir = app.save_run(args.out, config, result, num_train=dataset.train.shape[0])
     else:
         if not args.resume:
-            run_dir = runs.start_run(args.out, config, dataset) if writes else Path(args.out)
-        checkpoints = runs.Checkpoints(run_dir, args.checkpoint_every)
+            run_dir = app.start_run(args.out, config, dataset) if writes else Path(args.out)
+        checkpoints = app.Checkpoints(run_dir, args.checkpoint_every)
         progress = _Progress(config.epochs, f"fit {config.model}", args.quiet)
         try:
-            result = runs.fit(config, dataset, progress, checkpoints, mesh)
-        except (KeyboardInterrupt, runs.RunError) as error:
+            result = app.fit(config, dataset, progress, checkpoints, mesh)
+        except (KeyboardInterrupt, LvmjaxError) as error:
             progress.close()
             checkpoints.wait()
             epoch = checkpoints.latest_epoch()
             saved = f"its last checkpoint (epoch {epoch})" if epoch else "its configuration"
             where = f"{run_dir} keeps {saved}; repeat the command with --resume to continue"
-            if isinstance(error, runs.TrainingDiverged):  # resuming would diverge again
+            if isinstance(error, TrainingDiverged):  # resuming would diverge again
                 where = f"{run_dir} keeps {saved}; fit again into a new --out"
-            if isinstance(error, runs.CheckpointError):  # resuming would fail again
+            if isinstance(error, CheckpointError):  # resuming would fail again
                 where = f"{run_dir} was left as it was; fit again into a new --out"
             if isinstance(error, KeyboardInterrupt):
                 raise _Interrupted(f"lvmjax: interrupted; {where}") from None
-            raise runs.RunError(f"{error} {where}.") from None
+            raise type(error)(f"{error.template} {where}.") from None
         progress.close()
         if not writes:
             return 0
-        runs.finish_run(run_dir, result)
-        unit = "epochs"
+        app.finish_run(run_dir, result)
     if not args.quiet:
         last = result.history[-1]["train_objective"]
-        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} {unit}, "
-              f"final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
+        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} "
+              f"{spec.history_unit}s, final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
     return 0
 
 
@@ -432,7 +467,7 @@ def _tour(args) -> int:
 def _evaluate(args) -> int:
     progress = _BatchProgress(f"evaluate {args.run_dir}", args.quiet)
     try:
-        report = runs.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir,
+        report = app.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir,
                                    progress=progress)
     finally:
         progress.close()
@@ -449,14 +484,14 @@ def _outputs(out: str | None, default: Path, overwrite: bool) -> tuple[Path, Pat
     """FILE.png and FILE.npy; refused if either exists, unless `overwrite`."""
     figure = Path(out) if out is not None else default
     if figure.suffix.lower() != ".png":
-        raise runs.RunError(f"--out must name a .png file (the array goes beside it as .npy), got {figure}.")
+        raise RunError(f"--out must name a .png file (the array goes beside it as .npy), got {figure}.")
     array = figure.with_suffix(".npy")
     for path in (figure, array):
         if path.is_dir() or (path.exists() and not overwrite):
-            raise runs.RunError(f"{path} already exists; choose another --out or add --overwrite "
+            raise RunError(f"{path} already exists; choose another --out or add --overwrite "
                                 "(nothing was changed).")
     if not figure.parent.is_dir():
-        raise runs.RunError(f"{figure.parent} is not a directory; --out must be a file in an existing directory.")
+        raise RunError(f"{figure.parent} is not a directory; --out must be a file in an existing directory.")
     return figure, array
 
 
@@ -473,11 +508,12 @@ def _save_array(path: Path, array) -> None:
 def _sample(args) -> int:
     import jax
 
-    from lvmjax import figures, plots
+    from lvmjax import plots
+    from lvmjax.app import figures
 
-    run = runs.load_run(args.run_dir)
+    run = app.load_run(args.run_dir)
     figure_path, array_path = _outputs(args.out, Path(args.run_dir) / "samples.png", args.overwrite)
-    images = figures.generate(jax.random.PRNGKey(args.seed), run, args.num, draw=args.draw)
+    images = figures.generate(jax.random.key(args.seed), run, args.num, draw=args.draw)
     _save_array(array_path, images)
     written = [array_path]
     if run.image_shape is not None:
@@ -492,13 +528,14 @@ def _impute(args) -> int:
     import jax
     import numpy as np
 
-    from lvmjax import figures, plots
+    from lvmjax import plots
+    from lvmjax.app import figures
 
-    run = runs.load_run(args.run_dir)
+    run = app.load_run(args.run_dir)
     default = Path(args.run_dir) / f"imputation-{args.mask}.png"
     figure_path, array_path = _outputs(args.out, default, args.overwrite)
-    dataset = runs.load_run_data(run, args.run_dir, args.data_dir)
-    key_mask, key_impute = jax.random.split(jax.random.PRNGKey(args.seed))
+    dataset = app.load_run_data(run, args.run_dir, args.data_dir)
+    key_mask, key_impute = jax.random.split(jax.random.key(args.seed))
     observed = applications.observed_mask(args.mask, run.data_dim, run.image_shape, key_mask)
     truth = dataset.test[: args.num_images]
     imputed = figures.impute(key_impute, run, truth, observed, args.num_samples)
@@ -519,21 +556,26 @@ def _impute(args) -> int:
 def _plot(args) -> int:
     import jax
 
-    from lvmjax import figures
+    from lvmjax.app import figures
 
-    run = runs.load_run(args.run_dir)
+    run = app.load_run(args.run_dir)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "figures"
     if out.exists() and not out.is_dir():
-        raise runs.RunError(f"{out} is a file; --out must be a directory.")
+        raise RunError(f"{out} is a file; --out must be a directory.")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise runs.RunError(f"{out} already holds files; choose another --out or add --overwrite "
+        raise RunError(f"{out} already holds files; choose another --out or add --overwrite "
                             "(nothing was changed).")
-    dataset = runs.load_run_data(run, args.run_dir, args.data_dir)
+    dataset = app.load_run_data(run, args.run_dir, args.data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = figures.plot_run(jax.random.PRNGKey(args.seed), run, args.run_dir, dataset, out)
+    written = figures.plot_run(jax.random.key(args.seed), run, args.run_dir, dataset, out)
     for path in written.values():
         print(path)
     return 0
+
+
+def _flag(argument: str) -> str:
+    """The command-line flag of a library argument named in an error (`LvmjaxError.render`)."""
+    return "--out" if argument in ("run_dir", "out_dir") else "--" + argument.replace("_", "-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,9 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except _UsageError as error:
         print(error, file=sys.stderr)
-    except (runs.RunError, data_lib.DataError, ValueError, TypeError) as error:
-        print(f"lvmjax: error: {error}", file=sys.stderr)
-    except OSError as error:
+    except LvmjaxError as error:
+        print(f"lvmjax: error: {' '.join(error.render(_flag).split())}", file=sys.stderr)
+    except OSError as error:  # the user's file system: a permission, a full disk, a missing directory
         print(f"lvmjax: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
     except _Interrupted as interrupted:
         print(interrupted, file=sys.stderr)
@@ -554,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lvmjax: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception:  # not the user's input: a bug, shown in full
+        traceback.print_exc()
+        print("lvmjax: internal error: this is a bug in lvmjax, not a problem with your input; please report it "
+              "with the command you ran and the traceback above.", file=sys.stderr)
+        return 1
     return 2
 
 

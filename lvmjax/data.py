@@ -54,7 +54,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lvmjax._validation import is_real_dtype
+from lvmjax._validation import check_binary, is_real_dtype
+from lvmjax.errors import DataError
+
+__all__ = [
+    "BINARIZATION_SEED",
+    "DATASETS",
+    "DEQUANTIZATION_SEED",
+    "FILE_SUFFIXES",
+    "IDX_DATASETS",
+    "IDX_FILES",
+    "MNIST_NPZ",
+    "MNIST_SPLITS",
+    "MNIST_WIDTH",
+    "Dataset",
+    "binarize",
+    "binarize_split",
+    "load_binarized_mnist",
+    "load_dataset",
+    "load_digits",
+    "load_file",
+    "load_mnist",
+    "read_idx",
+]
 
 DATASETS = ("digits", "binarized-mnist", "mnist", "fashion-mnist")
 
@@ -67,7 +89,7 @@ MNIST_WIDTH = 784  # 28 * 28 pixels
 MNIST_SPLITS = ("train", "valid", "test")
 MNIST_NPZ = "binarized_mnist.npz"
 MNIST_HINT = (
-    "binarized-mnist needs --data-dir DIR, a directory holding binarized_mnist.npz "
+    "binarized-mnist needs {data_dir}, a directory holding binarized_mnist.npz "
     "or the binarized_mnist_{train,valid,test}.amat files"
 )
 IDX_DATASETS = ("mnist", "fashion-mnist")  # the same four file names and formats
@@ -75,7 +97,8 @@ IDX_FILES = {  # split: (images, labels), each found in the data directory plain
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-IDX_TYPES = {  # the IDX type code (third byte of the magic number): big-endian dtype and the format's name for it
+# The IDX type code (third byte of the magic number): big-endian dtype and the format's name for it.
+IDX_TYPES: dict[int, tuple[np.dtype, str]] = {
     0x08: (np.dtype(">u1"), "unsigned byte"),
     0x09: (np.dtype(">i1"), "signed byte"),
     0x0B: (np.dtype(">i2"), "short"),
@@ -88,10 +111,6 @@ IDX_NUM_CLASSES = 10
 GREY_LEVELS = 256  # pixel values 0..255 of the IDX images
 GZIP_MAGIC = b"\x1f\x8b"
 BINARIZATION_SEED = 0  # the fixed binarization of a grey-level test set, the same in every run
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message is one line that says what is wrong and how to fix it."""
 
 
 class Dataset(NamedTuple):
@@ -289,10 +308,11 @@ def load_mnist(data_dir: str | os.PathLike | None, name: str = "mnist", *, conti
         found = [path.name for path in paths.values() if path is not None]
         found_text = f" (it has only {', '.join(found)})" if found else ""
         raise DataError(f"the data directory {directory} lacks {', '.join(missing)}, plain or .gz{found_text}; {hint}")
-    rng = np.random.default_rng(DEQUANTIZATION_SEED) if continuous else None
+    rng = np.random.default_rng(DEQUANTIZATION_SEED)  # drawn from only if continuous
     values, labels = {}, {}
     for split, (images_base, labels_base) in IDX_FILES.items():
         images_path, labels_path = paths[images_base], paths[labels_base]
+        assert images_path is not None and labels_path is not None  # the missing ones raised above
         pixels = _as_idx_images(read_idx(images_path), images_path, name)
         labels[split] = _as_idx_labels(read_idx(labels_path), labels_path, name)
         if labels[split].shape[0] != pixels.shape[0]:
@@ -378,7 +398,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return values.reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def binarize(key: jax.Array, images: jax.Array) -> jax.Array:
+def binarize(key: jax.Array, images: jax.Array | np.ndarray) -> jax.Array:
     """Dynamic binarization: x_d ~ Bernoulli(p_d), each pixel independently, E[x_d] = p_d.
 
     The grey level p_d ∈ [0, 1] of each pixel is the probability that it is on:
@@ -414,7 +434,7 @@ def binarize_split(images: np.ndarray, seed: int = BINARIZATION_SEED) -> np.ndar
     Returns:
       A numpy array of the shape and dtype of `images`, every value 0 or 1.
     """
-    return np.asarray(binarize(jax.random.PRNGKey(seed), images))
+    return np.asarray(binarize(jax.random.key(seed), images))
 
 
 def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -513,6 +533,7 @@ def _read_user_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path} holds a single .npy array, not an npz archive; rename it to .npy or {hint}")
         with archive:
             names = archive.files
+            wanted: list[str]
             if "train" in names and "test" in names:
                 wanted = [name for name in ("train", "test", "valid", "train_labels", "test_labels") if name in names]
             elif len(names) == 1:
@@ -600,24 +621,6 @@ def _as_labels(labels: np.ndarray | None, data: np.ndarray, description: str) ->
         raise DataError(f"{description} has shape {labels.shape} and dtype {labels.dtype}; expected "
                         f"{data.shape[0]} integer labels, one per row")
     return labels.astype(np.int32)
-
-
-def check_binary(array: np.ndarray, name: str) -> None:
-    """Raises a `DataError` unless every value of `array` is 0 or 1 (NaN is neither).
-
-    Args:
-      array: numbers of any shape.
-      name: how the message names the array, e.g. ``"array 'train' in data.npz"``.
-    """
-    array = np.asarray(array)
-    not_binary = (array != 0) & (array != 1)
-    count = int(np.count_nonzero(not_binary))
-    if count:
-        example = array[not_binary].flat[0].item()
-        raise DataError(
-            f"{name} has {count} values that are not 0 or 1 (for example {example!r}); "
-            "a Bernoulli likelihood needs binary data, so binarize it first (e.g. x >= 0.5)"
-        )
 
 
 def _one_line(error: BaseException) -> str:
@@ -766,7 +769,7 @@ def _dequantize(pixels: np.ndarray, levels: int, rng: np.random.Generator) -> np
 
 
 def _idx_hint(name: str) -> str:
-    return (f"{name} needs --data-dir DIR, a directory holding its four IDX files "
+    return (f"{name} needs {{data_dir}}, a directory holding its four IDX files "
             f"{', '.join(base for pair in IDX_FILES.values() for base in pair)}, each plain or gzipped (.gz)")
 
 

@@ -16,6 +16,7 @@ many there are or how they are chunked: `log_weights(key, ..., K)[:k]` equals
 unchunked one.
 """
 
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,12 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from lvmjax import _discrete, _validation
+from lvmjax.errors import ArgumentError, ArgumentTypeError
 from lvmjax.model import LatentVariableModel, Params, log_joint, log_likelihood
+from lvmjax.types import Array
 
-Array = jax.Array
+__all__ = ["MarginalEstimate", "elbo", "elbo_exact", "iwae_bound", "latent_states", "log_marginal_exact", "log_marginal_is", "log_marginal_naive_mc", "log_weights"]
+
 
 
 class MarginalEstimate(NamedTuple):
@@ -57,7 +61,7 @@ def _sample_latents(key: Array, q: distrax.Distribution, num_samples: int,
 def _check_inputs(model: LatentVariableModel, params: Params, x: Array,
                   q: distrax.Distribution | None = None) -> None:
     if not isinstance(model, LatentVariableModel):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"model must be a LatentVariableModel, got {type(model).__name__}."
         )
     _validation.check_finite(params, "params")
@@ -69,12 +73,12 @@ def _check_inputs(model: LatentVariableModel, params: Params, x: Array,
     prior = model.prior(params)
     _validation.check_single_distribution(prior, "model.prior(params)")
     if tuple(q.event_shape) != tuple(prior.event_shape):
-        raise ValueError(
+        raise ArgumentError(
             f"q is a distribution over latents of shape {tuple(q.event_shape)}, but the "
             f"prior's event_shape is {tuple(prior.event_shape)}."
         )
     if _validation.is_discrete(q) != _validation.is_discrete(prior):
-        raise ValueError(
+        raise ArgumentError(
             f"q draws {q.dtype} latents but the prior draws {prior.dtype} latents; "
             "both must be discrete or both continuous."
         )
@@ -114,7 +118,7 @@ def _kl_to_prior(q: distrax.Distribution, prior: distrax.Distribution) -> Array:
     try:
         return q.kl_divergence(prior)
     except NotImplementedError:
-        raise TypeError(
+        raise ArgumentTypeError(
             "analytic_kl=True needs a closed-form KL(q ‖ p(z)), and distrax has none "
             f"for q = {type(q).__name__} and p(z) = {type(prior).__name__}; use "
             "analytic_kl=False for the Monte Carlo ELBO."
@@ -169,7 +173,7 @@ def elbo(key: Array, model: LatentVariableModel, params: Params,
     """
     num_samples = _validation.check_num_samples(num_samples)
     if gradient not in ("reparam", "score"):
-        raise ValueError(f"gradient must be 'reparam' or 'score', got {gradient!r}.")
+        raise ArgumentError(f"gradient must be 'reparam' or 'score', got {gradient!r}.")
     _check_inputs(model, params, x, q)
     if gradient == "reparam" and _validation.is_discrete(q):
         raise _not_reparameterizable(q, "elbo(..., gradient='reparam')")
@@ -179,6 +183,7 @@ def elbo(key: Array, model: LatentVariableModel, params: Params,
         z = jax.lax.stop_gradient(z)
         log_q = jax.vmap(q.log_prob)(z)  # differentiable in φ through log q only
 
+    kl: Array | float
     if analytic_kl:
         kl = _kl_to_prior(q, model.prior(params))
         integrand = jax.vmap(lambda z_k: log_likelihood(model, params, x, z_k))(z)
@@ -230,7 +235,7 @@ class _WeightMoments(NamedTuple):
     """Running mean and sum of squared deviations of weights w_k, kept as w_k / exp(log_scale)."""
 
     log_scale: Array  # shape=(): the largest log-weight so far
-    count: Array  # shape=(): number of weights so far
+    num_weights: Array  # shape=(): number of weights so far (not `count`, which would shadow tuple.count)
     mean: Array  # shape=(): mean of w_k / exp(log_scale)
     sum_squared_deviations: Array  # shape=(): Σ (w_k - mean)² / exp(2 log_scale)
 
@@ -250,13 +255,13 @@ def _combine(first: _WeightMoments, second: _WeightMoments) -> _WeightMoments:
     factor_first = jnp.exp(first.log_scale - log_scale)
     factor_second = jnp.exp(second.log_scale - log_scale)
     mean_first, mean_second = first.mean * factor_first, second.mean * factor_second
-    count = first.count + second.count
+    count = first.num_weights + second.num_weights
     delta = mean_second - mean_first
-    mean = mean_first + delta * second.count / count
+    mean = mean_first + delta * second.num_weights / count
     sum_squared_deviations = (
         first.sum_squared_deviations * factor_first**2
         + second.sum_squared_deviations * factor_second**2
-        + delta**2 * first.count * second.count / count
+        + delta**2 * first.num_weights * second.num_weights / count
     )
     return _WeightMoments(log_scale, count, mean, sum_squared_deviations)
 
@@ -367,9 +372,9 @@ def log_marginal_naive_mc(key: Array, model: LatentVariableModel, params: Params
         try:
             q = _discrete.uniform_over_support(prior)
         except TypeError as error:
-            raise TypeError(f"proposal='uniform' needs {error}") from None
+            raise ArgumentTypeError(f"proposal='uniform' needs {error}") from None
     else:
-        raise ValueError(f"proposal must be 'prior' or 'uniform', got {proposal!r}.")
+        raise ArgumentError(f"proposal must be 'prior' or 'uniform', got {proposal!r}.")
     return log_marginal_is(key, model, params, q, x, num_samples, chunk_size)
 
 
@@ -399,7 +404,7 @@ def latent_states(model: LatentVariableModel, params: Params) -> Array:
     try:
         return _discrete.support(prior)
     except TypeError as error:
-        raise TypeError(f"latent_states needs {error}") from None
+        raise ArgumentTypeError(f"latent_states needs {error}") from None
 
 
 def log_marginal_exact(model: LatentVariableModel, params: Params, x: Array) -> Array:
@@ -425,7 +430,7 @@ def log_marginal_exact(model: LatentVariableModel, params: Params, x: Array) -> 
     try:
         states = _discrete.support(prior)
     except TypeError as error:
-        raise TypeError(f"log_marginal_exact needs {error}") from None
+        raise ArgumentTypeError(f"log_marginal_exact needs {error}") from None
     return logsumexp(jax.vmap(lambda z: log_joint(model, params, x, z))(states))
 
 
@@ -463,7 +468,7 @@ def elbo_exact(model: LatentVariableModel, params: Params, q: distrax.Distributi
     try:
         states = _discrete.support(q)
     except TypeError:
-        raise TypeError(
+        raise ArgumentTypeError(
             "elbo_exact sums over every state of q, so q must be a finite discrete "
             "distribution (Categorical, OneHotCategorical, Bernoulli, or Independent of one "
             f"of them), got {type(q).__name__}; use elbo(...) for a Monte Carlo estimate."

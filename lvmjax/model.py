@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import distrax
 import jax
 
 from lvmjax import _validation
+from lvmjax.types import Array, Params
 
-Params = Any  # a pytree of model parameters θ
-Array = jax.Array
+__all__ = ["LatentVariableModel", "log_joint", "log_likelihood", "sample"]
+
 
 
 class LatentVariableModel(NamedTuple):

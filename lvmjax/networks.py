@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-Array = jax.Array
+from lvmjax.types import Array
+
+__all__ = ["ACTIVATIONS", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
+
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"gelu": nn.gelu, "tanh": jnp.tanh, "relu": nn.relu}
 """The hidden layers' nonlinearity of the MLPs, by name: GELU (tanh-approximated, the default),

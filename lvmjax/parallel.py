@@ -13,9 +13,12 @@ each device, and what grows with the data is split along its leading axis:
 - non-amortized SVI (`svi.make_svi_step(..., mesh=mesh)`, `svi.shard_state`): the
   per-datapoint φ_1 … φ_N and their optimizer states are split over the devices
   along the datapoint axis; a step moves only its B rows between devices.
-- EM (`gaussian_mixture.fit_em(..., mesh=mesh)`): the datapoints are split, each
+- EM (`distributed_em.fit_em(..., mesh=mesh)`): the datapoints are split, each
   device computes the E-step and the sufficient statistics of its own rows, and
   the statistics are combined across devices.
+
+The models never import this module: a model's step is written for one device,
+and the learning layer (`training`, `svi`, `distributed_em`) places it on a mesh.
 
 XLA's SPMD partitioner inserts the collectives and compiles each program once for
 the mesh. On one CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=4` gives
@@ -31,6 +34,25 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lvmjax.errors import ArgumentError, ArgumentTypeError
+
+__all__ = [
+    "COORDINATOR_ADDRESS",
+    "DATA_AXIS",
+    "NUM_PROCESSES",
+    "PROCESS_ID",
+    "check_batch_size",
+    "constrain",
+    "data_mesh",
+    "initialize_distributed",
+    "pad_to_multiple",
+    "replicate",
+    "replicated",
+    "shard",
+    "split",
+    "to_host",
+]
 
 DATA_AXIS = "data"
 
@@ -55,16 +77,16 @@ def data_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     """
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
-        raise ValueError("devices is empty; give at least one device, such as jax.devices()[:1].")
+        raise ArgumentError("devices is empty; give at least one device, such as jax.devices()[:1].")
     if num_devices is None:
         num_devices = len(devices)
     if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer):
-        raise TypeError(f"num_devices must be an integer, got {type(num_devices).__name__}.")
+        raise ArgumentTypeError(f"num_devices must be an integer, got {type(num_devices).__name__}.")
     if not 1 <= num_devices <= len(devices):
-        raise ValueError(f"num_devices must be between 1 and the {len(devices)} {devices[0].platform.upper()} "
+        raise ArgumentError(f"num_devices must be between 1 and the {len(devices)} {devices[0].platform.upper()} "
                          f"device(s) there are, got {num_devices}.")
     if jax.process_count() > 1 and num_devices != len(devices):
-        raise ValueError(f"a run of {jax.process_count()} processes uses all {len(devices)} devices, "
+        raise ArgumentError(f"a run of {jax.process_count()} processes uses all {len(devices)} devices, "
                          f"got num_devices={num_devices}.")
     return Mesh(np.asarray(devices[:num_devices]), (DATA_AXIS,))
 
@@ -89,7 +111,7 @@ def _place(tree: Any, sharding: NamedSharding) -> Any:
         host = np.asarray(jax.device_get(leaf))
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-    return jax.tree_util.tree_map(place, tree)
+    return jax.tree.map(place, tree)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -104,9 +126,9 @@ def shard(tree: Any, mesh: Mesh) -> Any:
       ValueError: a leading axis is not a multiple of the number of devices
         (`pad_to_multiple` makes it one).
     """
-    for leaf in jax.tree_util.tree_leaves(tree):
+    for leaf in jax.tree.leaves(tree):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] % mesh.size:
-            raise ValueError(f"cannot split a leading axis of shape {np.shape(leaf)} over {mesh.size} devices; "
+            raise ArgumentError(f"cannot split a leading axis of shape {np.shape(leaf)} over {mesh.size} devices; "
                              f"its length must be a multiple of {mesh.size}.")
     return _place(tree, split(mesh))
 
@@ -122,7 +144,7 @@ def pad_to_multiple(tree: Any, multiple: int) -> Any:
             return leaf
         return jax.numpy.concatenate([leaf, jax.numpy.broadcast_to(leaf[:1], (extra, *leaf.shape[1:]))])
 
-    return jax.tree_util.tree_map(pad, tree)
+    return jax.tree.map(pad, tree)
 
 
 def constrain(tree: Any, mesh: Mesh | None) -> Any:
@@ -135,7 +157,7 @@ def constrain(tree: Any, mesh: Mesh | None) -> Any:
 
 def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
     if mesh is not None and batch_size % mesh.size:
-        raise ValueError(f"batch_size={batch_size} must be a multiple of the {mesh.size} devices, "
+        raise ArgumentError(f"batch_size={batch_size} must be a multiple of the {mesh.size} devices, "
                          "so that every device takes the same number of rows.")
 
 
@@ -153,7 +175,7 @@ def to_host(tree: Any) -> Any:
             return np.asarray(leaf.addressable_data(0))
         return np.asarray(leaf)
 
-    return jax.tree_util.tree_map(fetch, tree)
+    return jax.tree.map(fetch, tree)
 
 
 def initialize_distributed(environ: dict[str, str] | None = None) -> bool:
@@ -180,17 +202,17 @@ def initialize_distributed(environ: dict[str, str] | None = None) -> bool:
         return False
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise ValueError(f"a multi-process run needs {', '.join(names)}; {', '.join(missing)} "
+        raise ArgumentError(f"a multi-process run needs {', '.join(names)}; {', '.join(missing)} "
                          f"{'is' if len(missing) == 1 else 'are'} not set.")
     numbers = {}
     for name in (NUM_PROCESSES, PROCESS_ID):
         try:
             numbers[name] = int(values[name])
         except ValueError:
-            raise ValueError(f"{name} must be an integer, got {values[name]!r}.") from None
+            raise ArgumentError(f"{name} must be an integer, got {values[name]!r}.") from None
     num_processes, process_id = numbers[NUM_PROCESSES], numbers[PROCESS_ID]
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(f"{PROCESS_ID} must be between 0 and {NUM_PROCESSES} - 1 = {num_processes - 1}, "
+        raise ArgumentError(f"{PROCESS_ID} must be between 0 and {NUM_PROCESSES} - 1 = {num_processes - 1}, "
                          f"got {process_id}.")
     jax.distributed.initialize(values[COORDINATOR_ADDRESS], num_processes, process_id)
     return True

@@ -11,10 +11,15 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from lvmjax.errors import ArgumentError
+
+__all__ = ["MISSING_COLOUR", "curves", "estimates_versus_samples", "image_grid", "image_mosaic", "image_rows", "imputation_grid", "latent_scatter", "save"]
 
 MISSING_COLOUR = (0.85, 0.25, 0.2)  # the missing pixels of an observed image
 
@@ -23,7 +28,7 @@ def _as_images(images, image_shape: tuple[int, int], name: str) -> np.ndarray:
     images = np.asarray(images, dtype=np.float64)
     height, width = image_shape
     if images.ndim != 2 or images.shape[1] != height * width:
-        raise ValueError(f"{name} must have shape (N, {height * width}) for images of {height}x{width}, "
+        raise ArgumentError(f"{name} must have shape (N, {height * width}) for images of {height}x{width}, "
                          f"got {images.shape}.")
     return images.reshape(-1, height, width)
 
@@ -66,8 +71,8 @@ def imputation_grid(originals, observed, imputations: dict[str, np.ndarray], ima
     """
     originals = _as_images(originals, image_shape, "originals")
     masks = _as_images(np.asarray(observed, bool), image_shape, "observed") > 0.5
-    rows = [("original", None), ("observed", None)] + [(label, _as_images(images, image_shape, label))
-                                                      for label, images in imputations.items()]
+    rows: list[tuple[str, Any]] = [("original", None), ("observed", None)]  # (label, its images or None)
+    rows += [(label, _as_images(images, image_shape, label)) for label, images in imputations.items()]
     num_images = len(originals)
     figure = Figure(figsize=(num_images * cell_inches + 1.2, len(rows) * cell_inches + (0.4 if title else 0)),
                     layout="constrained")
@@ -94,7 +99,7 @@ def latent_scatter(embedding, labels=None, title: str | None = None) -> Figure:
     """A 2-D view of latent codes (N, 2), coloured by label where labels are given."""
     embedding = np.asarray(embedding, dtype=np.float64)
     if embedding.ndim != 2 or embedding.shape[1] != 2:
-        raise ValueError(f"embedding must have shape (N, 2), got {embedding.shape}; project it to 2-D first.")
+        raise ArgumentError(f"embedding must have shape (N, 2), got {embedding.shape}; project it to 2-D first.")
     figure = Figure(figsize=(5, 4.5), layout="constrained")
     axis = figure.subplots()
     if labels is None:
@@ -183,11 +188,11 @@ def image_rows(rows: dict[str, np.ndarray], image_shape: tuple[int, int],
     """
     shown = [(label, _as_images(images, image_shape, label)) for label, images in rows.items()]
     if not shown:
-        raise ValueError("rows is empty; give at least one row of images.")
+        raise ArgumentError("rows is empty; give at least one row of images.")
     captions = captions or {}
     for label, texts in captions.items():
         if label not in rows or len(texts) != len(rows[label]):
-            raise ValueError(f"captions[{label!r}] must name a row and have one text per image of it.")
+            raise ArgumentError(f"captions[{label!r}] must name a row and have one text per image of it.")
     num_columns = max(len(images) for _, images in shown)
     row_inches = cell_inches + (0.25 if captions else 0)
     figure = Figure(figsize=(num_columns * cell_inches + 1.2, len(shown) * row_inches + (0.4 if title else 0)),
@@ -226,14 +231,14 @@ def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tu
       ylabel: what is estimated.
       title: of the figure.
     """
-    num_samples = np.asarray(num_samples, dtype=np.float64)
+    ks = np.asarray(num_samples, dtype=np.float64)
     for label, (values, stderrs) in estimates.items():
-        if np.shape(values) != num_samples.shape or np.shape(stderrs) != num_samples.shape:
-            raise ValueError(f"estimates[{label!r}] must have one estimate and one standard error per K "
-                             f"({len(num_samples)}), got {np.shape(values)} and {np.shape(stderrs)}.")
+        if np.shape(values) != ks.shape or np.shape(stderrs) != ks.shape:
+            raise ArgumentError(f"estimates[{label!r}] must have one estimate and one standard error per K "
+                             f"({len(ks)}), got {np.shape(values)} and {np.shape(stderrs)}.")
     unknown = [label for label in zoom if label not in estimates]
     if unknown:
-        raise ValueError(f"zoom names {unknown}, which are not among the estimates {list(estimates)}.")
+        raise ArgumentError(f"zoom names {unknown}, which are not among the estimates {list(estimates)}.")
     colours = {label: f"C{index}" for index, label in enumerate(estimates)}
     figure = Figure(figsize=(14 if zoom else 10, 4), layout="constrained")
     axes = figure.subplots(1, 3 if zoom else 2)
@@ -241,8 +246,8 @@ def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tu
     right = axes[-1]
     for axis, labels in panels:
         for label in labels:
-            values, stderrs = (np.asarray(array, np.float64) for array in estimates[label])
-            axis.errorbar(num_samples, values, yerr=2 * np.nan_to_num(stderrs), marker="o", capsize=3,
+            means, errors = (np.asarray(array, np.float64) for array in estimates[label])
+            axis.errorbar(ks, means, yerr=2 * np.nan_to_num(errors), marker="o", capsize=3,
                           color=colours[label], label=label)
         for index, (label, value) in enumerate((reference or {}).items()):
             axis.axhline(value, linestyle="--", color=f"C{len(estimates) + index}", linewidth=1, label=label)
@@ -253,11 +258,11 @@ def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tu
     if zoom:
         axes[1].set_title("zoomed in", fontsize=10)
     any_stderr = False
-    for label, (_, stderrs) in estimates.items():
-        stderrs = np.asarray(stderrs, np.float64)
-        defined = np.isfinite(stderrs) & (stderrs > 0)
+    for label, (_, label_stderrs) in estimates.items():
+        errors = np.asarray(label_stderrs, np.float64)
+        defined = np.isfinite(errors) & (errors > 0)
         any_stderr |= bool(np.any(defined))
-        right.plot(num_samples[defined], stderrs[defined], marker="o", color=colours[label], label=label)
+        right.plot(ks[defined], errors[defined], marker="o", color=colours[label], label=label)
     right.set_xscale("log")
     if any_stderr:  # a log axis with nothing on it warns
         right.set_yscale("log")

@@ -9,14 +9,16 @@ categorical one is discrete (use score-function or exact-enumeration ELBOs).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import distrax
 import jax
 import jax.numpy as jnp
 
-Params = Any
-Array = jax.Array
+from lvmjax.types import Array, Params
+
+__all__ = ["VariationalFamily", "categorical", "full_rank_gaussian", "mean_field_gaussian"]
+
 
 
 class VariationalFamily(NamedTuple):

@@ -1,0 +1,126 @@
+"""The configuration of a run: `FitConfig`, saved as RUN_DIR/config.json, and its checks."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+
+import jax
+from jax.sharding import Mesh
+
+from lvmjax.app import registry
+from lvmjax.app.spec import ModelSpec
+from lvmjax.data import Dataset
+from lvmjax.errors import RunError
+from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
+
+__all__ = ["ARCHITECTURES", "PRECISIONS", "FitConfig", "check_config_against_data", "check_mesh", "precision_scope"]
+
+ARCHITECTURES = ("mlp", "conv")
+PRECISIONS = ("float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Everything that determines a run; saved as RUN_DIR/config.json.
+
+    `model` is a name of the registry (`registry.names()`); each model reads the
+    fields its spec lists in `ModelSpec.options`, and ignores the others.
+    `num_samples=None` means the model's default (`ModelSpec.default_num_samples`:
+    1 for vae and svi, the ELBO's Monte Carlo samples; 5 for iwae, K of the bound).
+
+    The models trained over epochs use epochs, batch_size, num_samples, lr, hidden,
+    architecture, the svi settings and max_skipped_steps (a training step whose
+    objective or gradient is not finite is skipped, and that many in a row stop the
+    run); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
+    and n_init. latent_dim is the dimension of z for the neural models and for fa and
+    ppca. precision is the float type of the fit and of its evaluation ("float64" for
+    data whose scales float32 cannot resolve). test_fraction splits a user's data file
+    (the named datasets have fixed splits).
+    """
+
+    model: str
+    data: str = "digits"
+    data_dir: str | None = None
+    epochs: int = 600
+    batch_size: int = 128
+    latent_dim: int = 16
+    num_samples: int | None = None
+    lr: float = 1e-3
+    seed: int = 0
+    hidden: tuple[int, ...] = (256, 256)
+    architecture: str = "mlp"
+    svi_inner_steps: int = 5
+    svi_lr: float = 3e-2
+    max_skipped_steps: int = 100
+    components: int = 10
+    covariance: str = "full"
+    max_iter: int = 500
+    n_init: int = 1
+    test_fraction: float = 0.2
+    precision: str = "float32"
+
+    def __post_init__(self):
+        if self.model not in registry.names():
+            raise RunError(f"unknown model {self.model!r}; choose one of {', '.join(registry.names())}.")
+        if self.covariance not in COVARIANCE_TYPES:
+            raise RunError(f"{{covariance}} must be one of {', '.join(COVARIANCE_TYPES)}, got {self.covariance!r}.")
+        if not 0 < self.test_fraction < 1:
+            raise RunError(f"{{test_fraction}} must be strictly between 0 and 1, got {self.test_fraction}.")
+        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps", "max_skipped_steps", "components",
+                     "max_iter", "n_init"):
+            if getattr(self, name) < 1:
+                raise RunError(f"{{{name}}} must be at least 1, got {getattr(self, name)}.")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise RunError(f"{{num_samples}} must be at least 1, got {self.num_samples}.")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise RunError(f"{{lr}} must be a positive number, got {self.lr}.")
+        if self.architecture not in ARCHITECTURES:
+            raise RunError(f"{{architecture}} must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}.")
+        if self.precision not in PRECISIONS:
+            raise RunError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.precision != "float32" and "precision" not in self.spec.options:
+            others = ", ".join(spec.name for spec in registry.specs() if "precision" in spec.options)
+            raise RunError(f"{self.model} trains in float32 only; {{precision}} {self.precision} is for {others}.")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's spec in the registry."""
+        return registry.get(self.model)
+
+    @property
+    def samples(self) -> int:
+        """K of the training objective: `num_samples`, or the model's default."""
+        return self.num_samples if self.num_samples is not None else self.spec.default_num_samples
+
+
+def precision_scope(config: FitConfig) -> contextlib.AbstractContextManager:
+    """The context a run computes in: float64 (`jax.enable_x64`) where `config.precision` says so."""
+    return jax.enable_x64(True) if config.precision == "float64" else contextlib.nullcontext()
+
+
+def check_mesh(config: FitConfig, mesh: Mesh | None) -> Mesh | None:
+    """The mesh `fit` trains on: None for one device; raises RunError where the model cannot use it.
+
+    A model that trains on minibatches (its spec reads `batch_size`) needs a batch size
+    that the devices share equally.
+    """
+    if mesh is None or mesh.size == 1:
+        return None
+    spec = config.spec
+    if not spec.devices:
+        several = ", ".join(other.name for other in registry.specs() if other.devices)
+        raise RunError(f"{config.model} trains on one device; several devices are for {several}.")
+    if "batch_size" in spec.options and config.batch_size % mesh.size:
+        raise RunError(f"{{batch_size}} {config.batch_size} must be a multiple of the {mesh.size} devices, "
+                       "so that each takes the same share of every minibatch.")
+    return mesh
+
+
+def check_config_against_data(config: FitConfig, dataset: Dataset) -> None:
+    """The checks of `config` that need the data's size (`ModelSpec.check`), made before anything is
+    trained or written."""
+    num_data, data_dim = dataset.train.shape
+    config.spec.check(config, num_data, data_dim)

@@ -1,0 +1,71 @@
+"""Evaluating a run on its test split: `evaluate` asks the model's spec, `evaluate_run` reads a run directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from lvmjax.app.config import FitConfig
+from lvmjax.app.datasets import load_data
+from lvmjax.app.rundir import load_run
+from lvmjax.app.spec import EvaluationSettings, Run
+from lvmjax.data import Dataset
+from lvmjax.errors import RunError
+
+__all__ = ["evaluate", "evaluate_run", "load_run_data"]
+
+
+def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: str | None = None,
+                 refine_steps: int = 200, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
+    if num_samples < 1:
+        raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
+    run = load_run(run_dir)
+    dataset = load_run_data(run, run_dir, data_dir)
+    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed, progress=progress)
+
+
+def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = None) -> Dataset:
+    """The data `run` was fitted to (`load_data`), refused if its columns do not match the model's."""
+    dataset = load_data(run.config, data_dir)
+    if dataset.test.shape[1] != run.data_dim:
+        raise RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
+                       f"on {run.data_dim}; use it on the data it was fitted to.")
+    return dataset
+
+
+def evaluate(config: FitConfig, params, dataset: Dataset, num_samples: int = 5000, refine_steps: int = 200,
+             seed: int = 0, per_datapoint: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Test-split metrics of a fitted model, in nats per datapoint (`ModelSpec.evaluate`).
+
+    - vae, iwae: test ELBO of the encoder's q; test NLL = −log p(x) importance-sampled with
+      `num_samples` draws from the refined q; the approximation and amortization gaps.
+    - svi: φ_i fitted to each test datapoint with θ fixed, then the same ELBO and NLL.
+    - ae: no likelihood, so test_elbo and test_nll are None; the reconstruction term instead.
+    - gmm, mob, fa, ppca: exact test NLL (num_samples is unused), test_elbo = −test_nll (the
+      exact posterior is the q), the training NLL and BIC, and for the mixtures the cluster
+      sizes and, where the data has labels, the adjusted Rand index of the test clusters.
+
+    Args:
+      config: the run's configuration.
+      params: its parameters, as `fit` returns them in `FitResult.params` (or `load_run` reads them).
+      dataset: the data it was fitted to; the test split is evaluated.
+      num_samples: K of an importance-sampled test NLL.
+      refine_steps: SVI steps of the refinement (vae, iwae) or, twice as many, of the test φ_i (svi).
+      seed: of every draw.
+      per_datapoint: also return "test_log_marginals", log p(x_i) (or its estimate) for every
+        test datapoint, for the models that have a likelihood.
+      progress: `progress(done, total)` before the first and after each batch of at most
+        `batches.EVALUATION_BATCH` test datapoints of a model evaluated in batches (batch b
+        draws with the key fold_in(key(seed), b); the batches have equal sizes, so one
+        program serves all).
+    """
+    if num_samples < 1:
+        raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
+    report = {"model": config.model, "dataset": dataset.name, "num_test": int(np.shape(dataset.test)[0]),
+              "num_samples": num_samples}
+    settings = EvaluationSettings(num_samples, refine_steps, seed, per_datapoint, progress)
+    return report | config.spec.evaluate(config, params, dataset, settings)
