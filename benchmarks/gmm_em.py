@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import Row, not_installed, print_rows, timed
-from lvmjax import gaussian_mixture
+from lvmjax.models import gaussian_mixture
 
 
 def make_data(num_data, data_dim, num_components, seed=0):

@@ -26,7 +26,7 @@ import numpy as np
 
 import lvmjax
 from benchmarks.common import machine
-from lvmjax import linear_gaussian
+from lvmjax.models import linear_gaussian
 
 
 def make_problem(num_data: int, data_dim: int, latent_dim: int, seed: int = 0):

@@ -216,13 +216,13 @@ def train_lvmjax(model: Model, schedule: Schedule, images: np.ndarray, label: st
     seconds, params = [], []
     for index in range(1, schedule.epochs + 1):
         begin = time.perf_counter()
-        state, metrics = compiled(state, jax.random.fold_in(key, index), data)
+        state, info = compiled(state, jax.random.fold_in(key, index), data)
         jax.block_until_ready(state)
         seconds.append(time.perf_counter() - begin)
         if index in kept:
             params.append(jax.device_get(state.params))
         progress(f"{label} lvmjax epoch {index}/{schedule.epochs}: {seconds[-1]:.1f} s, "
-                 f"training objective {float(metrics.objective.mean()):.2f}")
+                 f"training objective {float(info.objective.mean()):.2f}")
     return Training(seconds, compile_seconds, kept, params)
 
 

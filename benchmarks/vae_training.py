@@ -95,8 +95,8 @@ def lvmjax_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, f
 
     def one_epoch():
         nonlocal state
-        state, metrics = epoch(state, next(keys), device_data)
-        result["elbo"] = float(metrics.objective.mean())  # blocks until the epoch is done
+        state, info = epoch(state, next(keys), device_data)
+        result["elbo"] = float(info.objective.mean())  # blocks until the epoch is done
 
     first, steady = timed(one_epoch, repeats)
     return first, steady, result["elbo"]

@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 import lvmjax
-from lvmjax import amortized, data, svi, training, variational
+from lvmjax import amortized, data, semi_amortized, svi, training, variational
 from lvmjax.models import linear_gaussian
 
 SMALL = os.environ.get("LVMJAX_NOTEBOOK_SMALL") == "1"
@@ -135,14 +135,16 @@ plt.show()
 # binarized 8×8 digit is Bernoulli with probability given by a decoder $p_\theta(x \mid z)$ (one hidden
 # layer of 128 units; `amortized.make_vae` builds it, and SVI uses only its decoder). Each of the 1500
 # training images gets its own $\phi_i = (\mu_i, \log \sigma_i)$. The text's algorithm,
-# `svi.make_svi_step(..., schedule="inner")`, takes a minibatch of 100 images and
+# `svi.svi(..., schedule="inner")`, takes a minibatch of 100 images and
 #
 # 1. optimizes their φ_i with θ fixed, for `inner_steps` Adam steps (the text says "until
 #    convergence"),
 # 2. then takes one Adam step on θ at the optimized φ_i.
 #
 # We compare 1 and 10 inner steps per θ step; an epoch is one compiled `lax.scan` over the 15
-# minibatches (`training.make_epoch`).
+# minibatches (`training.make_epoch`). Like every learner of lvmjax, `svi.svi` is a `training.Trainer`:
+# `init(key, θ)` makes the state (here drawing φ_1 … φ_N), `step(state, key, batch)` returns the new
+# state and an info whose `objective` is the minibatch's mean ELBO.
 
 # %%
 digits = data.load_digits()
@@ -153,26 +155,24 @@ initial = jax.jit(vae.init)(jax.random.key(0))  # θ and the encoder's weights; 
 theta_optimizer, phi_optimizer = optax.adam(1e-3), optax.adam(3e-2)
 
 
-def train_epochs(epoch, state, data, num_epochs, objective):
-    """Runs `num_epochs` compiled epochs; the mean training objective and the seconds of each."""
+def train_epochs(trainer, state, data, num_epochs):
+    """Runs `num_epochs` compiled epochs of `trainer`; the mean training objective and the seconds of each."""
+    epoch = jax.jit(training.make_epoch(trainer.step, batch_size=100))
     history, seconds = [], []
     for key in jax.random.split(jax.random.key(2), num_epochs):
         start = time.perf_counter()
-        state, metrics = epoch(state, key, data)
-        history.append(float(objective(metrics).mean()))
+        state, info = epoch(state, key, data)
+        history.append(float(info.objective.mean()))
         seconds.append(time.perf_counter() - start)
     return state, history, np.median(seconds[1:]) if num_epochs > 1 else seconds[0]
 
 
-init_svi = jax.jit(svi.init_svi, static_argnums=(1, 3, 4, 5))  # φ_1 … φ_N and optimizer states, compiled
 runs = {}  # name -> (training ELBO per epoch, seconds per epoch)
 for inner_steps in INNER_STEPS:
-    step = svi.make_svi_step(vae.model, vae.family, theta_optimizer, phi_optimizer, analytic_kl=True,
-                             inner_steps=inner_steps)
-    state = init_svi(jax.random.key(1), vae.family, {"decoder": initial["decoder"]}, num_train, theta_optimizer,
-                     phi_optimizer)
-    _, history, seconds = train_epochs(jax.jit(training.make_epoch(step, batch_size=100)), state,
-                                       (jnp.arange(num_train), train), SVI_EPOCHS, lambda metrics: metrics.elbo)
+    trainer = svi.svi(vae.model, vae.family, theta_optimizer, phi_optimizer, num_train, analytic_kl=True,
+                      inner_steps=inner_steps)
+    state = jax.jit(trainer.init)(jax.random.key(1), {"decoder": initial["decoder"]})  # φ_1 … φ_N, compiled
+    _, history, seconds = train_epochs(trainer, state, (jnp.arange(num_train), train), SVI_EPOCHS)
     runs[f"SVI, {inner_steps} φ-step{'s' if inner_steps > 1 else ''} per θ-step"] = (history, seconds)
     print(f"SVI, inner_steps = {inner_steps:2d}: training ELBO after {SVI_EPOCHS} epochs {history[-1]:.2f} nats, "
           f"{seconds:.3f} s per epoch")
@@ -186,15 +186,12 @@ if not SMALL:  # a few epochs are too few to separate them
 # learn one function $f_\lambda$ with $\phi_i = f_\lambda(x_i)$ instead of N separate φ_i: an encoder
 # network, here one hidden layer of 128 units mapping an image to (μ, log σ). Its weights (which lvmjax,
 # following the notation $q_\phi(z \mid x)$, calls φ) and θ are trained together on the same ELBO, one
-# gradient step on both per minibatch (`amortized.elbo_objective` with `training.make_train_step`): a
+# gradient step on both per minibatch (`amortized.elbo_objective` with `training.gradient_ascent`): a
 # variational autoencoder with the same decoder as above.
 
 # %%
-optimizer = optax.adam(1e-3)
-step = training.make_train_step(amortized.elbo_objective(vae), optimizer)
-state, history, seconds = train_epochs(jax.jit(training.make_epoch(step, batch_size=100)),
-                                       training.init_train_state(initial, optimizer), train, VAE_EPOCHS,
-                                       lambda metrics: metrics.objective)
+trainer = training.gradient_ascent(amortized.elbo_objective(vae), optax.adam(1e-3))
+state, history, seconds = train_epochs(trainer, trainer.init(jax.random.key(0), initial), train, VAE_EPOCHS)
 params = state.params
 runs["VAE (amortized)"] = (history, seconds)
 print(f"VAE: training ELBO after {VAE_EPOCHS} epochs {history[-1]:.2f} nats, {seconds:.3f} s per epoch")
@@ -226,18 +223,18 @@ plt.show()
 #
 # The encoder answers in one pass, but it is one function for all x, so for a given x its φ(x) need not
 # be the best φ for that x. With q* the best member of the family for x (found by starting at φ(x) and
-# optimizing further, `svi.refine`), the gap of the VAE's bound splits in two (Cremer, Li & Duvenaud
+# optimizing further, `semi_amortized.refine`), the gap of the VAE's bound splits in two (Cremer, Li & Duvenaud
 # 2018):
 #
 # $$\log p(x) - \text{ELBO}(q_{\phi(x)}) = \underbrace{\log p(x) - \text{ELBO}(q^*)}_{\text{approximation
 # gap: the family}} + \underbrace{\text{ELBO}(q^*) - \text{ELBO}(q_{\phi(x)})}_{\text{amortization gap:
 # the encoder}}.$$
 #
-# `svi.amortization_gap` computes both for every test image, with log p(x) importance-sampled from q*.
+# `semi_amortized.amortization_gap` computes both for every test image, with log p(x) importance-sampled from q*.
 
 # %%
-gap = jax.jit(svi.amortization_gap, static_argnames=("amortized", "refine_steps", "marginal_samples",
-                                                     "chunk_size"))(
+gap = jax.jit(semi_amortized.amortization_gap, static_argnames=("amortized", "refine_steps", "marginal_samples",
+                                                                "chunk_size"))(
     jax.random.key(7), vae, params, test, refine_steps=REFINE_STEPS, marginal_samples=MARGINAL_SAMPLES,
     chunk_size=100)
 log_px = float(gap.log_marginal.mean())

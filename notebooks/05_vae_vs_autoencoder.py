@@ -39,7 +39,8 @@ import numpy as np
 import optax
 
 import lvmjax
-from lvmjax import amortized, applications, data, figures, plots, training
+from lvmjax import amortized, applications, data, plots, training
+from lvmjax.app import figures as app_figures
 
 SMALL = os.environ.get("LVMJAX_NOTEBOOK_SMALL") == "1"
 EPOCHS = 3 if SMALL else 200
@@ -192,7 +193,7 @@ for name, result in results.items():
 # ## The latent space, coloured by digit
 #
 # The codes μ(x) of the test images, projected on their first two principal axes
-# (`figures.principal_plane`, an SVD of the centred codes, which keeps the largest spread of the 8
+# (`app_figures.principal_plane`, an SVD of the centred codes, which keeps the largest spread of the 8
 # dimensions), coloured by the digit's label.
 # How well the codes separate the digits is measured by the labels of their neighbours: the fraction of
 # test images whose five nearest training codes mostly carry their own label.
@@ -200,7 +201,7 @@ for name, result in results.items():
 # %%
 panels = []
 for name, result in results.items():
-    embedding, explained = figures.principal_plane(result["test_codes"])
+    embedding, explained = app_figures.principal_plane(result["test_codes"])
     distances = np.linalg.norm(result["test_codes"][:, None] - result["train_codes"][None], axis=-1)
     neighbours = digits.train_labels[np.argsort(distances, axis=1)[:, :5]]
     votes = np.array([np.bincount(row, minlength=10).argmax() for row in neighbours])

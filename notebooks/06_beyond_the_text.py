@@ -25,7 +25,7 @@
 #    better density model, and the worse ELBO.
 # 2. **Semi-amortized inference.** Notebook 4 split the VAE's gap into an approximation and an
 #    amortization gap. Here the encoder's φ(x) is the *starting point* of a few SVI steps per test
-#    image (`svi.refine`), and we watch the ELBO climb from the amortized to the refined value, for
+#    image (`semi_amortized.refine`), and we watch the ELBO climb from the amortized to the refined value, for
 #    both trained models, against their log p(x).
 # 3. **Several devices.** The CPU is split into 4 simulated devices; the same training step runs on
 #    one device and data-parallel on four, and gives the same parameters to float rounding; so does
@@ -49,8 +49,7 @@ import numpy as np
 import optax
 
 import lvmjax
-from lvmjax import amortized, data, parallel, svi, training
-from lvmjax.models import gaussian_mixture
+from lvmjax import amortized, data, distributed_em, parallel, semi_amortized, training
 
 SMALL = os.environ.get("LVMJAX_NOTEBOOK_SMALL") == "1"
 EPOCHS = 3 if SMALL else 100
@@ -101,8 +100,8 @@ for name, epoch in epochs.items():
     histories[name] = []
     start = time.perf_counter()
     for key in jax.random.split(jax.random.key(1), EPOCHS):
-        state, metrics = epoch(state, key, train)
-        histories[name].append(float(metrics.objective.mean()))
+        state, info = epoch(state, key, train)
+        histories[name].append(float(info.objective.mean()))
     trained[name] = state.params
     print(f"trained on {name:4s}: training objective after {EPOCHS} epochs {histories[name][-1]:7.2f} nats "
           f"per image ({time.perf_counter() - start:.1f} s, compilation included)")
@@ -208,13 +207,13 @@ plt.show()
 #
 # The encoder answers in one pass, but its φ(x) need not be the best q for that x (notebook 4's
 # amortization gap). Semi-amortized inference (Kim et al. 2018) uses φ(x) as the *starting point* of
-# SVI on that datapoint's ELBO: `svi.refine(key, vae, params, test, num_steps)` runs `num_steps` Adam
+# SVI on that datapoint's ELBO: `semi_amortized.refine(key, vae, params, test, num_steps)` runs `num_steps` Adam
 # steps on every test image's φ_i at once, θ fixed. Below, the ELBO of the refined q after 10 to 300
 # steps, for both trained models; each ELBO is estimated with the same 100 draws of ε for every
 # number of steps (analytic KL), so the differences between them are not Monte Carlo noise.
 
 # %%
-refine = jax.jit(svi.refine, static_argnames=("amortized", "num_steps"))
+refine = jax.jit(semi_amortized.refine, static_argnames=("amortized", "num_steps"))
 
 
 @jax.jit
@@ -281,7 +280,7 @@ plt.show()
 # its encoder was never asked to be the best single q; after refinement the two ELBOs are close. The price
 # is time: the refinement costs hundreds of encoder passes, so it is done where a better q is worth it,
 # in evaluation, or, in Kim et al.'s semi-amortized VAE, during training too (which differentiates
-# through the refinement steps; `svi.refine` refines a trained model's q and leaves θ alone).
+# through the refinement steps; `semi_amortized.refine` refines a trained model's q and leaves θ alone).
 #
 # ## 3. The same code on several devices
 #
@@ -313,9 +312,9 @@ for placed in (parallel.shard(train, mesh), parallel.replicate(train, mesh)):
 epoch_on_mesh = jax.jit(training.make_epoch(steps["IWAE"], batch_size=100, mesh=mesh))
 state_on_mesh, train_on_mesh = parallel.replicate((training.init_train_state(initial, optimizer), train), mesh)
 key = jax.random.key(6)
-one_device, one_metrics = epochs["IWAE"](training.init_train_state(initial, optimizer), key, train)
+one_device, one_info = epochs["IWAE"](training.init_train_state(initial, optimizer), key, train)
 start = time.perf_counter()
-four_devices, four_metrics = jax.block_until_ready(epoch_on_mesh(state_on_mesh, key, train_on_mesh))
+four_devices, four_info = jax.block_until_ready(epoch_on_mesh(state_on_mesh, key, train_on_mesh))
 mesh_seconds = time.perf_counter() - start
 
 leaf = four_devices.params["decoder"]["params"]["Dense_1"]["kernel"]  # 128 → 64 pixels
@@ -325,10 +324,10 @@ differences = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray
                                      one_device.params, parallel.to_host(four_devices.params))
 largest = max(jax.tree_util.tree_leaves(differences))
 scale = max(float(np.max(np.abs(weights))) for weights in jax.tree_util.tree_leaves(one_device.params))
-print(f"after one epoch ({len(one_metrics.objective)} steps): largest |weight on 1 device − on 4 devices| = "
+print(f"after one epoch ({len(one_info.objective)} steps): largest |weight on 1 device − on 4 devices| = "
       f"{largest:.1e}, largest |weight| = {scale:.2f}")
 assert largest <= 1e-5 * scale
-np.testing.assert_allclose(np.asarray(one_metrics.objective), np.asarray(four_metrics.objective), rtol=1e-5)
+np.testing.assert_allclose(np.asarray(one_info.objective), np.asarray(four_info.objective), rtol=1e-5)
 
 program = epoch_on_mesh.lower(state_on_mesh, key, train_on_mesh).compile().as_text()
 all_reduces = [re.sub(r"\{[^}]*\}|/\*[^*]*\*/", "", shapes)  # without layouts and comments
@@ -342,7 +341,7 @@ print(f"the 4-device epoch took {mesh_seconds:.2f} s with compilation")
 # the program is the same and the answer is the same. On four GPUs each would compute a quarter of every
 # minibatch.
 #
-# EM for a Gaussian mixture is data-parallel in the same way: `gaussian_mixture.fit_em(..., mesh=mesh)`
+# EM for a Gaussian mixture is data-parallel in the same way: `distributed_em.fit_em(..., mesh=mesh)`
 # splits the datapoints over the devices; each computes the E-step and the sufficient statistics of its
 # own rows, and only the (K, D)-sized statistics cross devices before the M-step. Ten components with
 # diagonal covariances on the dequantized digits (`data.load_digits(continuous=True)`), for a fixed 100
@@ -352,8 +351,8 @@ print(f"the 4-device epoch took {mesh_seconds:.2f} s with compilation")
 pixels = data.load_digits(continuous=True).train
 fits = {}
 for devices, fit_mesh in ((1, None), (4, mesh)):
-    params, info = gaussian_mixture.fit_em(jax.random.key(7), pixels, 10, "diag", max_iter=EM_ITERATIONS, tol=0.0,
-                                           mesh=fit_mesh)
+    params, info = distributed_em.fit_em(jax.random.key(7), pixels, 10, "diag", max_iter=EM_ITERATIONS, tol=0.0,
+                                         mesh=fit_mesh)
     fits[devices] = parallel.to_host((params, info))
     objective = np.asarray(fits[devices][1].objective)[int(fits[devices][1].num_iterations) - 1]
     print(f"EM on {devices} device(s): mean log-likelihood per image after {int(fits[devices][1].num_iterations)} "

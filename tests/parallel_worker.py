@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lvmjax import amortized, parallel, runs, svi, training
+from lvmjax import amortized, app, distributed_em, parallel, svi, training
 from lvmjax.models import gaussian_mixture
 
 
@@ -31,10 +31,10 @@ def max_scale(tree) -> float:
 
 
 def fits(model: str) -> dict:
-    config = runs.FitConfig(model=model, epochs=2, hidden=(16,), latent_dim=3, batch_size=32, svi_inner_steps=2)
-    dataset = runs.load_data(config)
-    one = runs.fit(config, dataset)
-    four = runs.fit(config, dataset, mesh=parallel.data_mesh(4))
+    config = app.FitConfig(model=model, epochs=2, hidden=(16,), latent_dim=3, batch_size=32, svi_inner_steps=2)
+    dataset = app.load_data(config)
+    one = app.fit(config, dataset)
+    four = app.fit(config, dataset, mesh=parallel.data_mesh(4))
     leaves = zip(jax.tree_util.tree_leaves(one.params), jax.tree_util.tree_leaves(four.params), strict=True)
     shapes_equal = all(np.shape(a) == np.shape(b) for a, b in leaves)
     return {"difference": max_difference(one.params, four.params), "scale": max_scale(one.params),
@@ -78,8 +78,8 @@ def gmm(covariance: str) -> dict:
     data = np.concatenate([rng.normal(size=(333, 3)) + 5 * rng.normal(size=3) for _ in range(3)]).astype(np.float32)
     # tol=0: exactly max_iter iterations on both, whatever the last digits of the objective.
     one, one_info = gaussian_mixture.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0)
-    four, four_info = gaussian_mixture.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0,
-                                              mesh=parallel.data_mesh(4))
+    four, four_info = distributed_em.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0,
+                                            mesh=parallel.data_mesh(4))
     return {"difference": max_difference(one, parallel.to_host(four)), "scale": max_scale(one),
             "iterations": [int(one_info.num_iterations), int(four_info.num_iterations)],
             "objective": [float(np.asarray(info.objective)[int(info.num_iterations) - 1])

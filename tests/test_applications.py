@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_within_stderr, linear_bernoulli_vae, make_gaussian_mixture, make_linear_gaussian
+from helpers import assert_within_stderr, linear_bernoulli_vae, make_gaussian_mixture, make_linear_gaussian
 from scipy.linalg import subspace_angles
 from scipy.stats import multivariate_normal, norm
 
 import lvmjax
-from lvmjax import LatentVariableModel, amortized, applications, bernoulli_mixture, gaussian_mixture, linear_gaussian
+from lvmjax import LatentVariableModel, amortized, applications
 from lvmjax.amortized import AmortizedModel
 from lvmjax.data import DataError
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 from lvmjax.variational import VariationalFamily
 
 

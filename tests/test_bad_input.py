@@ -22,14 +22,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_gaussian_mixture, make_linear_gaussian
+from helpers import make_gaussian_mixture, make_linear_gaussian
 from test_cli import one_line_error
 from test_data import write_amat
 from test_data_idx import IMAGES, write_idx_dir
 
 import lvmjax
-from lvmjax import amortized, applications, bernoulli_mixture, data, gaussian_mixture, linear_gaussian, runs, training
+from lvmjax import amortized, app, applications, data, training
+from lvmjax.app.specs import neural
 from lvmjax.data import DataError
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
 KEY = jax.random.PRNGKey(0)
 LG_PARAMS, LG_X = make_linear_gaussian()  # D = 4, d = 2
@@ -199,7 +201,7 @@ def refused(capsys, argv, message, *watched):
     assert snapshot(*watched) == before
 
 
-TINY_VAE = runs.FitConfig(model="vae", epochs=2, hidden=(8,), latent_dim=2, batch_size=500)
+TINY_VAE = app.FitConfig(model="vae", epochs=2, hidden=(8,), latent_dim=2, batch_size=500)
 TINY_VAE_OPTIONS = ["--epochs", "2", "--hidden", "8", "--latent-dim", "2", "--batch-size", "500", "--quiet"]
 
 
@@ -215,16 +217,16 @@ def saved_runs(tmp_path_factory):
                 "scale_tril": jnp.broadcast_to(jnp.eye(64), (2, 64, 64))},
     }
     for model, params in classical.items():
-        config = runs.FitConfig(model=model, components=len(params["logits"]), covariance="diag")
-        runs.save_run(root / model, config, runs.FitResult(params, history, 0.0, 64, (8, 8)))
+        config = app.FitConfig(model=model, components=len(params["logits"]), covariance="diag")
+        app.save_run(root / model, config, app.FitResult(params, history, 0.0, 64, (8, 8)))
     with jax.numpy_dtype_promotion("standard"):  # Flax and optax
-        params = runs.build_model(TINY_VAE, 64, (8, 8)).init(KEY)
+        params = TINY_VAE.spec.networks(TINY_VAE, 64, (8, 8)).init(KEY)
         epoch = {"epoch": 1, "train_objective": -30.0, "seconds": 1.0}
-        runs.save_run(root / "vae", TINY_VAE, runs.FitResult(params, [epoch], 0.0, 64, (8, 8)))
-        dataset = runs.load_data(TINY_VAE)
+        app.save_run(root / "vae", TINY_VAE, app.FitResult(params, [epoch], 0.0, 64, (8, 8)))
+        dataset = app.load_data(TINY_VAE)
         steps = TINY_VAE.epochs * (dataset.train.shape[0] // TINY_VAE.batch_size)
-        state = training.init_train_state(params, runs._optimizer(TINY_VAE, steps))
-        checkpoints = runs.Checkpoints(runs.start_run(root / "unfinished", TINY_VAE, dataset), every=1)
+        state = training.init_train_state(params, neural._optimizer(TINY_VAE, steps))
+        checkpoints = app.Checkpoints(app.start_run(root / "unfinished", TINY_VAE, dataset), every=1)
         checkpoints.save(1, state, [epoch])
         checkpoints.wait()
     return root
@@ -494,7 +496,7 @@ def test_a_test_split_that_is_not_binary_is_refused_for_a_bernoulli_model(tmp_pa
     binary = (GOOD_ROWS > 0).astype(np.float32)
     np.savez(tmp_path / "splits.npz", train=binary, test=np.abs(GOOD_ROWS[:5]).astype(np.float32))
     with pytest.raises(DataError, match=r"the test split of splits.npz has \d+ values that are not 0 or 1"):
-        runs.load_data(runs.FitConfig(model="mob", data=str(tmp_path / "splits.npz")))
+        app.load_data(app.FitConfig(model="mob", data=str(tmp_path / "splits.npz")))
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -12,7 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lvmjax import applications, cli, figures, runs
+from lvmjax import app, applications, cli
+from lvmjax.app import batches, registry
+from lvmjax.app import figures as app_figures
+from lvmjax.app.specs import neural
+from lvmjax.errors import RunError
+
+NEURAL_MODELS = tuple(spec.name for spec in registry.specs() if spec.networks is not None)
 
 pytestmark = pytest.mark.standard_promotion
 
@@ -29,12 +35,12 @@ def run_cli(capsys, *argv):
 def fitted(tmp_path_factory):
     """One tiny run of every model on digits, fitted once for the module."""
     root = tmp_path_factory.mktemp("runs")
-    for model in runs.NEURAL_MODELS:
+    for model in NEURAL_MODELS:
         assert cli.main(["fit", model, "--data", "digits", "--out", str(root / model), *TINY]) == 0
     return root
 
 
-@pytest.mark.parametrize("model", runs.NEURAL_MODELS)
+@pytest.mark.parametrize("model", NEURAL_MODELS)
 def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
     run_dir = fitted / model
     config = json.loads((run_dir / "config.json").read_text())
@@ -47,7 +53,7 @@ def test_fit_writes_config_metrics_and_checkpoint(fitted, model):
     assert not list(fitted.glob(f".{model}.partial-*"))  # the staging directory was renamed
 
 
-@pytest.mark.parametrize("model", runs.NEURAL_MODELS)
+@pytest.mark.parametrize("model", NEURAL_MODELS)
 def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
     code, out, err = run_cli(capsys, "evaluate", str(fitted / model), "--num-samples", "50", "--json")
     assert code == 0
@@ -73,18 +79,18 @@ def test_evaluate_json_has_the_stated_keys(fitted, model, capsys):
 def test_evaluation_runs_in_equal_test_batches_with_progress(fitted, monkeypatch):
     """297 test images in batches of at most 200: two of 149, the second padded by one row that is dropped;
     batch b draws with fold_in(key, b)."""
-    run = runs.load_run(fitted / "vae")
-    dataset = runs.load_data(run.config)
-    monkeypatch.setattr(runs, "EVALUATION_BATCH", 200)
+    run = app.load_run(fitted / "vae")
+    dataset = app.load_data(run.config)
+    monkeypatch.setattr(batches, "EVALUATION_BATCH", 200)
     calls = []
-    report = runs.evaluate(run.config, run.params, dataset, num_samples=50, refine_steps=5, per_datapoint=True,
+    report = app.evaluate(run.config, run.params, dataset, num_samples=50, refine_steps=5, per_datapoint=True,
                            progress=lambda *args: calls.append(args))
     assert calls == [(0, 2), (1, 2), (2, 2)]
     assert report["num_test"] == 297 and len(report["test_log_marginals"]) == 297
     test = jnp.asarray(dataset.test)
     padded = jnp.concatenate([test[149:], test[149:150]])
-    second = runs._gap_report(jax.random.fold_in(jax.random.PRNGKey(0), 1), run.vae, run.params, padded, 5, 50,
-                              runs._chunk_size(50))
+    second = neural._gap_report(jax.random.fold_in(jax.random.PRNGKey(0), 1), run.vae, run.params, padded, 5, 50,
+                              batches.chunk_size(50))
     np.testing.assert_array_equal(report["test_log_marginals"][149:], np.asarray(second.log_marginal[:148]))
 
 
@@ -119,11 +125,11 @@ def test_sample_impute_and_plot_write_their_figures_and_arrays(fitted, tmp_path,
                              "--out", str(tmp_path / "i.png"))
     assert code == 0, err
     imputed = np.load(tmp_path / "i.npy")
-    truth = runs.load_data(runs.load_run(run_dir).config).test[:20]
+    truth = app.load_data(app.load_run(run_dir).config).test[:20]
     observed = applications.observed_mask("top-half", 64, (8, 8))
     np.testing.assert_array_equal(imputed[:, observed], truth[:, observed])  # what was seen stays
     assert imputed.min() >= 0 and imputed.max() <= 1  # pixel probabilities where missing
-    assert f"mean squared error {figures.squared_error(imputed, truth, observed):.4f}" in out
+    assert f"mean squared error {app_figures.squared_error(imputed, truth, observed):.4f}" in out
     assert (tmp_path / "i.png").read_bytes()[:8] == PNG_SIGNATURE
 
     code, out, err = run_cli(capsys, "plot", str(run_dir), "--out", str(tmp_path / "figures"))
@@ -162,7 +168,7 @@ def test_bad_command_lines_get_one_line_errors(tmp_path, capsys):
     one_line_error(capsys, "fit", "gan", "--out", out, message="invalid choice: 'gan'")
     one_line_error(capsys, "fit", "vae", "--data", "cifar", "--out", out, message="unknown dataset 'cifar'")
     one_line_error(capsys, "fit", "vae", "--data", "binarized-mnist", "--out", out,
-                   message="binarized-mnist needs --data-dir DIR")
+                   message="binarized-mnist needs --data-dir, a directory")
     one_line_error(capsys, "fit", "vae", "--epochs", "0", "--out", out, message="--epochs: must be at least 1, got 0")
     one_line_error(capsys, "fit", "vae", "--batch-size", "-5", "--out", out,
                    message="--batch-size: must be at least 1, got -5")
@@ -202,8 +208,8 @@ def test_evaluating_data_of_the_wrong_dimension_is_refused(fitted, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     config["data_dim"], config["image_shape"] = 100, None  # as if fitted to 100-dimensional data, not images
     (run_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(runs.RunError, match=r"does not match config.json \(a vae model for 100-dimensional data"):
-        runs.evaluate_run(run_dir, num_samples=10)
+    with pytest.raises(RunError, match=r"does not match config.json \(a vae model for 100-dimensional data"):
+        app.evaluate_run(run_dir, num_samples=10)
 
 
 def test_the_installed_command_exits_non_zero_without_a_traceback(tmp_path):

@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lvmjax import applications, cli, runs
+from lvmjax import app, applications, cli
+from lvmjax.app import registry
 from lvmjax.data import load_file
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
+
+CLASSICAL_MODELS = tuple(spec.name for spec in registry.specs() if spec.nll_method == "exact")
 
 FAST = ["--max-iter", "25", "--quiet"]
 LOG_MARGINALS = {"gmm": gaussian_mixture.log_marginal, "mob": bernoulli_mixture.log_marginal,
@@ -44,12 +47,12 @@ def digits_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("classical")
     sizes = {"gmm": ["--components", "4", "--covariance", "diag"], "mob": ["--components", "5"],
              "fa": ["--latent-dim", "4"], "ppca": ["--latent-dim", "4"]}
-    for model in runs.CLASSICAL_MODELS:
+    for model in CLASSICAL_MODELS:
         assert cli.main(["fit", model, "--out", str(root / model), *sizes[model], *FAST]) == 0
     return root
 
 
-@pytest.mark.parametrize("model", runs.CLASSICAL_MODELS)
+@pytest.mark.parametrize("model", CLASSICAL_MODELS)
 def test_evaluate_reports_the_exact_test_nll(digits_runs, model, capsys):
     code, out, _ = run_cli(capsys, "evaluate", str(digits_runs / model), "--json")
     assert code == 0
@@ -58,12 +61,12 @@ def test_evaluate_reports_the_exact_test_nll(digits_runs, model, capsys):
     assert report["model"] == model and report["dataset"] == "digits" and report["num_test"] == 297
     assert report["test_nll_stderr"] == 0.0 and report["test_elbo"] == -report["test_nll"]
     # The same number, recomputed from the checkpoint and the data outside the run machinery.
-    run = runs.load_run(digits_runs / model)
-    params = runs.classical_params(run)
-    test = jnp.asarray(runs.load_data(run.config).test)
+    run = app.load_run(digits_runs / model)
+    params = run.spec.model_params(run.params)
+    test = jnp.asarray(app.load_data(run.config).test)
     expected = -float(jnp.mean(jax.jit(jax.vmap(LOG_MARGINALS[model], in_axes=(None, 0)))(params, test)))
     np.testing.assert_allclose(report["test_nll"], expected, rtol=1e-6)
-    penalty = runs.num_free_parameters(run.config, 64) * np.log(1500)
+    penalty = run.spec.num_free_parameters(run.config, 64) * np.log(1500)
     np.testing.assert_allclose(report["bic"], 2 * 1500 * report["train_nll"] + penalty, rtol=1e-6)
     if model in ("gmm", "mob"):
         assert sum(report["cluster_sizes"]) == 297
@@ -79,8 +82,8 @@ def test_the_em_trace_never_decreases(digits_runs, model):
 
 
 def test_the_real_valued_models_see_dequantized_digits_and_mob_binary_ones(digits_runs):
-    mob = runs.load_data(runs.load_run(digits_runs / "mob").config)
-    gmm = runs.load_data(runs.load_run(digits_runs / "gmm").config)
+    mob = app.load_data(app.load_run(digits_runs / "mob").config)
+    gmm = app.load_data(app.load_run(digits_runs / "gmm").config)
     assert mob.binary and set(np.unique(mob.train)) == {0.0, 1.0}
     assert not gmm.binary and 0 <= gmm.train.min() and gmm.train.max() < 1
     # Each dequantized pixel falls in the 1/17-wide bin of its integer value, which the binarization thresholds at 8.
@@ -121,9 +124,9 @@ def test_a_users_file_is_split_with_the_seed_and_evaluated_from_anywhere(tmp_pat
                              "--out", str(tmp_path / "imputed.png"))
     assert code == 0, err
     assert not (tmp_path / "imputed.png").exists()
-    run = runs.load_run(tmp_path / "run")
+    run = app.load_run(tmp_path / "run")
     observed = applications.observed_mask("random", 3, key=jax.random.split(jax.random.PRNGKey(2))[0])
-    expected = jax.vmap(lambda x: applications.impute_gaussian_mixture(runs.classical_params(run), x, observed)[1])(
+    expected = jax.vmap(lambda x: applications.impute_gaussian_mixture(run.spec.model_params(run.params), x, observed)[1])(
         jnp.asarray(split.test[:10]))
     np.testing.assert_allclose(np.load(tmp_path / "imputed.npy"), expected, rtol=1e-5)
     code, out, err = run_cli(capsys, "sample", str(tmp_path / "run"), "-n", "7")
@@ -134,7 +137,7 @@ def test_a_users_file_is_split_with_the_seed_and_evaluated_from_anywhere(tmp_pat
 def test_mixture_samples_are_prototypes_and_plot_shows_the_components(digits_runs, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sample", str(digits_runs / "mob"), "-n", "40", "--out", str(tmp_path / "s.png"))
     assert code == 0, err
-    prototypes = jax.nn.sigmoid(runs.classical_params(runs.load_run(digits_runs / "mob")).probs_logits)
+    prototypes = jax.nn.sigmoid((lambda run: run.spec.model_params(run.params))(app.load_run(digits_runs / "mob")).probs_logits)
     distances = np.abs(np.load(tmp_path / "s.npy")[:, None] - np.asarray(prototypes)[None]).max(axis=2)
     assert distances.min(axis=1).max() < 1e-6
     code, _, err = run_cli(capsys, "plot", str(digits_runs / "gmm"), "--out", str(tmp_path / "figures"))
@@ -158,7 +161,7 @@ def test_bad_input_for_the_classical_models_gets_one_line(tmp_path, capsys):
     one_line_error(capsys, "fit", "gmm", "--data", "binarized-mnist", "--out", out,
                    message="binarized-mnist has only the values 0 and 1")
     one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "binary.npy"), "--out", out,
-                   message="use mob for binary data")
+                   message="use a binary model (vae, iwae, ae, svi, mob)")
     one_line_error(capsys, "fit", "mob", "--data", str(tmp_path / "real.npy"), "--out", out, message="not 0 or 1")
     one_line_error(capsys, "fit", "gmm", "--data", str(tmp_path / "real.npy"), "--components", "17", "--out", out,
                    message="components must be between 1 and the number of training datapoints (16)")
@@ -174,3 +177,27 @@ def test_bad_input_for_the_classical_models_gets_one_line(tmp_path, capsys):
                    "--out", out, message="--test-fraction: must be strictly between 0 and 1")
     one_line_error(capsys, "fit", "gmm", "--covariance", "tied", "--out", out, message="invalid choice: 'tied'")
     assert not (tmp_path / "run").exists()
+
+
+def test_factor_analysis_below_float32_resolution_is_refused_and_fitted_in_float64(tmp_path, capsys):
+    """scikit-learn's wine (13 unscaled features, variances from 0.01 to 1e5): in float32 the data's covariance
+    cannot resolve the fitted noise variances, so `fit` refuses to report its log-likelihood (exit 2, nothing
+    written) and names the cure; with --precision float64 the run's log-likelihood is scipy's, in float64."""
+    from scipy.stats import multivariate_normal
+    from sklearn.datasets import load_wine
+
+    np.save(tmp_path / "wine.npy", load_wine().data)
+    argv = ["fit", "fa", "--data", str(tmp_path / "wine.npy"), "--latent-dim", "2", "--quiet"]
+    one_line_error(capsys, *argv, "--out", str(tmp_path / "float32"),
+                   message="is rounding noise (off by up to 13.7 nats per datapoint) and nothing was saved; fit again "
+                           "with --precision float64.")
+    assert not (tmp_path / "float32").exists()
+    assert cli.main([*argv, "--out", str(tmp_path / "float64"), "--precision", "float64"]) == 0
+    run = app.load_run(tmp_path / "float64")
+    assert run.config.precision == "float64" and run.params["weight"].dtype == np.float64
+    code, out, _ = run_cli(capsys, "evaluate", str(tmp_path / "float64"), "--json")
+    report = json.loads(out)
+    weight, bias, noise_variance = (np.asarray(run.params[name]) for name in ("weight", "bias", "noise_variance"))
+    train = app.load_data(run.config).train.astype(np.float64)
+    expected = -np.mean(multivariate_normal(bias, weight @ weight.T + np.diag(noise_variance)).logpdf(train))
+    assert code == 0 and report["train_nll"] == pytest.approx(expected, rel=1e-9)

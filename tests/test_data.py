@@ -14,7 +14,7 @@ from lvmjax.data import DataError
 SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist.npz"
 
 HINT = (
-    r"binarized-mnist needs --data-dir DIR, a directory holding binarized_mnist\.npz "
+    r"binarized-mnist needs data_dir, a directory holding binarized_mnist\.npz "
     r"or the binarized_mnist_\{train,valid,test\}\.amat files"
 )
 
@@ -258,19 +258,6 @@ def test_values_that_are_not_binary(tmp_path, tiny_mnist, fmt):
         name = r".*binarized_mnist_train\.amat"
     raises_one_line(rf"^{name} has 3 values that are not 0 or 1 \(for example 0\.5\); "
                     "a Bernoulli likelihood needs binary data", data.load_binarized_mnist, tmp_path)
-
-
-def test_check_binary():
-    data.check_binary(np.array([[0, 1], [1, 0]], np.uint8), "x")
-    data.check_binary(np.array([0.0, 1.0, 1.0], np.float32), "x")
-    data.check_binary(np.array([True, False]), "x")
-    raises_one_line(r"^x has 1234 values that are not 0 or 1 \(for example 0\.5\); a Bernoulli likelihood "
-                    r"needs binary data, so binarize it first \(e\.g\. x >= 0\.5\)$",
-                    data.check_binary, np.concatenate([np.full(1234, 0.5), np.ones(10)]), "x")
-    raises_one_line(r"^images has 2 values that are not 0 or 1 \(for example nan\)",
-                    data.check_binary, np.array([0.0, np.nan, 1.0, np.inf]), "images")
-    raises_one_line(r"^counts has 1 values that are not 0 or 1 \(for example 255\)",
-                    data.check_binary, np.array([0, 255, 1], np.uint8), "counts")
 
 
 def test_npz_of_text(tmp_path, tiny_mnist):

@@ -10,14 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_within_stderr
+from helpers import assert_within_stderr
 
 from lvmjax import data
 from lvmjax.data import DataError
 
 IMAGES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
-HINT = ("mnist needs --data-dir DIR, a directory holding its four IDX files train-images-idx3-ubyte, "
+HINT = ("mnist needs data_dir, a directory holding its four IDX files train-images-idx3-ubyte, "
         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain or gzipped (.gz)")
 TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
@@ -153,7 +153,7 @@ def test_missing_data_dir_and_files(tmp_path, tiny_idx):
     write_idx_dir(tmp_path, tiny_idx, (True, False, False, False))
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
     raises_one_line(r"lacks t10k-labels-idx1-ubyte, plain or \.gz \(it has only train-images-idx3-ubyte\.gz, "
-                    r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte\); mnist needs --data-dir",
+                    r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte\); mnist needs data_dir",
                     data.load_mnist, tmp_path)
     raises_one_line(r"is a file, not a directory", data.load_mnist, tmp_path / "t10k-images-idx3-ubyte")
 
@@ -289,20 +289,21 @@ def test_binarize_split_is_fixed_by_its_seed(tmp_path, tiny_idx):
 
 @pytest.mark.standard_promotion
 def test_bernoulli_models_train_on_fresh_binarizations_and_test_on_a_fixed_one(tmp_path, tiny_idx):
-    from lvmjax import runs
+    from lvmjax import app
+    from lvmjax.app.specs import neural
 
     directory = write_idx_dir(tmp_path / "mnist", tiny_idx)
-    config = runs.FitConfig(model="vae", data="mnist", data_dir=str(directory), epochs=1, batch_size=4,
+    config = app.FitConfig(model="vae", data="mnist", data_dir=str(directory), epochs=1, batch_size=4,
                             hidden=(8,), latent_dim=2)
-    dataset = runs.load_data(config)
+    dataset = app.load_data(config)
     grey = data.load_mnist(directory)
     np.testing.assert_array_equal(dataset.train, grey.train)  # grey levels, binarized in each step
     np.testing.assert_array_equal(dataset.test, data.binarize_split(grey.test))
-    mob = runs.load_data(runs.FitConfig(model="mob", data="mnist", data_dir=str(directory)))
+    mob = app.load_data(app.FitConfig(model="mob", data="mnist", data_dir=str(directory)))
     assert mob.binary and not mob.grey_levels and set(np.unique(mob.train)) <= {0.0, 1.0}
 
     seen = []
-    step = runs._binarizing(lambda state, key, batch: (state, seen.append(batch)), svi=False)
+    step = neural._binarizing(lambda state, key, batch: (state, seen.append(batch)), indexed=False)
     probabilities = jnp.full((2000, 3), 0.3)
     step(None, jax.random.key(0), probabilities)
     step(None, jax.random.key(1), probabilities)

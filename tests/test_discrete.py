@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import binary_latent_model, make_binary_latent
+from helpers import binary_latent_model, make_binary_latent
 
 import lvmjax
 from lvmjax import _discrete

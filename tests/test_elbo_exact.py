@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_within_stderr, binary_latent_model, make_binary_latent, make_gaussian_mixture
+from helpers import assert_within_stderr, binary_latent_model, make_binary_latent, make_gaussian_mixture
 from scipy.stats import multivariate_normal
 
 import lvmjax
-from lvmjax import gaussian_mixture, linear_gaussian
+from lvmjax.models import gaussian_mixture, linear_gaussian
 
 KEY = jax.random.PRNGKey(20261122)
 MODEL = gaussian_mixture.model

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     assert_within_stderr,
     binary_latent_model,
     make_binary_latent,
@@ -22,7 +22,7 @@ from conftest import (
 from scipy.stats import multivariate_normal
 
 import lvmjax
-from lvmjax import gaussian_mixture, linear_gaussian
+from lvmjax.models import gaussian_mixture, linear_gaussian
 
 KEY = jax.random.PRNGKey(20261121)
 REPS = 2000

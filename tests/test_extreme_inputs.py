@@ -9,12 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_linear_gaussian
+from helpers import make_linear_gaussian
 from scipy.special import log_expit, logsumexp
 from scipy.stats import multivariate_normal
 
 import lvmjax
-from lvmjax import amortized, bernoulli_mixture, gaussian_mixture, linear_gaussian
+from lvmjax import amortized
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 from lvmjax.variational import full_rank_gaussian
 
 KEY = jax.random.PRNGKey(20261123)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.decomposition import PCA, FactorAnalysis
 from threadpoolctl import threadpool_limits
 
-from lvmjax import linear_gaussian
+from lvmjax.models import linear_gaussian
 
 KEY = jax.random.PRNGKey(20261121)
 LATENT_DIM = 2

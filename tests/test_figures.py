@@ -4,9 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import linear_bernoulli_vae
+from helpers import linear_bernoulli_vae
 
-from lvmjax import applications, figures, runs
+from lvmjax import app, applications
+from lvmjax.app import figures as app_figures
+from lvmjax.app import registry
+from lvmjax.errors import RunError
 from lvmjax.models import bernoulli_mixture
 
 
@@ -42,7 +45,7 @@ def test_a_mask_that_cannot_apply_is_refused(name, shape, message):
 
 
 def run_of(model, params, data_dim, image_shape, vae=None):
-    return runs.Run(runs.FitConfig(model=model), params, data_dim, image_shape, vae)
+    return app.Run(app.FitConfig(model=model), params, data_dim, image_shape, vae, registry.get(model))
 
 
 def test_generated_mixture_images_are_its_prototypes_in_proportion_to_the_weights():
@@ -51,16 +54,16 @@ def test_generated_mixture_images_are_its_prototypes_in_proportion_to_the_weight
     params = {"logits": jnp.log(jnp.asarray(weights, jnp.float32)), "probs_logits": jnp.log(probs / (1 - probs))}
     run = run_of("mob", params, 4, (2, 2))
     num = 4000
-    images = figures.generate(jax.random.PRNGKey(0), run, num)
+    images = app_figures.generate(jax.random.PRNGKey(0), run, num)
     distances = np.abs(images[:, None, :] - probs[None]).max(axis=2)
     assert distances.min(axis=1).max() < 1e-6  # every image is one of the three prototypes
     counts = np.bincount(distances.argmin(axis=1), minlength=3)
     standard_errors = np.sqrt(weights * (1 - weights) / num)
     assert np.all(np.abs(counts / num - weights) < 4 * standard_errors), counts / num
-    draws = figures.generate(jax.random.PRNGKey(0), run, 50, draw=True)
+    draws = app_figures.generate(jax.random.PRNGKey(0), run, 50, draw=True)
     assert set(np.unique(draws)) <= {0.0, 1.0}
-    with pytest.raises(runs.RunError, match="at least 1"):
-        figures.generate(jax.random.PRNGKey(0), run, 0)
+    with pytest.raises(RunError, match="at least 1"):
+        app_figures.generate(jax.random.PRNGKey(0), run, 0)
 
 
 def test_svi_imputation_weighs_prior_draws_by_the_likelihood_of_the_observed_pixels():
@@ -70,7 +73,7 @@ def test_svi_imputation_weighs_prior_draws_by_the_likelihood_of_the_observed_pix
     data = np.asarray(np.random.default_rng(0).random((3, 16)) < 0.5, np.float32)
     observed = applications.observed_mask("top-half", 16, (4, 4))
     key, num_samples = jax.random.PRNGKey(1), 256
-    imputed = figures.impute(key, run, data, observed, num_samples)
+    imputed = app_figures.impute(key, run, data, observed, num_samples)
 
     weight = np.asarray(params["decoder"]["weight"], np.float64)
     bias = np.asarray(params["decoder"]["bias"], np.float64)
@@ -92,14 +95,14 @@ def test_imputation_under_the_mixture_is_the_exact_one_and_the_autoencoder_has_n
     run = run_of("mob", params._asdict(), 4, (2, 2))
     data = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], np.float32)
     observed = applications.observed_mask("top-half", 4, (2, 2))
-    imputed = figures.impute(None, run, data, observed)
+    imputed = app_figures.impute(None, run, data, observed)
     for row in range(2):
         expected = applications.impute_bernoulli_mixture(params, data[row], observed)[1]
         np.testing.assert_allclose(imputed[row], expected, rtol=1e-6)
-    with pytest.raises(runs.RunError, match=r"shape \(N, 4\)"):
-        figures.impute(None, run, data[:, :3], observed)
-    with pytest.raises(runs.RunError, match="no prior p\\(z\\)"):
-        figures.impute(None, run_of("ae", {}, 4, (2, 2)), data, observed)
+    with pytest.raises(RunError, match=r"shape \(N, 4\)"):
+        app_figures.impute(None, run, data[:, :3], observed)
+    with pytest.raises(RunError, match="no prior p\\(z\\)"):
+        app_figures.impute(None, run_of("ae", {}, 4, (2, 2)), data, observed)
 
 
 def test_the_principal_plane_of_planar_points_keeps_their_distances():
@@ -107,7 +110,7 @@ def test_the_principal_plane_of_planar_points_keeps_their_distances():
     plane = rng.normal(size=(50, 2)) * np.array([3.0, 1.0])
     rotation = np.linalg.qr(rng.normal(size=(4, 4)))[0]
     points = np.column_stack([plane, np.zeros((50, 2))]) @ rotation.T + 5.0
-    projected, ratio = figures.principal_plane(points)
+    projected, ratio = app_figures.principal_plane(points)
     original = np.linalg.norm(points[:, None] - points[None], axis=2)
     np.testing.assert_allclose(np.linalg.norm(projected[:, None] - projected[None], axis=2), original, atol=1e-9)
     np.testing.assert_allclose(sum(ratio), 1.0)

@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_gaussian_mixture, make_linear_gaussian
+from helpers import make_gaussian_mixture, make_linear_gaussian
 from scipy.stats import multivariate_normal
 
 import lvmjax
-from lvmjax import gaussian_mixture, linear_gaussian
+from lvmjax.models import gaussian_mixture, linear_gaussian
 
 
 def as64(tree):

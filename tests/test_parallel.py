@@ -17,7 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from lvmjax import cli, parallel, runs
+from lvmjax import app, cli, distributed_em, parallel
+from lvmjax.app import batches
 from lvmjax.models import gaussian_mixture
 
 WORKER = Path(__file__).with_name("parallel_worker.py")
@@ -106,9 +107,9 @@ def test_two_processes_killed_and_resumed_train_what_one_process_trains(tmp_path
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
-    config = runs.FitConfig(model="svi", epochs=epochs, hidden=(16,), latent_dim=3, batch_size=64)
-    expected = runs.fit(config, runs.load_data(config))
-    distributed = runs.load_run(out)
+    config = app.FitConfig(model="svi", epochs=epochs, hidden=(16,), latent_dim=3, batch_size=64)
+    expected = app.fit(config, app.load_data(config))
+    distributed = app.load_run(out)
     for got, want in zip(jax.tree_util.tree_leaves(distributed.params), jax.tree_util.tree_leaves(expected.params),
                          strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
@@ -131,8 +132,8 @@ def test_streaming_em_equals_em_and_holds_one_chunk_at_a_time():
         start = gaussian_mixture.initial_params(jax.random.PRNGKey(0), data, 3, covariance)
         whole, _ = gaussian_mixture.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=6, tol=0.0,
                                            init_params=start)
-        streamed, info = gaussian_mixture.fit_em_streaming(jax.random.PRNGKey(0), data, 3, covariance, max_iter=6,
-                                                           tol=0.0, chunk_size=700, init_params=start)
+        streamed, info = distributed_em.fit_em_streaming(jax.random.PRNGKey(0), data, 3, covariance, max_iter=6,
+                                                         tol=0.0, chunk_size=700, init_params=start)
         assert int(info.num_iterations) == 6
         for got, want in zip(streamed, whole, strict=True):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-5)
@@ -140,9 +141,9 @@ def test_streaming_em_equals_em_and_holds_one_chunk_at_a_time():
     def peak_device_bytes(data):
         baseline = sum(array.nbytes for array in jax.live_arrays())
         peaks = []
-        gaussian_mixture.fit_em_streaming(jax.random.PRNGKey(1), data, 3, "full", max_iter=3, chunk_size=500,
-                                          progress=lambda *_: peaks.append(
-                                              sum(array.nbytes for array in jax.live_arrays())))
+        distributed_em.fit_em_streaming(jax.random.PRNGKey(1), data, 3, "full", max_iter=3, chunk_size=500,
+                                        progress=lambda *_: peaks.append(
+                                            sum(array.nbytes for array in jax.live_arrays())))
         return max(peaks) - baseline
 
     small, large = peak_device_bytes(draw(1000)), peak_device_bytes(draw(10000))
@@ -152,27 +153,27 @@ def test_streaming_em_equals_em_and_holds_one_chunk_at_a_time():
 
 def test_streaming_em_rejects_bad_input():
     with pytest.raises(ValueError, match="matrix"):
-        gaussian_mixture.fit_em_streaming(jax.random.PRNGKey(0), np.zeros(10), 2)
+        distributed_em.fit_em_streaming(jax.random.PRNGKey(0), np.zeros(10), 2)
     with pytest.raises(ValueError, match="chunk_size"):
-        gaussian_mixture.fit_em_streaming(jax.random.PRNGKey(0), np.zeros((10, 2)), 2, chunk_size=0)
+        distributed_em.fit_em_streaming(jax.random.PRNGKey(0), np.zeros((10, 2)), 2, chunk_size=0)
     bad = np.zeros((10, 2), np.float32)
     bad[7, 1] = np.nan
     with pytest.raises(ValueError, match="non-finite values in rows 5 to 9"):
-        gaussian_mixture.fit_em_streaming(jax.random.PRNGKey(0), bad, 2, chunk_size=5)
+        distributed_em.fit_em_streaming(jax.random.PRNGKey(0), bad, 2, chunk_size=5)
 
 
 @pytest.mark.standard_promotion
 def test_evaluation_device_memory_does_not_grow_with_the_data_or_k(monkeypatch):
-    config = runs.FitConfig(model="vae", epochs=1, hidden=(8,), latent_dim=2, batch_size=64)
-    dataset = runs.load_data(config)
-    params = runs.fit(config, dataset).params
-    monkeypatch.setattr(runs, "EVALUATION_BATCH", 40)
+    config = app.FitConfig(model="vae", epochs=1, hidden=(8,), latent_dim=2, batch_size=64)
+    dataset = app.load_data(config)
+    params = app.fit(config, dataset).params
+    monkeypatch.setattr(batches, "EVALUATION_BATCH", 40)
 
     def peak(num_test, num_samples):
         subset = dataset._replace(test=np.asarray(dataset.train)[:num_test])
         baseline = sum(array.nbytes for array in jax.live_arrays())
         peaks = []
-        runs.evaluate(config, params, subset, num_samples=num_samples, refine_steps=1,
+        app.evaluate(config, params, subset, num_samples=num_samples, refine_steps=1,
                       progress=lambda *_: peaks.append(sum(array.nbytes for array in jax.live_arrays())))
         return max(peaks) - baseline
 

@@ -19,12 +19,12 @@ import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import make_gaussian_mixture, make_linear_gaussian
+from helpers import make_gaussian_mixture, make_linear_gaussian
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lvmjax
-from lvmjax import bernoulli_mixture, gaussian_mixture, linear_gaussian
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=None)
 LG_PARAMS, LG_X = make_linear_gaussian()  # D = 4, d = 2

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lvmjax import applications, mixture_vi, plots, runs
+from lvmjax import app, applications, mixture_vi, plots
 from lvmjax.data import load_binarized_mnist, load_digits
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
 
@@ -47,10 +47,10 @@ def impute_vae(fitted, images, mask, num_samples=1000, fill_value=0.5):
 
 def fit_vae(config):
     """(the AmortizedModel, its trained parameters)."""
-    result = runs.fit(config)
+    result = app.fit(config)
     print(f"  vae on {config.data}: {config.epochs} epochs in {result.seconds:.0f} s, "
           f"final training ELBO {result.history[-1]['train_objective']:.2f}")
-    return runs.build_model(config, result.data_dim, result.image_shape), result.params
+    return config.spec.networks(config, result.data_dim, result.image_shape), result.params
 
 
 def one_per_label(labels, count=NUM_SHOWN):
@@ -64,7 +64,7 @@ def digits_figures(out: Path) -> None:
     key = jax.random.PRNGKey(0)
 
     mob, _ = bernoulli_mixture.fit_em(key, jnp.asarray(binary.train), 10, n_init=4)
-    vae = fit_vae(runs.FitConfig(model="vae", data="digits", epochs=300))
+    vae = fit_vae(app.FitConfig(model="vae", data="digits", epochs=300))
     imputations = {"mixture of\nBernoullis": impute_all(applications.impute_bernoulli_mixture, mob,
                                                         binary.test[shown], mask),
                    "VAE": impute_vae(vae, binary.test[shown], mask)}
@@ -133,7 +133,7 @@ def mnist_figure(out: Path, mnist_dir: str) -> None:
     mob, info = bernoulli_mixture.fit_em(jax.random.PRNGKey(0), jnp.asarray(mnist.train), 50, max_iter=100)
     print(f"  mixture of 50 Bernoullis on MNIST: {int(info.num_iterations)} EM iterations in "
           f"{time.perf_counter() - start:.0f} s")
-    vae = fit_vae(runs.FitConfig(model="vae", data="binarized-mnist", data_dir=mnist_dir, epochs=20,
+    vae = fit_vae(app.FitConfig(model="vae", data="binarized-mnist", data_dir=mnist_dir, epochs=20,
                                  latent_dim=32, hidden=(512, 512)))
     imputations = {"mixture of\nBernoullis": impute_all(applications.impute_bernoulli_mixture, mob,
                                                         mnist.test[shown], mask),
