@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -305,7 +306,8 @@ class _BatchProgress:
     """`app.evaluate`'s progress over test batches: a `_Progress`, made at the first call."""
 
     def __init__(self, label: str, quiet: bool):
-        self.label, self.quiet, self.progress = label, quiet, None
+        self.label, self.quiet = label, quiet
+        self.progress: _Progress | None = None
 
     def __call__(self, done: int, total: int):
         if self.progress is None:
@@ -412,7 +414,9 @@ class _StageProgress:
     """One progress bar per tour stage on a terminal, a line per stage otherwise, nothing with --quiet."""
 
     def __init__(self, quiet: bool):
-        self.quiet, self.bar, self.tasks, self.started = quiet, None, {}, {}
+        self.quiet, self.bar = quiet, None
+        self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
         if not quiet and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

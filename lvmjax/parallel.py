@@ -29,6 +29,7 @@ standard `jax.distributed` settings from the environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -195,9 +196,9 @@ def initialize_distributed(environ: dict[str, str] | None = None) -> bool:
     Raises:
       ValueError: some but not all of the three are set, or a number is malformed.
     """
-    environ = os.environ if environ is None else environ
+    source: Mapping[str, str] = os.environ if environ is None else environ
     names = (COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID)
-    values = {name: environ.get(name) for name in names}
+    values = {name: source.get(name, "") for name in names}
     if not any(values.values()):
         return False
     missing = [name for name, value in values.items() if not value]

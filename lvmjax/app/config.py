@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 
-import jax
 from jax.sharding import Mesh
 
 from lvmjax.app import registry
@@ -15,7 +13,7 @@ from lvmjax.data import Dataset
 from lvmjax.errors import RunError
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
-__all__ = ["ARCHITECTURES", "PRECISIONS", "FitConfig", "check_config_against_data", "check_mesh", "precision_scope"]
+__all__ = ["ARCHITECTURES", "PRECISIONS", "FitConfig", "check_config_against_data", "check_mesh"]
 
 ARCHITECTURES = ("mlp", "conv")
 PRECISIONS = ("float32", "float64")
@@ -94,11 +92,6 @@ class FitConfig:
     def samples(self) -> int:
         """K of the training objective: `num_samples`, or the model's default."""
         return self.num_samples if self.num_samples is not None else self.spec.default_num_samples
-
-
-def precision_scope(config: FitConfig) -> contextlib.AbstractContextManager:
-    """The context a run computes in: float64 (`jax.enable_x64`) where `config.precision` says so."""
-    return jax.enable_x64(True) if config.precision == "float64" else contextlib.nullcontext()
 
 
 def check_mesh(config: FitConfig, mesh: Mesh | None) -> Mesh | None:

@@ -106,12 +106,18 @@ def _display(images: np.ndarray, run: Run) -> np.ndarray:
     return images if run.spec.pixel_probabilities else np.clip(images, 0.0, 1.0)
 
 
+def _image_shape(run: Run) -> tuple[int, int]:
+    if run.image_shape is None:
+        raise RunError(f"the data of this {run.spec.name} run are not images; there is nothing to draw.")
+    return run.image_shape
+
+
 def samples_figure(run: Run, images: np.ndarray, draw: bool = False):
     if run.spec.pixel_probabilities:
         what = "binary draws x ~ p(x | z)" if draw else "pixel probabilities E[x | z]"
     else:
         what = "draws x ~ p(x | z), clipped to [0, 1]"
-    return plots.image_mosaic(_display(images, run), run.image_shape,
+    return plots.image_mosaic(_display(images, run), _image_shape(run),
                               title=f"{run.spec.name}: {len(images)} generated images ({what}, z ~ p(z))")
 
 
@@ -121,7 +127,7 @@ def imputation_figure(run: Run, truth, observed, imputed, mask: str, labels=None
     observed_rows = np.broadcast_to(observed, (len(chosen), len(observed)))
     name = run.spec.name
     return plots.imputation_grid(truth[chosen], observed_rows, {name: _display(imputed[chosen], run)},
-                                 run.image_shape, title=f"{name}: imputation, {mask} missing")
+                                 _image_shape(run), title=f"{name}: imputation, {mask} missing")
 
 
 def plot_run(key, run: Run, run_dir: str | Path, dataset: data_lib.Dataset, out_dir: Path,

@@ -24,7 +24,8 @@ import jax
 
 from lvmjax.app import checkpoints as checkpoints_lib
 from lvmjax.app.checkpoints import CHECKPOINT_DIR, CHECKPOINTS_DIR
-from lvmjax.app.config import FitConfig, precision_scope
+from lvmjax.app.config import FitConfig
+from lvmjax.app.precision import precision_scope
 from lvmjax.app.spec import FitResult, Run
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
@@ -146,9 +147,12 @@ def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult, n
     with one φ_i per training datapoint; found in the parameters where it is 0).
     """
     if not num_train and isinstance(result.params, dict) and "phi" in result.params:
-        num_train = len(jax.tree_util.tree_leaves(result.params["phi"])[0])
+        num_train = len(jax.tree.leaves(result.params["phi"])[0])
     description = _describe(config, result.data_dim, result.image_shape, num_train)
-    return _create_run_dir(Path(run_dir), description, lambda staging: finish_run(staging, result))
+    def fill(staging: Path) -> None:
+        finish_run(staging, result)
+
+    return _create_run_dir(Path(run_dir), description, fill)
 
 
 def resume_run(run_dir: str | os.PathLike, config: FitConfig) -> Path:

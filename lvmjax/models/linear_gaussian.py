@@ -285,15 +285,14 @@ def log_likelihood_error_bound(noise_variance: Array, data: Array) -> float:
 
     Above 1 nat the fitted ψ and the log-likelihood are rounding noise.
     """
-    data = np.asarray(data)
-    return (data.shape[1] * float(np.finfo(data.dtype).eps) * float(np.max(np.var(data, axis=0)))
+    rows = np.asarray(data)
+    return (rows.shape[1] * float(np.finfo(rows.dtype).eps) * float(np.max(np.var(rows, axis=0)))
             / float(np.min(noise_variance)))
 
 
 def _warn_if_below_resolution(noise_variance: Array, data: Array) -> None:
     """Warns where S, formed in the data's precision, cannot resolve the fitted ψ_d
     (`log_likelihood_error_bound` above 1 nat)."""
-    data = np.asarray(data)
     error_bound = log_likelihood_error_bound(noise_variance, data)
     if error_bound > 1:
         warnings.warn(

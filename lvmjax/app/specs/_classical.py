@@ -12,27 +12,35 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lvmjax import applications
-from lvmjax.app.config import precision_scope
+from lvmjax.app.precision import precision_scope
 from lvmjax.app.spec import EvaluationSettings, FitResult, Run
 from lvmjax.errors import RunError
 from lvmjax.model import LatentVariableModel
 from lvmjax.types import Array, Params
 
+if TYPE_CHECKING:
+    from jax.sharding import Mesh
+
+    from lvmjax.app.config import FitConfig
+    from lvmjax.data import Dataset
+    from lvmjax.models._em import EMInfo
+
 __all__ = ["check_components", "exact_evaluation", "exact_imputation", "fit_by", "generative_of", "mixture_metrics",
            "template_of"]
 
-FitModel = Callable[[Array, Array, object, object], tuple[Params, object]]
+FitModel = Callable[[Array, Array, "FitConfig", "Mesh | None"], tuple[Params, "EMInfo | None"]]
 """`fit_model(key, train, config, mesh) -> (Params, EMInfo or None)`: None for a closed form."""
 
 
 def fit_by(fit_model: FitModel, log_marginal: Callable[[Params, Array], Array],
-           check_fit: Callable[[object, Params, Array], None] | None = None) -> Callable[..., FitResult]:
+           check_fit: Callable[[FitConfig, Params, Array], None] | None = None) -> Callable[..., FitResult]:
     """The application's fit of a classical model: `fit_model` on the training split, in the run's precision.
 
     The history is EM's objective at every iterate (`EMInfo.objective`), or for a
@@ -62,7 +70,7 @@ def fit_by(fit_model: FitModel, log_marginal: Callable[[Params, Array], Array],
     return fit
 
 
-def template_of(fit_model: FitModel, num_rows: Callable[[object, int], int]):
+def template_of(fit_model: FitModel, num_rows: Callable[[FitConfig, int], int]):
     """`template(config, data_dim, image_shape, num_train)`: the shapes of what `fit_model` returns, traced on
     abstract data of `num_rows(config, data_dim)` rows (nothing is computed), as the saved dict."""
 
@@ -76,8 +84,8 @@ def template_of(fit_model: FitModel, num_rows: Callable[[object, int], int]):
 
 
 def exact_evaluation(log_marginal: Callable[[Params, Array], Array],
-                     num_free_parameters: Callable[[object, int], int],
-                     extra: Callable[[object, Params, object], dict] | None = None) -> Callable[..., dict]:
+                     num_free_parameters: Callable[[FitConfig, int], int],
+                     extra: Callable[[FitConfig, Params, Dataset], dict] | None = None) -> Callable[..., dict]:
     """Exact test metrics: −log p(x) needs no sampling, and with q = p(z | x) the ELBO is log p(x).
 
     Reports the test NLL (its standard error is 0), the training NLL and the BIC,

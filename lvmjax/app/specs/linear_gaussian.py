@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvmjax import applications
-from lvmjax.app.config import precision_scope
+from lvmjax.app.precision import precision_scope
 from lvmjax.app.spec import DataKind, ModelSpec, Run
 from lvmjax.app.specs import _classical
 from lvmjax.errors import PrecisionError, RunError

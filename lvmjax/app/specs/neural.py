@@ -198,18 +198,24 @@ def _evaluate_autoencoder(config, params, dataset, settings: EvaluationSettings)
 # --- What a fitted model can do ----------------------------------------------------------
 
 
+def _networks_of(run: Run) -> amortized.AmortizedModel:
+    if run.vae is None:
+        raise RunError(f"the {run.spec.name} run has no networks; read it with load_run.")
+    return run.vae
+
+
 def _decoder(run: Run):
-    return run.vae.model, {"decoder": run.params["decoder"]}
+    return _networks_of(run).model, {"decoder": run.params["decoder"]}
 
 
 def _impute_with_encoder(key, run: Run, data, observed, num_samples: int) -> np.ndarray:
     """Self-normalized importance sampling with K = `num_samples` draws from the encoder's q(z | x_o)."""
-    return np.asarray(impute_vae_all(key, run.vae, run.params, data, observed, num_samples))
+    return np.asarray(impute_vae_all(key, _networks_of(run), run.params, data, observed, num_samples))
 
 
 def _impute_with_prior(key, run: Run, data, observed, num_samples: int) -> np.ndarray:
     """svi has no encoder, so the proposal is the prior p(z): the weights are the likelihoods p(x_o | z_k)."""
-    vae = run.vae
+    vae = _networks_of(run)
     standard_normal = {"mean": jnp.zeros(vae.latent_dim), "log_scale": jnp.zeros(vae.latent_dim)}
     prior_proposal = vae._replace(encoder_output=lambda params, x: standard_normal)
     return np.asarray(impute_vae_all(key, prior_proposal, {"decoder": run.params["decoder"]}, data, observed,
@@ -217,7 +223,7 @@ def _impute_with_prior(key, run: Run, data, observed, num_samples: int) -> np.nd
 
 
 def _encoder_codes(run: Run, dataset):
-    codes = applications.latent_means(jax.jit(run.vae.encode), run.params, jnp.asarray(dataset.test))
+    codes = applications.latent_means(jax.jit(_networks_of(run).encode), run.params, jnp.asarray(dataset.test))
     return np.asarray(codes), dataset.test_labels, "the encoder's means E_q[z | x] of the test data"
 
 
