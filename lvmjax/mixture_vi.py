@@ -114,15 +114,20 @@ def local_elbo(family: VariationalFamily, estimator: Literal["exact", "score"], 
         return elbo_exact(gaussian_mixture.model, to_params(theta), family.distribution(phi), x)
 
     def score(key, theta, phi, x):
-        return elbo(key, gaussian_mixture.model, to_params(theta), family.distribution(phi), x, num_samples,
-                    gradient="score")
+        return elbo(
+            key, gaussian_mixture.model, to_params(theta), family.distribution(phi), x, num_samples, gradient="score"
+        )
 
     return exact if estimator == "exact" else score
 
 
-def make_vi_step(family: VariationalFamily, estimator: Literal["exact", "score"],
-                 theta_optimizer: optax.GradientTransformation, phi_optimizer: optax.GradientTransformation,
-                 num_samples: int = 1) -> Callable[[svi.SVIState, Array, Array], tuple[svi.SVIState, svi.SVIInfo]]:
+def make_vi_step(
+    family: VariationalFamily,
+    estimator: Literal["exact", "score"],
+    theta_optimizer: optax.GradientTransformation,
+    phi_optimizer: optax.GradientTransformation,
+    num_samples: int = 1,
+) -> Callable[[svi.SVIState, Array, Array], tuple[svi.SVIState, svi.SVIInfo]]:
     """A pure full-batch step `(state, key, data) -> (state, svi.SVIInfo)` on θ and every φ_i together.
 
         θ   ← θ + theta_optimizer(∇_θ (1/N) Σ_i ELBO(x_i; θ, φ_i))
@@ -136,8 +141,14 @@ def make_vi_step(family: VariationalFamily, estimator: Literal["exact", "score"]
     is {"logits": (N, K)}; `data` is (N, D); `info.objective` is the mean ELBO
     at the θ and φ before the step.
     """
-    joint_step = svi.make_svi_step(gaussian_mixture.model, family, theta_optimizer, phi_optimizer, schedule="joint",
-                                   local_objective=local_elbo(family, estimator, num_samples))
+    joint_step = svi.make_svi_step(
+        gaussian_mixture.model,
+        family,
+        theta_optimizer,
+        phi_optimizer,
+        schedule="joint",
+        local_objective=local_elbo(family, estimator, num_samples),
+    )
 
     def step(state, key, data):
         return joint_step(state, key, (jnp.arange(data.shape[0]), data))
@@ -173,15 +184,24 @@ def evaluate(params: Params, data: Array, variational_logits: Array) -> VIEvalua
     """
     family = categorical(variational_logits.shape[1])
     elbos = jax.vmap(lambda phi, x: elbo_exact(gaussian_mixture.model, params, family.distribution(phi), x))(
-        {"logits": variational_logits}, data)
+        {"logits": variational_logits}, data
+    )
     log_likelihood = mean_log_likelihood(params, data)
     mean_elbo = jnp.mean(elbos)
     return VIEvaluation(mean_elbo, log_likelihood, log_likelihood - mean_elbo)
 
 
-def fit_vi(key: Array, data: Array, num_components: int, estimator: Literal["exact", "score"] = "exact",
-           num_steps: int = 500, learning_rate: float = 0.02, phi_learning_rate: float = 0.1,
-           num_samples: int = 8, init_params: Params | None = None) -> tuple[Params, VIInfo]:
+def fit_vi(
+    key: Array,
+    data: Array,
+    num_components: int,
+    estimator: Literal["exact", "score"] = "exact",
+    num_steps: int = 500,
+    learning_rate: float = 0.02,
+    phi_learning_rate: float = 0.1,
+    num_samples: int = 8,
+    init_params: Params | None = None,
+) -> tuple[Params, VIInfo]:
     """A Gaussian mixture fitted by variational EM: Adam ascent of Σ_i ELBO(x_i; θ, φ_i) in θ and every φ_i.
 
     θ_0 is `init_params`, or else `gaussian_mixture.initial_params(key_init,
@@ -213,25 +233,29 @@ def fit_vi(key: Array, data: Array, num_components: int, estimator: Literal["exa
     data = _validation.check_data_matrix(data)
     _validation.check_num_components(num_components, data.shape[0])
     if init_params is not None and tuple(jnp.shape(init_params.means)) != (num_components, data.shape[1]):
-        raise ArgumentError(f"init_params has means of shape {tuple(jnp.shape(init_params.means))}, but "
-                         f"num_components={num_components} and the data have {data.shape[1]} columns.")
+        raise ArgumentError(
+            f"init_params has means of shape {tuple(jnp.shape(init_params.means))}, but "
+            f"num_components={num_components} and the data have {data.shape[1]} columns."
+        )
     num_steps = _validation.check_num_samples(num_steps, "num_steps")
     num_samples = _validation.check_num_samples(num_samples)
-    return _fit_vi(key, data, num_components, estimator, num_steps, learning_rate, phi_learning_rate,
-                   num_samples, init_params)
+    return _fit_vi(
+        key, data, num_components, estimator, num_steps, learning_rate, phi_learning_rate, num_samples, init_params
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("num_components", "estimator", "num_steps", "num_samples"))
-def _fit_vi(key, data, num_components, estimator, num_steps, learning_rate, phi_learning_rate, num_samples,
-            init_params):
+def _fit_vi(
+    key, data, num_components, estimator, num_steps, learning_rate, phi_learning_rate, num_samples, init_params
+):
     key_init, key_steps = jax.random.split(key)
-    params = init_params if init_params is not None else gaussian_mixture.initial_params(
-        key_init, data, num_components)
+    params = init_params if init_params is not None else gaussian_mixture.initial_params(key_init, data, num_components)
     theta = to_unconstrained(params)
     phi = {"logits": posterior_logits(params, data)}
     theta_optimizer, phi_optimizer = optax.adam(learning_rate), optax.adam(phi_learning_rate)
-    state = svi.SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
-                         jnp.zeros((), jnp.int32))
+    state = svi.SVIState(
+        theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi), jnp.zeros((), jnp.int32)
+    )
     step = make_vi_step(categorical(num_components), estimator, theta_optimizer, phi_optimizer, num_samples)
 
     def body(state, step_key):
@@ -241,4 +265,3 @@ def _fit_vi(key, data, num_components, estimator, num_steps, learning_rate, phi_
 
     state, (elbos, log_likelihoods) = jax.lax.scan(body, state, jax.random.split(key_steps, num_steps))
     return to_params(state.theta), VIInfo(elbos, log_likelihoods, state.phi["logits"], params)
-

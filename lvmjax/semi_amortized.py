@@ -25,9 +25,16 @@ from lvmjax.types import Array, Params
 __all__ = ["GapReport", "amortization_gap", "refine"]
 
 
-def refine(key: Array, amortized, params: Params, data: Array, num_steps: int,
-           optimizer: optax.GradientTransformation | None = None, num_samples: int = 1,
-           return_trace: bool = False) -> Params | tuple[Params, Array]:
+def refine(
+    key: Array,
+    amortized,
+    params: Params,
+    data: Array,
+    num_steps: int,
+    optimizer: optax.GradientTransformation | None = None,
+    num_samples: int = 1,
+    return_trace: bool = False,
+) -> Params | tuple[Params, Array]:
     """Semi-amortized inference (Kim et al. 2018): start each φ_i at the encoder's φ(x_i), then SVI.
 
         φ_i ← φ(x_i),   then num_steps times   φ_i ← φ_i + optimizer(∇_{φ_i} ELBO(x_i; θ, φ_i))
@@ -49,8 +56,19 @@ def refine(key: Array, amortized, params: Params, data: Array, num_steps: int,
     """
     optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
     phi = jax.vmap(amortized.encoder_output, in_axes=(None, 0))(params, data)
-    return svi.fit_local(key, amortized.model, amortized.family, params, data, phi, optimizer, num_steps,
-                     num_samples, analytic_kl=True, return_trace=return_trace)
+    return svi.fit_local(
+        key,
+        amortized.model,
+        amortized.family,
+        params,
+        data,
+        phi,
+        optimizer,
+        num_steps,
+        num_samples,
+        analytic_kl=True,
+        return_trace=return_trace,
+    )
 
 
 class GapReport(NamedTuple):
@@ -64,9 +82,17 @@ class GapReport(NamedTuple):
     amortization_gap: Array  # shape=(N,): refined ELBO - amortized ELBO
 
 
-def amortization_gap(key: Array, amortized, params: Params, data: Array, refine_steps: int = 200,
-                     elbo_samples: int = 100, marginal_samples: int = 5000, chunk_size: int | None = 500,
-                     batch_size: int = 64) -> GapReport:
+def amortization_gap(
+    key: Array,
+    amortized,
+    params: Params,
+    data: Array,
+    refine_steps: int = 200,
+    elbo_samples: int = 100,
+    marginal_samples: int = 5000,
+    chunk_size: int | None = 500,
+    batch_size: int = 64,
+) -> GapReport:
     """Splits the inference gap of a trained amortized model on N datapoints.
 
         log p(x) - ELBO(q_φ(x)) = [log p(x) - ELBO(q*)] + [ELBO(q*) - ELBO(q_φ(x))]
@@ -89,22 +115,43 @@ def amortization_gap(key: Array, amortized, params: Params, data: Array, refine_
         # difference is not noise, and independent across datapoints, so that the mean over
         # the N datapoints averages the Monte Carlo error away.
         index, phi, x = args
-        return elbo(jax.random.fold_in(key_elbo, index), model, params, family.distribution(phi), x, elbo_samples,
-                    analytic_kl=True)
+        return elbo(
+            jax.random.fold_in(key_elbo, index),
+            model,
+            params,
+            family.distribution(phi),
+            x,
+            elbo_samples,
+            analytic_kl=True,
+        )
 
     indices = jnp.arange(data.shape[0])
     amortized_elbo = jax.lax.map(elbo_of, (indices, initial, data), batch_size=batch_size)
     refined_elbo = jax.lax.map(elbo_of, (indices, refined, data), batch_size=batch_size)
     better = refined_elbo >= amortized_elbo
     best = jax.tree.map(
-        lambda new, old: jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old), refined, initial)
+        lambda new, old: jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old), refined, initial
+    )
     refined_elbo = jnp.maximum(refined_elbo, amortized_elbo)
 
     def marginal(args):
         index, phi, x = args
-        return log_marginal_is(jax.random.fold_in(key_marginal, index), model, params,
-                               family.distribution(phi), x, marginal_samples, chunk_size=chunk_size)
+        return log_marginal_is(
+            jax.random.fold_in(key_marginal, index),
+            model,
+            params,
+            family.distribution(phi),
+            x,
+            marginal_samples,
+            chunk_size=chunk_size,
+        )
 
     estimate = jax.lax.map(marginal, (jnp.arange(data.shape[0]), best, data), batch_size=batch_size)
-    return GapReport(estimate.log_marginal, estimate.stderr, amortized_elbo, refined_elbo,
-                     estimate.log_marginal - refined_elbo, refined_elbo - amortized_elbo)
+    return GapReport(
+        estimate.log_marginal,
+        estimate.stderr,
+        amortized_elbo,
+        refined_elbo,
+        estimate.log_marginal - refined_elbo,
+        refined_elbo - amortized_elbo,
+    )

@@ -64,13 +64,19 @@ class SVIInfo(NamedTuple):
     inner_steps: Array  # shape=(), int32: φ updates taken in this step
 
 
-def init_svi(key: Array, family: VariationalFamily, theta: Params, num_data: int,
-             theta_optimizer: optax.GradientTransformation,
-             phi_optimizer: optax.GradientTransformation) -> SVIState:
+def init_svi(
+    key: Array,
+    family: VariationalFamily,
+    theta: Params,
+    num_data: int,
+    theta_optimizer: optax.GradientTransformation,
+    phi_optimizer: optax.GradientTransformation,
+) -> SVIState:
     """θ as given, φ_1 … φ_N from `family.init`, and fresh optimizer states."""
     phi = jax.vmap(family.init)(jax.random.split(key, num_data))
-    return SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
-                    jnp.zeros((), jnp.int32))
+    return SVIState(
+        theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi), jnp.zeros((), jnp.int32)
+    )
 
 
 def shard_state(state: SVIState, mesh: Mesh) -> SVIState:
@@ -80,9 +86,14 @@ def shard_state(state: SVIState, mesh: Mesh) -> SVIState:
     Where N is not a multiple of the number of devices n, φ gains copies of φ_1 up to
     the next multiple; no step touches them, and `state.phi[:N]` are the φ_i.
     """
-    rows = parallel.pad_to_multiple((state.phi, state.phi_opt_state), mesh.size)
-    return SVIState(parallel.replicate(state.theta, mesh), parallel.replicate(state.theta_opt_state, mesh),
-                    *parallel.shard(rows, mesh), parallel.replicate(state.step, mesh))
+    phi, phi_opt_state = parallel.shard(parallel.pad_to_multiple((state.phi, state.phi_opt_state), mesh.size), mesh)
+    return SVIState(
+        parallel.replicate(state.theta, mesh),
+        parallel.replicate(state.theta_opt_state, mesh),
+        phi,
+        phi_opt_state,
+        parallel.replicate(state.step, mesh),
+    )
 
 
 def _local_elbo(model, family, num_samples, analytic_kl) -> LocalObjective:
@@ -108,9 +119,13 @@ def _local_update(local: LocalObjective, optimizer: optax.GradientTransformation
     return update
 
 
-def make_local_update(model: LatentVariableModel, family: VariationalFamily,
-                      optimizer: optax.GradientTransformation, num_samples: int = 1,
-                      analytic_kl: bool = False) -> Callable:
+def make_local_update(
+    model: LatentVariableModel,
+    family: VariationalFamily,
+    optimizer: optax.GradientTransformation,
+    num_samples: int = 1,
+    analytic_kl: bool = False,
+) -> Callable:
     """One optax step on every φ_i of a batch, θ fixed: `(key, θ, φ, opt_state, batch) -> (φ, opt_state, elbo)`.
 
         φ_i ← φ_i + optimizer(∇_{φ_i} ELBO(x_i; θ, φ_i))
@@ -134,13 +149,20 @@ def _max_change(old, new):
     return jnp.max(jnp.stack(jax.tree.leaves(changes)))
 
 
-def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
-                  theta_optimizer: optax.GradientTransformation,
-                  phi_optimizer: optax.GradientTransformation, num_samples: int = 1,
-                  analytic_kl: bool = False, schedule: Literal["inner", "joint"] = "inner",
-                  inner_steps: int = 10, inner_tolerance: float = 0.0, skip_nonfinite: bool = True,
-                  mesh: Mesh | None = None, local_objective: LocalObjective | None = None
-                  ) -> Callable[[SVIState, Array, tuple[Array, Array]], tuple[SVIState, SVIInfo]]:
+def make_svi_step(
+    model: LatentVariableModel,
+    family: VariationalFamily,
+    theta_optimizer: optax.GradientTransformation,
+    phi_optimizer: optax.GradientTransformation,
+    num_samples: int = 1,
+    analytic_kl: bool = False,
+    schedule: Literal["inner", "joint"] = "inner",
+    inner_steps: int = 10,
+    inner_tolerance: float = 0.0,
+    skip_nonfinite: bool = True,
+    mesh: Mesh | None = None,
+    local_objective: LocalObjective | None = None,
+) -> Callable[[SVIState, Array, tuple[Array, Array]], tuple[SVIState, SVIInfo]]:
     """A pure SVI step `(state, key, (indices, batch)) -> (state, SVIInfo)`.
 
     Schedules (seed text, §4.1):
@@ -197,8 +219,9 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
 
     def step(state, key, indexed_batch):
         indices, batch = indexed_batch
-        phi, phi_opt_state = parallel.constrain((_gather(state.phi, indices), _gather(state.phi_opt_state, indices)),
-                                                mesh)
+        phi, phi_opt_state = parallel.constrain(
+            (_gather(state.phi, indices), _gather(state.phi_opt_state, indices)), mesh
+        )
 
         if schedule == "inner":
             key_phi, key_theta = jax.random.split(key)
@@ -209,15 +232,17 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
 
             def inner(carry):
                 count, phi, opt_state, _ = carry
-                new_phi, opt_state, _ = local_update(jax.random.fold_in(key_phi, count), state.theta, phi,
-                                                     opt_state, batch)
+                new_phi, opt_state, _ = local_update(
+                    jax.random.fold_in(key_phi, count), state.theta, phi, opt_state, batch
+                )
                 return count + 1, new_phi, opt_state, _max_change(phi, new_phi)
 
             infinity = jnp.full((), jnp.inf, jax.tree.leaves(phi)[0].dtype)
             start = (jnp.zeros((), jnp.int32), phi, phi_opt_state, infinity)
             count, phi, phi_opt_state, _ = jax.lax.while_loop(not_done, inner, start)
-            value, theta_grads = jax.value_and_grad(
-                lambda theta: jnp.mean(batch_elbo(theta, phi, key_theta, batch)))(state.theta)
+            value, theta_grads = jax.value_and_grad(lambda theta: jnp.mean(batch_elbo(theta, phi, key_theta, batch)))(
+                state.theta
+            )
         else:
             count = jnp.ones((), jnp.int32)
             elbos, vjp = jax.vjp(lambda theta, phi: batch_elbo(theta, phi, key, batch), state.theta, phi)
@@ -228,10 +253,16 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
             value = jnp.mean(elbos)
 
         def apply(state):
-            theta, theta_opt_state = training.ascent_step(theta_optimizer, theta_grads, state.theta_opt_state,
-                                                          state.theta)
-            return SVIState(theta, theta_opt_state, _scatter(state.phi, indices, phi),
-                            _scatter(state.phi_opt_state, indices, phi_opt_state), state.step + 1)
+            theta, theta_opt_state = training.ascent_step(
+                theta_optimizer, theta_grads, state.theta_opt_state, state.theta
+            )
+            return SVIState(
+                theta,
+                theta_opt_state,
+                _scatter(state.phi, indices, phi),
+                _scatter(state.phi_opt_state, indices, phi_opt_state),
+                state.step + 1,
+            )
 
         finite = jnp.isfinite(value) & training.all_finite((theta_grads, phi, phi_opt_state))
         state, skipped = training.apply_if_finite(finite, apply, state, skip_nonfinite)
@@ -240,11 +271,21 @@ def make_svi_step(model: LatentVariableModel, family: VariationalFamily,
     return step
 
 
-def svi(model: LatentVariableModel, family: VariationalFamily, theta_optimizer: optax.GradientTransformation,
-        phi_optimizer: optax.GradientTransformation, num_data: int, num_samples: int = 1,
-        analytic_kl: bool = False, schedule: Literal["inner", "joint"] = "inner", inner_steps: int = 10,
-        inner_tolerance: float = 0.0, skip_nonfinite: bool = True, mesh: Mesh | None = None,
-        local_objective: LocalObjective | None = None) -> training.Trainer:
+def svi(
+    model: LatentVariableModel,
+    family: VariationalFamily,
+    theta_optimizer: optax.GradientTransformation,
+    phi_optimizer: optax.GradientTransformation,
+    num_data: int,
+    num_samples: int = 1,
+    analytic_kl: bool = False,
+    schedule: Literal["inner", "joint"] = "inner",
+    inner_steps: int = 10,
+    inner_tolerance: float = 0.0,
+    skip_nonfinite: bool = True,
+    mesh: Mesh | None = None,
+    local_objective: LocalObjective | None = None,
+) -> training.Trainer:
     """Non-amortized SVI on N datapoints as a `training.Trainer`: ascent of Σ_i ELBO(x_i; θ, φ_i) in θ and φ_1 … φ_N.
 
     `init(key, θ)` is `init_svi(key, family, θ, num_data, theta_optimizer,
@@ -257,15 +298,36 @@ def svi(model: LatentVariableModel, family: VariationalFamily, theta_optimizer: 
     def init(key, theta):
         return init_svi(key, family, theta, num_data, theta_optimizer, phi_optimizer)
 
-    step = make_svi_step(model, family, theta_optimizer, phi_optimizer, num_samples, analytic_kl, schedule,
-                         inner_steps, inner_tolerance, skip_nonfinite, mesh, local_objective)
+    step = make_svi_step(
+        model,
+        family,
+        theta_optimizer,
+        phi_optimizer,
+        num_samples,
+        analytic_kl,
+        schedule,
+        inner_steps,
+        inner_tolerance,
+        skip_nonfinite,
+        mesh,
+        local_objective,
+    )
     return training.Trainer(init, step)
 
 
-def fit_local(key: Array, model: LatentVariableModel, family: VariationalFamily, theta: Params,
-              data: Array, phi: Params, optimizer: optax.GradientTransformation, num_steps: int,
-              num_samples: int = 1, analytic_kl: bool = False,
-              return_trace: bool = False) -> Params | tuple[Params, Array]:
+def fit_local(
+    key: Array,
+    model: LatentVariableModel,
+    family: VariationalFamily,
+    theta: Params,
+    data: Array,
+    phi: Params,
+    optimizer: optax.GradientTransformation,
+    num_steps: int,
+    num_samples: int = 1,
+    analytic_kl: bool = False,
+    return_trace: bool = False,
+) -> Params | tuple[Params, Array]:
     """Optimize φ_1 … φ_N for N datapoints with θ fixed: `num_steps` vmapped optax steps.
 
     Used to infer q(z | x_i) for datapoints that SVI never saw (a test set), and

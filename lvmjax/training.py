@@ -70,13 +70,15 @@ class Trainer(NamedTuple):
 
 def all_finite(tree: Any) -> Array:
     """True (a scalar bool array) if every floating-point entry of every leaf of `tree` is finite."""
-    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    checks = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
     return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
-def apply_if_finite(finite: Array, update: Callable[[Any], Any], state: Any, enabled: bool = True
-                    ) -> tuple[Any, Array]:
+def apply_if_finite(finite: Array, update: Callable[[Any], Any], state: Any, enabled: bool = True) -> tuple[Any, Array]:
     """(`update(state)`, False) if `finite`, else (`state`, True): the guard of every training step.
 
     A step whose objective or gradient is NaN or infinite (which would make Adam's
@@ -90,8 +92,9 @@ def apply_if_finite(finite: Array, update: Callable[[Any], Any], state: Any, ena
     return jax.lax.cond(finite, update, lambda unchanged: unchanged, state), ~finite
 
 
-def ascent_step(optimizer: optax.GradientTransformation, grads: Params, opt_state: optax.OptState,
-                params: Params) -> tuple[Params, optax.OptState]:
+def ascent_step(
+    optimizer: optax.GradientTransformation, grads: Params, opt_state: optax.OptState, params: Params
+) -> tuple[Params, optax.OptState]:
     """One optax step UP the gradient `grads` of an objective to maximize:
 
         params ← params + optimizer(∇),   the optimizer receiving −∇ (optax minimizes)
@@ -124,9 +127,9 @@ def batch_objective(objective: Objective) -> Callable[[Params, Array, Array], Ar
     return mean_objective
 
 
-def make_train_step(objective: Objective, optimizer: optax.GradientTransformation,
-                    skip_nonfinite: bool = True
-                    ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepInfo]]:
+def make_train_step(
+    objective: Objective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepInfo]]:
     """A pure `(state, key, batch) -> (state, StepInfo)` step that ascends the objective.
 
         params ← params + optimizer(∇_params (1/B) Σ_i objective(key_i, params, x_i))
@@ -156,8 +159,9 @@ def make_train_step(objective: Objective, optimizer: optax.GradientTransformatio
     return step
 
 
-def gradient_ascent(objective: Objective, optimizer: optax.GradientTransformation,
-                    skip_nonfinite: bool = True) -> Trainer:
+def gradient_ascent(
+    objective: Objective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
+) -> Trainer:
     """Minibatch gradient ascent on an objective of one datapoint, as a `Trainer`.
 
         params ← params + optimizer(∇_params (1/B) Σ_i objective(key_i, params, x_i))
@@ -185,8 +189,9 @@ def minibatch_indices(key: Array, num_data: int, batch_size: int) -> Array:
     return permutation[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
-def make_epoch(step: Callable, batch_size: int, mesh: Mesh | None = None
-               ) -> Callable[[Any, Array, Any], tuple[Any, Any]]:
+def make_epoch(
+    step: Callable, batch_size: int, mesh: Mesh | None = None
+) -> Callable[[Any, Array, Any], tuple[Any, Any]]:
     """One pass over the data as a `lax.scan` of `step` over shuffled minibatches.
 
     Args:

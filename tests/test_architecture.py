@@ -5,6 +5,7 @@ import ast
 import importlib
 import pkgutil
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -121,5 +122,6 @@ def test_one_source_of_the_version():
     from lvmjax import _version
 
     assert lvmjax.__version__ == _version.__version__
-    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
-    assert not re.search(r'^version\s*=', pyproject, re.MULTILINE)  # dynamic, read from lvmjax/_version.py
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lvmjax._version.__version__"}

@@ -80,8 +80,15 @@ def problem(exact_fit):
         return log_likelihood(start, data), em, log_likelihood(em, data), em_info.objective[0], at_posterior
 
     start_log_likelihood, em, em_log_likelihood, em_start, at_posterior = jax.jit(run_em)(data, info.initial_params)
-    problem = Problem(data, info.initial_params, float(start_log_likelihood), em, float(em_log_likelihood),
-                      float(em_start), at_posterior)
+    problem = Problem(
+        data,
+        info.initial_params,
+        float(start_log_likelihood),
+        em,
+        float(em_log_likelihood),
+        float(em_start),
+        at_posterior,
+    )
     assert problem.em_log_likelihood > problem.start_log_likelihood + 0.1  # EM has a long way to climb from θ_0
     return problem
 
@@ -96,8 +103,9 @@ def test_unconstrained_coordinates_round_trip_and_always_give_a_valid_scale_tril
     for got, want in zip(mixture_vi.to_params(mixture_vi.to_unconstrained(start)), start, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     rng = np.random.default_rng(1)
-    arbitrary = mixture_vi.UnconstrainedParams(*(jnp.asarray(rng.normal(size=shape) * 5, jnp.float32)
-                                                for shape in [(3,), (3, 2), (3, 2), (3, 2, 2)]))
+    arbitrary = mixture_vi.UnconstrainedParams(
+        *(jnp.asarray(rng.normal(size=shape) * 5, jnp.float32) for shape in [(3,), (3, 2), (3, 2), (3, 2, 2)])
+    )
     scale_tril = mixture_vi.to_params(arbitrary).scale_tril
     np.testing.assert_array_equal(scale_tril, jnp.tril(scale_tril))
     assert np.all(jnp.diagonal(scale_tril, axis1=1, axis2=2) > 0)
@@ -145,13 +153,16 @@ def test_evaluate_at_the_posterior_is_tight(problem):
     np.testing.assert_allclose(evaluation.kl, 0.0, atol=1e-5)
 
 
-@pytest.mark.parametrize(("options", "error"), [
-    ({"estimator": "reparam"}, ValueError),
-    ({"num_steps": 0}, ValueError),
-    ({"num_samples": 1.5}, TypeError),
-    ({"num_components": 0}, ValueError),
-    ({"num_components": 2, "init_params": "the θ_0 of 3 components"}, ValueError),
-])
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"estimator": "reparam"}, ValueError),
+        ({"num_steps": 0}, ValueError),
+        ({"num_samples": 1.5}, TypeError),
+        ({"num_components": 0}, ValueError),
+        ({"num_components": 2, "init_params": "the θ_0 of 3 components"}, ValueError),
+    ],
+)
 def test_bad_arguments_are_refused_before_compiling(problem, options, error):
     arguments = {"num_components": 3, **options}
     if "init_params" in arguments:
@@ -167,8 +178,9 @@ def test_a_non_finite_vi_step_changes_nothing_and_says_so(problem):
     theta_optimizer, phi_optimizer = optax.adam(0.02), optax.adam(0.1)
     theta = mixture_vi.to_unconstrained(problem.start)
     phi = {"logits": mixture_vi.posterior_logits(problem.start, problem.data)}
-    state = svi.SVIState(theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi),
-                         jnp.zeros((), jnp.int32))
+    state = svi.SVIState(
+        theta, theta_optimizer.init(theta), phi, jax.vmap(phi_optimizer.init)(phi), jnp.zeros((), jnp.int32)
+    )
     step = jax.jit(mixture_vi.make_vi_step(family, "exact", theta_optimizer, phi_optimizer))
     after, info = step(state, KEY, problem.data.at[3, 0].set(jnp.nan))
     assert bool(info.skipped) and int(after.step) == 0

@@ -23,8 +23,11 @@ def test_refined_elbo_is_never_below_the_amortized_one():
     for key in jax.random.split(jax.random.PRNGKey(1), 5):
         state, _ = epoch(state, key, data)
     subset = data[:24].at[1].set(data[0])  # two identical datapoints
-    gap = jax.jit(lambda key: semi_amortized.amortization_gap(key, vae, state.params, subset, refine_steps=50,
-                                                             marginal_samples=500, chunk_size=100))
+    gap = jax.jit(
+        lambda key: semi_amortized.amortization_gap(
+            key, vae, state.params, subset, refine_steps=50, marginal_samples=500, chunk_size=100
+        )
+    )
     report = gap(jax.random.PRNGKey(2))
     # Independent draws per datapoint: the same x gets two different Monte Carlo ELBOs, so that
     # the mean over datapoints averages the error away instead of repeating one draw's.
@@ -33,8 +36,9 @@ def test_refined_elbo_is_never_below_the_amortized_one():
     assert float(jnp.mean(report.amortization_gap)) > 0.05  # refinement really improves q
     # log p(x) estimate lies above the refined ELBO on average: the approximation gap is non-negative
     assert float(jnp.mean(report.approximation_gap)) > -3 * float(jnp.mean(report.log_marginal_stderr))
-    np.testing.assert_allclose(report.log_marginal - report.amortized_elbo,
-                               report.approximation_gap + report.amortization_gap, rtol=1e-5)
+    np.testing.assert_allclose(
+        report.log_marginal - report.amortized_elbo, report.approximation_gap + report.amortization_gap, rtol=1e-5
+    )
 
     # The trace of the refinement: step t's ELBO estimate at the φ_i it started from (step 0: the
     # encoder's φ(x_i), with step 0's key for datapoint i), and the same refined φ as without it.
@@ -47,8 +51,9 @@ def test_refined_elbo_is_never_below_the_amortized_one():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     first_keys = jax.random.split(jax.random.split(jax.random.PRNGKey(3), num_steps)[0], subset.shape[0])
     phi_0 = jax.vmap(vae.encoder_output, in_axes=(None, 0))(state.params, subset)
-    first = jax.vmap(lambda key, phi, x: lvmjax.elbo(key, vae.model, state.params, vae.family.distribution(phi), x,
-                                                     analytic_kl=True))(first_keys, phi_0, subset)
+    first = jax.vmap(
+        lambda key, phi, x: lvmjax.elbo(key, vae.model, state.params, vae.family.distribution(phi), x, analytic_kl=True)
+    )(first_keys, phi_0, subset)
     np.testing.assert_allclose(trace[0], first, rtol=1e-5)
     # One-sample estimates with an analytic KL: their mean over 24 datapoints climbs by more than 4 of
     # its standard errors from the first 10 steps to the last 10.

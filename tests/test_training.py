@@ -77,10 +77,14 @@ def root_objective(key, params, x):
     return -jnp.sum(jnp.sqrt(jnp.abs(params["w"] - x)))
 
 
-@pytest.mark.parametrize(("objective", "poison"), [
-    (quadratic_objective, lambda w: jnp.array([[1.0, jnp.nan, 3.0]])),  # NaN objective and gradient
-    (root_objective, lambda w: w[None]),  # x = w: finite objective, infinite gradient, so Adam's update is NaN
-], ids=["nan_objective", "infinite_gradient"])
+@pytest.mark.parametrize(
+    ("objective", "poison"),
+    [
+        (quadratic_objective, lambda w: jnp.array([[1.0, jnp.nan, 3.0]])),  # NaN objective and gradient
+        (root_objective, lambda w: w[None]),  # x = w: finite objective, infinite gradient, so Adam's update is NaN
+    ],
+    ids=["nan_objective", "infinite_gradient"],
+)
 def test_a_non_finite_step_changes_nothing_and_says_so(objective, poison):
     optimizer = optax.adam(0.1)
     step = jax.jit(training.make_train_step(objective, optimizer))
@@ -132,10 +136,12 @@ def test_gradient_ascent_is_init_train_state_and_make_train_step():
 
 
 def _svi_trainer():
-    params = linear_gaussian.Params(weight=jnp.array([[1.0, 0.0], [0.5, 1.0], [0.0, -1.0]]), bias=jnp.zeros(3),
-                                    noise_variance=jnp.full((3,), 0.5))
-    trainer = svi.svi(linear_gaussian.model, mean_field_gaussian(2), optax.adam(1e-2), optax.adam(1e-1), 8,
-                      inner_steps=2)
+    params = linear_gaussian.Params(
+        weight=jnp.array([[1.0, 0.0], [0.5, 1.0], [0.0, -1.0]]), bias=jnp.zeros(3), noise_variance=jnp.full((3,), 0.5)
+    )
+    trainer = svi.svi(
+        linear_gaussian.model, mean_field_gaussian(2), optax.adam(1e-2), optax.adam(1e-1), 8, inner_steps=2
+    )
     data = jnp.asarray(np.random.default_rng(0).normal(size=(8, 3)), jnp.float32)
     return trainer, params, (jnp.arange(8), data)
 
