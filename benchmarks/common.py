@@ -93,13 +93,20 @@ def format_table(rows: list[Row]) -> str:
     header = ("benchmark", "lvmjax s", "compile s", "peer", "peer s", "ratio", "lvmjax quality", "peer quality")
     lines = [header]
     for row in rows:
-        lines.append((row.benchmark, f"{row.lvmjax_seconds:.3f}", f"{row.compile_seconds:.2f}", row.peer,
-                      "" if row.peer_seconds is None else f"{row.peer_seconds:.3f}",
-                      "" if row.ratio is None else f"{row.ratio:.2f}x", row.lvmjax_quality,
-                      row.peer_quality or row.note))
+        lines.append(
+            (
+                row.benchmark,
+                f"{row.lvmjax_seconds:.3f}",
+                f"{row.compile_seconds:.2f}",
+                row.peer,
+                "" if row.peer_seconds is None else f"{row.peer_seconds:.3f}",
+                "" if row.ratio is None else f"{row.ratio:.2f}x",
+                row.lvmjax_quality,
+                row.peer_quality or row.note,
+            )
+        )
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-            for line in lines]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
     text += list(dict.fromkeys(f"{row.benchmark}: {row.workload}" for row in rows))
     return "\n".join(text)
 

@@ -118,7 +118,8 @@ def torch_evaluate(encoder, decoder, images: np.ndarray, sizes: Sizes) -> np.nda
                 noise = torch.randn(sizes.chunk_size, sizes.latent_dim)
                 z = mean + torch.exp(log_scale) * noise
                 log_likelihood = -functional.binary_cross_entropy_with_logits(
-                    decoder(z), x.expand(sizes.chunk_size, -1), reduction="none").sum(-1)
+                    decoder(z), x.expand(sizes.chunk_size, -1), reduction="none"
+                ).sum(-1)
                 log_prior = -0.5 * (z**2).sum(-1) - log_normal_constant
                 log_q = (-0.5 * noise**2 - log_scale).sum(-1) - log_normal_constant
                 log_weights.append(log_likelihood + log_prior - log_q)
@@ -126,14 +127,18 @@ def torch_evaluate(encoder, decoder, images: np.ndarray, sizes: Sizes) -> np.nda
     return np.asarray(results)
 
 
-def run(quick: bool = False, num_test: int | None = None, num_samples: int | None = None,
-        data_dir=DEFAULT_DATA_DIR) -> list[Row]:
+def run(
+    quick: bool = False, num_test: int | None = None, num_samples: int | None = None, data_dir=DEFAULT_DATA_DIR
+) -> list[Row]:
     sizes = QUICK if quick else FULL
-    sizes = dataclasses.replace(sizes, num_test=num_test or sizes.num_test,
-                                num_samples=num_samples or sizes.num_samples)
+    sizes = dataclasses.replace(
+        sizes, num_test=num_test or sizes.num_test, num_samples=num_samples or sizes.num_samples
+    )
     if sizes.num_samples % sizes.chunk_size or sizes.num_test % sizes.block:
-        raise ValueError(f"num_samples must be a multiple of {sizes.chunk_size} and num_test of {sizes.block}, "
-                         f"got {sizes.num_samples} and {sizes.num_test}.")
+        raise ValueError(
+            f"num_samples must be a multiple of {sizes.chunk_size} and num_test of {sizes.block}, "
+            f"got {sizes.num_samples} and {sizes.num_test}."
+        )
     images, source = test_images(sizes, data_dir)
     vae, params, torch_networks = make_network(sizes)
     evaluate = lvmjax_evaluator(vae, sizes)
@@ -145,17 +150,32 @@ def run(quick: bool = False, num_test: int | None = None, num_samples: int | Non
 
     first, steady = timed(ours, 1)
     log_marginals, stderrs = result["lvmjax"]
-    memory = {k: temporary_bytes(vae, params, sizes, k) for k in (sizes.chunk_size, sizes.num_samples,
-                                                                  10 * sizes.num_samples)}
-    workload = (f"K = {sizes.num_samples} importance samples for each of {sizes.num_test} {source}, "
-                f"MLP 784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent_dim} tanh, chunks of {sizes.chunk_size}, "
-                "float32")
+    memory = {
+        k: temporary_bytes(vae, params, sizes, k) for k in (sizes.chunk_size, sizes.num_samples, 10 * sizes.num_samples)
+    }
+    workload = (
+        f"K = {sizes.num_samples} importance samples for each of {sizes.num_test} {source}, "
+        f"MLP 784-{'-'.join(map(str, sizes.hidden))}-{sizes.latent_dim} tanh, chunks of {sizes.chunk_size}, "
+        "float32"
+    )
     memory_text = ", ".join(f"K = {k}: {b / 2**20:.1f} MiB" for k, b in memory.items())
-    quality = (f"NLL {-log_marginals.mean():.3f} ± {np.sqrt(np.sum(stderrs**2)) / sizes.num_test:.3f}; "
-               f"{sizes.num_test / steady:,.1f} images/s; temporary memory {memory_text}")
+    quality = (
+        f"NLL {-log_marginals.mean():.3f} ± {np.sqrt(np.sum(stderrs**2)) / sizes.num_test:.3f}; "
+        f"{sizes.num_test / steady:,.1f} images/s; temporary memory {memory_text}"
+    )
     if torch_networks is None:
-        return [Row("evaluation", workload, steady, first - steady, "PyTorch loop over datapoints", None, quality,
-                    note=not_installed("PyTorch"))]
+        return [
+            Row(
+                "evaluation",
+                workload,
+                steady,
+                first - steady,
+                "PyTorch loop over datapoints",
+                None,
+                quality,
+                note=not_installed("PyTorch"),
+            )
+        ]
     import torch
 
     encoder, decoder = torch_networks
@@ -165,8 +185,18 @@ def run(quick: bool = False, num_test: int | None = None, num_samples: int | Non
 
     _, peer_seconds = timed(theirs, 1)
     peer_quality = f"NLL {-result['torch'].mean():.3f}; {sizes.num_test / peer_seconds:,.1f} images/s"
-    return [Row("evaluation", workload, steady, first - steady,
-                f"PyTorch {torch.__version__} loop over datapoints", peer_seconds, quality, peer_quality)]
+    return [
+        Row(
+            "evaluation",
+            workload,
+            steady,
+            first - steady,
+            f"PyTorch {torch.__version__} loop over datapoints",
+            peer_seconds,
+            quality,
+            peer_quality,
+        )
+    ]
 
 
 def main(argv=None) -> list[Row]:

@@ -46,12 +46,16 @@ def sklearn_start(params, covariance_type):
         precisions = precisions[:, 0, 0]
     logits = np.asarray(params.logits, np.float64)
     weights = np.exp(logits - logits.max())
-    return {"weights_init": weights / weights.sum(), "means_init": np.asarray(params.means, np.float64),
-            "precisions_init": precisions}
+    return {
+        "weights_init": weights / weights.sum(),
+        "means_init": np.asarray(params.means, np.float64),
+        "precisions_init": precisions,
+    }
 
 
-def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterations=100, repeats=3,
-        skip_sklearn=False) -> list[Row]:
+def run(
+    num_data=100_000, data_dim=32, components=16, covariance="full", iterations=100, repeats=3, skip_sklearn=False
+) -> list[Row]:
     """lvmjax's and scikit-learn's EM from the same start; one `Row` (peer time None when skipped)."""
     data = make_data(num_data, data_dim, components)
     device_data = jnp.asarray(data)
@@ -60,16 +64,26 @@ def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterati
     result = {}
 
     def fit():
-        params, _ = gaussian_mixture.fit_em(key, device_data, components, covariance, max_iter=iterations, tol=0.0,
-                                            init_params=start)
+        params, _ = gaussian_mixture.fit_em(
+            key, device_data, components, covariance, max_iter=iterations, tol=0.0, init_params=start
+        )
         result["params"] = jax.block_until_ready(params)
 
     first, ours = timed(fit, repeats)
     ours_log_likelihood = float(gaussian_mixture.e_step(result["params"], device_data)[1])
-    workload = (f"{iterations} EM iterations, {covariance} covariance, N = {num_data:,}, D = {data_dim}, "
-                f"K = {components}, float32, same start")
-    row = Row("gmm_em" if covariance == "full" else f"gmm_em_{covariance}", workload, ours, first - ours,
-              "scikit-learn", None, f"mean log-likelihood {ours_log_likelihood:.5f}")
+    workload = (
+        f"{iterations} EM iterations, {covariance} covariance, N = {num_data:,}, D = {data_dim}, "
+        f"K = {components}, float32, same start"
+    )
+    row = Row(
+        "gmm_em" if covariance == "full" else f"gmm_em_{covariance}",
+        workload,
+        ours,
+        first - ours,
+        "scikit-learn",
+        None,
+        f"mean log-likelihood {ours_log_likelihood:.5f}",
+    )
     if skip_sklearn:
         row.note = "skipped: --skip-sklearn"
         return [row]
@@ -82,8 +96,14 @@ def run(num_data=100_000, data_dim=32, components=16, covariance="full", iterati
         return [row]
     times = []
     for _ in range(max(1, repeats - 2)):
-        reference = GaussianMixture(components, covariance_type=covariance, max_iter=iterations, tol=0.0,
-                                    reg_covar=1e-6, **sklearn_start(start, covariance))
+        reference = GaussianMixture(
+            components,
+            covariance_type=covariance,
+            max_iter=iterations,
+            tol=0.0,
+            reg_covar=1e-6,
+            **sklearn_start(start, covariance),
+        )
         begin = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -104,8 +124,9 @@ def main(argv=None) -> list[Row]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sklearn", action="store_true", help="time lvmjax alone")
     args = parser.parse_args(argv)
-    rows = run(args.num_data, args.data_dim, args.components, args.covariance, args.iterations, args.repeats,
-               args.skip_sklearn)
+    rows = run(
+        args.num_data, args.data_dim, args.components, args.covariance, args.iterations, args.repeats, args.skip_sklearn
+    )
     print_rows(rows)
     return rows
 

@@ -50,8 +50,10 @@ def proposal(params, x):
 
 def estimator(params, num_samples, chunk_size):
     def one(key, x):
-        return lvmjax.log_marginal_is(key, linear_gaussian.model, params, proposal(params, x), x,
-                                      num_samples, chunk_size=chunk_size)
+        return lvmjax.log_marginal_is(
+            key, linear_gaussian.model, params, proposal(params, x), x, num_samples, chunk_size=chunk_size
+        )
+
     return jax.jit(jax.vmap(one))
 
 
@@ -84,17 +86,20 @@ def main(argv=None):
     exact = jax.jit(jax.vmap(lambda x: linear_gaussian.log_marginal(params, x)))(data)
 
     print(f"machine: {machine()}, jax {jax.__version__}")
-    print(f"N = {args.num_data} datapoints, D = {args.data_dim}, d = {args.latent_dim}, "
-          f"K = {args.num_samples} samples each")
-    print(f"{'chunk_size':>10} {'compile s':>10} {'run s':>8} {'samples/s':>12} "
-          f"{'temp MiB':>9} {'|err|/se':>9}")
+    print(
+        f"N = {args.num_data} datapoints, D = {args.data_dim}, d = {args.latent_dim}, "
+        f"K = {args.num_samples} samples each"
+    )
+    print(f"{'chunk_size':>10} {'compile s':>10} {'run s':>8} {'samples/s':>12} {'temp MiB':>9} {'|err|/se':>9}")
     for chunk_size in (None, args.chunk_size):
         fn = estimator(params, args.num_samples, chunk_size)
         result, compile_seconds, seconds, temp_bytes = measure(fn, keys, data, args.repeats)
         error = np.mean(np.abs(np.asarray(result.log_marginal - exact)) / np.asarray(result.stderr))
         rate = args.num_data * args.num_samples / seconds
-        print(f"{chunk_size!s:>10} {compile_seconds:>10.2f} {seconds:>8.3f} {rate:>12.3g} "
-              f"{temp_bytes / 2**20:>9.1f} {error:>9.2f}")
+        print(
+            f"{chunk_size!s:>10} {compile_seconds:>10.2f} {seconds:>8.3f} {rate:>12.3g} "
+            f"{temp_bytes / 2**20:>9.1f} {error:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -109,8 +109,9 @@ class Model:
 
 MODELS: dict[str, Model] = {
     "burda-vae": Model((200, 200), 50, "tanh", 1, 10, ((88.71, "Burda et al. 2016, appendix"),)),
-    "burda-iwae": Model((200, 200), 50, "tanh", 50, 2,
-                        ((87.10, "Burda et al. 2016, appendix"), (86.82, "Pythae benchmark"))),
+    "burda-iwae": Model(
+        (200, 200), 50, "tanh", 50, 2, ((87.10, "Burda et al. 2016, appendix"), (86.82, "Pythae benchmark"))
+    ),
     "pythae-vae": Model((400,), 40, "relu", 1, 10, ((89.78, "Pythae benchmark"),)),
 }
 
@@ -205,8 +206,9 @@ def train_lvmjax(model: Model, schedule: Schedule, images: np.ndarray, label: st
     optimizer = make_optimizer(schedule, steps_per_epoch)
     initial = jax.jit(vae.init)(jax.random.PRNGKey(INIT_SEED))  # one program, not one per initializer
     state = training.init_train_state(initial, optimizer)
-    epoch = jax.jit(training.make_epoch(training.make_train_step(objective(model, vae), optimizer),
-                                        schedule.batch_size))
+    epoch = jax.jit(
+        training.make_epoch(training.make_train_step(objective(model, vae), optimizer), schedule.batch_size)
+    )
     data = jax.device_put(images)
     key = jax.random.PRNGKey(TRAIN_SEED)
     begin = time.perf_counter()
@@ -221,8 +223,10 @@ def train_lvmjax(model: Model, schedule: Schedule, images: np.ndarray, label: st
         seconds.append(time.perf_counter() - begin)
         if index in kept:
             params.append(jax.device_get(state.params))
-        progress(f"{label} lvmjax epoch {index}/{schedule.epochs}: {seconds[-1]:.1f} s, "
-                 f"training objective {float(info.objective.mean()):.2f}")
+        progress(
+            f"{label} lvmjax epoch {index}/{schedule.epochs}: {seconds[-1]:.1f} s, "
+            f"training objective {float(info.objective.mean()):.2f}"
+        )
     return Training(seconds, compile_seconds, kept, params)
 
 
@@ -238,8 +242,7 @@ def torch_networks(model: Model, data_dim: int = DATA_DIM):
             layers += [nn.Linear(m, n), activation()]
         return nn.Sequential(*layers[:-1])  # no activation after the last layer
 
-    return (mlp([data_dim, *model.hidden, 2 * model.latent_dim]),
-            mlp([model.latent_dim, *model.hidden, data_dim]))
+    return (mlp([data_dim, *model.hidden, 2 * model.latent_dim]), mlp([model.latent_dim, *model.hidden, data_dim]))
 
 
 def lvmjax_params(encoder, decoder) -> Params:
@@ -248,11 +251,18 @@ def lvmjax_params(encoder, decoder) -> Params:
     Both encoders' last layer gives the mean in its first half and the log-scale
     in its second (`networks.MLPEncoder`, and `chunk(2)` in `torch_objective`).
     """
+
     def dense_layers(sequential):
         linears = [layer for layer in sequential if hasattr(layer, "weight")]
-        return {"params": {f"Dense_{index}": {"kernel": layer.weight.detach().cpu().numpy().T.copy(),
-                                              "bias": layer.bias.detach().cpu().numpy().copy()}
-                           for index, layer in enumerate(linears)}}
+        return {
+            "params": {
+                f"Dense_{index}": {
+                    "kernel": layer.weight.detach().cpu().numpy().T.copy(),
+                    "bias": layer.bias.detach().cpu().numpy().copy(),
+                }
+                for index, layer in enumerate(linears)
+            }
+        }
 
     return {"encoder": dense_layers(encoder), "decoder": dense_layers(decoder)}
 
@@ -260,7 +270,7 @@ def lvmjax_params(encoder, decoder) -> Params:
 def torch_objective(encoder, decoder, num_samples: int) -> Callable:
     """batch (B, D) -> the batch mean of the ELBO with the analytic KL (num_samples = 1) or of the IWAE bound
 
-        IWAE_K(x) = log (1/K) Σ_k p(x | z_k) p(z_k) / q(z_k | x),   z_k = μ(x) + σ(x) ε_k
+    IWAE_K(x) = log (1/K) Σ_k p(x | z_k) p(z_k) / q(z_k | x),   z_k = μ(x) + σ(x) ε_k
     """
     import torch
     from torch.nn import functional
@@ -298,8 +308,12 @@ def train_pytorch(model: Model, schedule: Schedule, images: np.ndarray, label: s
     encoder, decoder = (network.to(device) for network in torch_networks(model))
     steps_per_epoch = images.shape[0] // schedule.batch_size
     rate = learning_rate(schedule, steps_per_epoch)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=float(rate(0)),
-                                 betas=(schedule.b1, schedule.b2), eps=schedule.eps)
+    optimizer = torch.optim.Adam(
+        [*encoder.parameters(), *decoder.parameters()],
+        lr=float(rate(0)),
+        betas=(schedule.b1, schedule.b2),
+        eps=schedule.eps,
+    )
     bound = torch_objective(encoder, decoder, model.num_samples)
     data = torch.from_numpy(images).to(device)
     kept = curve_epochs(schedule.epochs)
@@ -311,7 +325,7 @@ def train_pytorch(model: Model, schedule: Schedule, images: np.ndarray, label: s
         order = torch.randperm(images.shape[0], device=device)
         total = 0.0
         for step in range(steps_per_epoch):
-            batch = data[order[step * schedule.batch_size:(step + 1) * schedule.batch_size]]
+            batch = data[order[step * schedule.batch_size : (step + 1) * schedule.batch_size]]
             optimizer.zero_grad(set_to_none=True)
             loss = -bound(batch)
             loss.backward()
@@ -320,8 +334,10 @@ def train_pytorch(model: Model, schedule: Schedule, images: np.ndarray, label: s
         seconds.append(time.perf_counter() - begin)
         if index in kept:
             params.append(lvmjax_params(encoder, decoder))
-        progress(f"{label} PyTorch epoch {index}/{schedule.epochs}: {seconds[-1]:.1f} s, "
-                 f"training objective {-total / steps_per_epoch:.2f}")
+        progress(
+            f"{label} PyTorch epoch {index}/{schedule.epochs}: {seconds[-1]:.1f} s, "
+            f"training objective {-total / steps_per_epoch:.2f}"
+        )
     return Training(seconds, 0.0, kept, params)
 
 
@@ -381,13 +397,23 @@ class Result:
     seconds_to_pytorch_nll: float | None  # lvmjax's training seconds to PyTorch's final curve NLL
 
 
-def evaluate(name: str, trained: Training, curve: Callable, final: Callable, curve_images: jax.Array,
-             test_images: jax.Array) -> Side:
+def evaluate(
+    name: str, trained: Training, curve: Callable, final: Callable, curve_images: jax.Array, test_images: jax.Array
+) -> Side:
     cumulative = list(itertools.accumulate(trained.epoch_seconds, initial=trained.compile_seconds))[1:]
     nll, stderr = estimate_nll(final, trained.params[-1], test_images)
-    return Side(name, len(trained.epoch_seconds), statistics.median(trained.epoch_seconds), trained.compile_seconds,
-                cumulative[-1], trained.kept_epochs, [cumulative[epoch - 1] for epoch in trained.kept_epochs],
-                [estimate_nll(curve, params, curve_images)[0] for params in trained.params], nll, stderr)
+    return Side(
+        name,
+        len(trained.epoch_seconds),
+        statistics.median(trained.epoch_seconds),
+        trained.compile_seconds,
+        cumulative[-1],
+        trained.kept_epochs,
+        [cumulative[epoch - 1] for epoch in trained.kept_epochs],
+        [estimate_nll(curve, params, curve_images)[0] for params in trained.params],
+        nll,
+        stderr,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +438,7 @@ def compare(names: Sequence[str], settings: Settings, data_dir) -> list[Result]:
     test_images = jax.device_put(dataset.test[: settings.num_test])
     try:
         import torch
+
         peer = f"PyTorch {torch.__version__} eager"
     except ImportError:
         peer = "PyTorch eager"
@@ -427,8 +454,11 @@ def compare(names: Sequence[str], settings: Settings, data_dir) -> list[Result]:
         progress(f"{name}: evaluating test NLL")
         lvmjax_side = evaluate("lvmjax", ours, curve, final, curve_images, test_images)
         pytorch_side = None if theirs is None else evaluate(peer, theirs, curve, final, curve_images, test_images)
-        reached = None if pytorch_side is None else seconds_to_reach(
-            lvmjax_side.curve_seconds, lvmjax_side.curve_nll, pytorch_side.curve_nll[-1])
+        reached = (
+            None
+            if pytorch_side is None
+            else seconds_to_reach(lvmjax_side.curve_seconds, lvmjax_side.curve_nll, pytorch_side.curve_nll[-1])
+        )
         results.append(Result(name, model, schedule, images.shape[0], lvmjax_side, pytorch_side, reached))
     return results
 
@@ -439,12 +469,17 @@ def published_text(model: Model) -> str:
 
 def workload(result: Result, settings: Settings) -> str:
     schedule = result.schedule
-    rates = f"{schedule.stages[0][1]:g}" if len(schedule.stages) == 1 else (
-        f"{schedule.stages[0][1]:g} to {schedule.stages[-1][1]:.3g} in {len(schedule.stages)} stages")
+    rates = (
+        f"{schedule.stages[0][1]:g}"
+        if len(schedule.stages) == 1
+        else (f"{schedule.stages[0][1]:g} to {schedule.stages[-1][1]:.3g} in {len(schedule.stages)} stages")
+    )
     epochs = f"{schedule.epochs} epoch{'s' * (schedule.epochs != 1)}"
-    return (f"{result.spec.architecture}, Bernoulli, {result.spec.objective_name}; {schedule.name} schedule: "
-            f"{epochs} of {result.num_train} images, batches of {schedule.batch_size}, Adam at {rates} "
-            f"(ε = {schedule.eps:g}); test NLL with K = {settings.eval_samples} on {settings.num_test} test images")
+    return (
+        f"{result.spec.architecture}, Bernoulli, {result.spec.objective_name}; {schedule.name} schedule: "
+        f"{epochs} of {result.num_train} images, batches of {schedule.batch_size}, Adam at {rates} "
+        f"(ε = {schedule.eps:g}); test NLL with K = {settings.eval_samples} on {settings.num_test} test images"
+    )
 
 
 def nll_text(side: Side) -> str:
@@ -454,19 +489,41 @@ def nll_text(side: Side) -> str:
 def to_row(result: Result, settings: Settings) -> Row:
     ours = result.lvmjax
     reached = "not reached" if result.seconds_to_pytorch_nll is None else f"{result.seconds_to_pytorch_nll:.1f} s"
-    quality = (f"{nll_text(ours)} after {ours.training_seconds:.1f} s; PyTorch's NLL in {reached}; "
-               f"published {published_text(result.spec)}")
+    quality = (
+        f"{nll_text(ours)} after {ours.training_seconds:.1f} s; PyTorch's NLL in {reached}; "
+        f"published {published_text(result.spec)}"
+    )
     name = f"mnist_quality_{result.model}"
     if result.pytorch is None:
-        return Row(name, workload(result, settings), ours.seconds_per_epoch, ours.compile_seconds, "PyTorch eager",
-                   None, quality, note=not_installed("PyTorch"))
+        return Row(
+            name,
+            workload(result, settings),
+            ours.seconds_per_epoch,
+            ours.compile_seconds,
+            "PyTorch eager",
+            None,
+            quality,
+            note=not_installed("PyTorch"),
+        )
     theirs = result.pytorch
-    return Row(name, workload(result, settings), ours.seconds_per_epoch, ours.compile_seconds, theirs.name,
-               theirs.seconds_per_epoch, quality, f"{nll_text(theirs)} after {theirs.training_seconds:.1f} s")
+    return Row(
+        name,
+        workload(result, settings),
+        ours.seconds_per_epoch,
+        ours.compile_seconds,
+        theirs.name,
+        theirs.seconds_per_epoch,
+        quality,
+        f"{nll_text(theirs)} after {theirs.training_seconds:.1f} s",
+    )
 
 
-def run(quick: bool = False, models: Sequence[str] = tuple(MODELS), settings: Settings | None = None,
-        data_dir=DEFAULT_DATA_DIR) -> list[Row]:
+def run(
+    quick: bool = False,
+    models: Sequence[str] = tuple(MODELS),
+    settings: Settings | None = None,
+    data_dir=DEFAULT_DATA_DIR,
+) -> list[Row]:
     """One Row per model: seconds per epoch of each side, and the final NLLs; no rows where the data is absent."""
     settings = settings or (QUICK if quick else Settings())
     try:
@@ -478,25 +535,37 @@ def run(quick: bool = False, models: Sequence[str] = tuple(MODELS), settings: Se
 
 
 def format_results(results: list[Result]) -> str:
-    header = ("model", "side", "epochs", "train s", "compile s", "s/epoch", "test NLL", "to PyTorch's NLL",
-              "published")
+    header = ("model", "side", "epochs", "train s", "compile s", "s/epoch", "test NLL", "to PyTorch's NLL", "published")
     lines = [header]
     for result in results:
         sides = [result.lvmjax] + ([] if result.pytorch is None else [result.pytorch])
         for side in sides:
             reached = ""
             if side is result.lvmjax and result.pytorch is not None:
-                reached = ("not reached" if result.seconds_to_pytorch_nll is None else
-                           f"{result.seconds_to_pytorch_nll:.1f} s (PyTorch {result.pytorch.training_seconds:.1f} s)")
-            lines.append((result.model, side.name, str(side.epochs), f"{side.training_seconds:.1f}",
-                          f"{side.compile_seconds:.1f}" if side is result.lvmjax else "",
-                          f"{side.seconds_per_epoch:.2f}", f"{side.nll:.2f} ± {side.nll_stderr:.2f}", reached,
-                          published_text(result.spec) if side is result.lvmjax else ""))
+                reached = (
+                    "not reached"
+                    if result.seconds_to_pytorch_nll is None
+                    else f"{result.seconds_to_pytorch_nll:.1f} s (PyTorch {result.pytorch.training_seconds:.1f} s)"
+                )
+            lines.append(
+                (
+                    result.model,
+                    side.name,
+                    str(side.epochs),
+                    f"{side.training_seconds:.1f}",
+                    f"{side.compile_seconds:.1f}" if side is result.lvmjax else "",
+                    f"{side.seconds_per_epoch:.2f}",
+                    f"{side.nll:.2f} ± {side.nll_stderr:.2f}",
+                    reached,
+                    published_text(result.spec) if side is result.lvmjax else "",
+                )
+            )
         if result.pytorch is None:
             lines.append((result.model, "PyTorch", "", "", "", "", "", "", "skipped: PyTorch is not installed"))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
 
 
 def pytorch_threads() -> int | None:
@@ -532,11 +601,18 @@ def draw(results: list[Result], settings: Settings, path) -> pathlib.Path:
 
 def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="512 training images, 1 epoch, K = 10 on 20 test images: checks that it runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="512 training images, 1 epoch, K = 10 on 20 test images: checks that it runs",
+    )
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
-    parser.add_argument("--schedule", choices=("reduced", "full"), default="reduced",
-                        help="reduced (CPU, the default) or full (Burda et al.'s 3280 epochs: a GPU)")
+    parser.add_argument(
+        "--schedule",
+        choices=("reduced", "full"),
+        default="reduced",
+        help="reduced (CPU, the default) or full (Burda et al.'s 3280 epochs: a GPU)",
+    )
     parser.add_argument("--epochs", type=int, help="epochs of every model (default: the schedule's)")
     parser.add_argument("--num-train", type=int, help=f"training images (default {Settings.num_train})")
     parser.add_argument("--num-test", type=int, help=f"test images of the final NLL (default {Settings.num_test})")
@@ -552,28 +628,45 @@ def main(argv=None) -> list[Row]:
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         parser.error(f"--models must name some of {', '.join(MODELS)}, got {args.models!r}")
-    options = {field: getattr(args, field) for field in ("epochs", "num_train", "num_test", "eval_samples",
-                                                         "curve_samples", "curve_test")}
-    settings = dataclasses.replace(QUICK if args.quick else Settings(), schedule=args.schedule,
-                                   **{field: value for field, value in options.items() if value is not None})
+    options = {
+        field: getattr(args, field)
+        for field in ("epochs", "num_train", "num_test", "eval_samples", "curve_samples", "curve_test")
+    }
+    settings = dataclasses.replace(
+        QUICK if args.quick else Settings(),
+        schedule=args.schedule,
+        **{field: value for field, value in options.items() if value is not None},
+    )
     try:
         results = compare(names, settings, args.data_dir)
     except data_lib.DataError as error:
         print(f"mnist_quality skipped: {error}")
         return []
     rows = [to_row(result, settings) for result in results]
-    print(f"machine: {machine()}, jax {jax.__version__}" + (" (--quick: sizes too small to mean anything)"
-                                                           if args.quick else ""))
+    print(
+        f"machine: {machine()}, jax {jax.__version__}"
+        + (" (--quick: sizes too small to mean anything)" if args.quick else "")
+    )
     print(format_results(results))
     for row in rows:
         print(f"{row.benchmark}: {row.workload}")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"machine": machine(), "load_average": os.getloadavg(), "jax": jax.__version__,
-                       "pytorch_threads": pytorch_threads(), "quick": args.quick,
-                       "settings": dataclasses.asdict(settings), "data_dir": str(args.data_dir),
-                       "results": [dataclasses.asdict(result) for result in results],
-                       "rows": [dataclasses.asdict(row) | {"ratio": row.ratio} for row in rows]}, file, indent=2)
+            json.dump(
+                {
+                    "machine": machine(),
+                    "load_average": os.getloadavg(),
+                    "jax": jax.__version__,
+                    "pytorch_threads": pytorch_threads(),
+                    "quick": args.quick,
+                    "settings": dataclasses.asdict(settings),
+                    "data_dir": str(args.data_dir),
+                    "results": [dataclasses.asdict(result) for result in results],
+                    "rows": [dataclasses.asdict(row) | {"ratio": row.ratio} for row in rows],
+                },
+                file,
+                indent=2,
+            )
     figure = None if args.no_figure else args.figure or (None if args.quick else DEFAULT_FIGURE)
     if figure is not None:
         print(f"figure: {draw(results, settings, figure)}")

@@ -31,13 +31,15 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "iwae_training_k50": lambda quick: vae_training.run(quick, num_samples=50),
     "evaluation": lambda quick: evaluation.run(quick),
     "svi_step": lambda quick: svi_step.run(quick),
-    "gmm_em": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, iterations=5, repeats=1)
-    if quick else gmm_em.run(),
-    "gmm_em_diag": lambda quick: gmm_em.run(num_data=2000, data_dim=4, components=3, covariance="diag",
-                                            iterations=5, repeats=1)
-    # 20 of the 100 iterations: an iteration costs the same throughout, and scikit-learn takes ~5 s for each.
-    if quick else gmm_em.run(num_data=1_000_000, data_dim=64, components=64, covariance="diag", iterations=20,
-                             repeats=1),
+    "gmm_em": lambda quick: (
+        gmm_em.run(num_data=2000, data_dim=4, components=3, iterations=5, repeats=1) if quick else gmm_em.run()
+    ),
+    "gmm_em_diag": lambda quick: (
+        gmm_em.run(num_data=2000, data_dim=4, components=3, covariance="diag", iterations=5, repeats=1)
+        # 20 of the 100 iterations: an iteration costs the same throughout, and scikit-learn takes ~5 s for each.
+        if quick
+        else gmm_em.run(num_data=1_000_000, data_dim=64, components=64, covariance="diag", iterations=20, repeats=1)
+    ),
     "mnist_quality": lambda quick: mnist_quality.run(quick),
 }
 
@@ -45,22 +47,31 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
-    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
-                        help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--only", choices=sorted(BENCHMARKS), action="append", help="run only this benchmark (repeatable)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows and the machine to FILE as JSON")
     args = parser.parse_args(argv)
     rows = []
     for name in args.only or BENCHMARKS:
         print(f"running {name}...", file=sys.stderr, flush=True)
         rows += BENCHMARKS[name](args.quick)
-    description = f"{machine()}, jax {jax.__version__}" + (" (--quick: sizes too small to mean anything)"
-                                                          if args.quick else "")
+    description = f"{machine()}, jax {jax.__version__}" + (
+        " (--quick: sizes too small to mean anything)" if args.quick else ""
+    )
     print(f"machine: {description}")
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"machine": description, "quick": args.quick,
-                       "rows": [dataclasses.asdict(row) | {"ratio": row.ratio} for row in rows]}, file, indent=2)
+            json.dump(
+                {
+                    "machine": description,
+                    "quick": args.quick,
+                    "rows": [dataclasses.asdict(row) | {"ratio": row.ratio} for row in rows],
+                },
+                file,
+                indent=2,
+            )
     return 0
 
 

@@ -80,12 +80,12 @@ def loop_seconds(data, vae, theta, loop_data: int, jit: bool) -> float:
         update = jax.jit(update)
     phi = jax.vmap(vae.family.init)(jax.random.split(jax.random.PRNGKey(1), loop_data))
     opt_state = jax.vmap(optimizer.init)(phi)
-    rows = [jax.tree_util.tree_map(lambda leaf, i=i: leaf[i:i + 1], (phi, opt_state)) for i in range(loop_data)]
+    rows = [jax.tree_util.tree_map(lambda leaf, i=i: leaf[i : i + 1], (phi, opt_state)) for i in range(loop_data)]
     key = jax.random.PRNGKey(2)
     jax.block_until_ready(update(key, theta, *rows[0], data[:1]))  # compile (or warm up) once
     begin = time.perf_counter()
     for i, (phi_i, opt_state_i) in enumerate(rows):
-        rows[i] = update(jax.random.fold_in(key, i), theta, phi_i, opt_state_i, data[i:i + 1])[:2]
+        rows[i] = update(jax.random.fold_in(key, i), theta, phi_i, opt_state_i, data[i : i + 1])[:2]
     jax.block_until_ready(rows)
     return (time.perf_counter() - begin) / loop_data
 
@@ -122,33 +122,65 @@ def numpyro_steps(data, vae, theta, sizes: Sizes, repeats: int) -> tuple[float, 
     return first, steady, result["elbo"], numpyro.__version__
 
 
-def run(quick: bool = False, repeats: int = 5, num_data: int | None = None,
-        loop_data: int | None = None) -> list[Row]:
+def run(quick: bool = False, repeats: int = 5, num_data: int | None = None, loop_data: int | None = None) -> list[Row]:
     sizes = QUICK if quick else FULL
     sizes = dataclasses.replace(sizes, num_data=num_data or sizes.num_data, loop_data=loop_data or sizes.loop_data)
     repeats = 1 if quick else repeats
     data, vae, theta = setup(sizes)
     first, steady, elbo = lvmjax_steps(data, vae, theta, repeats)
     n = sizes.num_data
-    workload = (f"one Adam step on every φ_i of N = {n} datapoints of {sizes.data_dim}, fixed decoder MLP "
-                f"{sizes.latent_dim}-{'-'.join(map(str, sizes.hidden))}-{sizes.data_dim}, ELBO with analytic KL, "
-                "float32")
+    workload = (
+        f"one Adam step on every φ_i of N = {n} datapoints of {sizes.data_dim}, fixed decoder MLP "
+        f"{sizes.latent_dim}-{'-'.join(map(str, sizes.hidden))}-{sizes.data_dim}, ELBO with analytic KL, "
+        "float32"
+    )
     ours = f"{1 / steady:.2f} steps/s = {n / steady:,.0f} φ updates/s; ELBO {elbo:.2f}"
     rows = []
     peer = numpyro_steps(data, vae, theta, sizes, repeats)
     if peer is None:
-        rows.append(Row("svi_step", workload, steady, first - steady, "NumPyro AutoNormal", None, ours,
-                        note=not_installed("NumPyro")))
+        rows.append(
+            Row(
+                "svi_step",
+                workload,
+                steady,
+                first - steady,
+                "NumPyro AutoNormal",
+                None,
+                ours,
+                note=not_installed("NumPyro"),
+            )
+        )
     else:
         peer_first, seconds, peer_elbo, version = peer
-        rows.append(Row("svi_step", workload, steady, first - steady, f"NumPyro {version} AutoNormal, jitted update",
-                        seconds, ours, f"{1 / seconds:.2f} steps/s, compile {peer_first - seconds:.2f} s; "
-                                       f"ELBO {peer_elbo:.2f}"))
-    for jit, name in ((True, "Python loop over datapoints, each update jitted"),
-                      (False, "Python loop over datapoints, eager JAX")):
+        rows.append(
+            Row(
+                "svi_step",
+                workload,
+                steady,
+                first - steady,
+                f"NumPyro {version} AutoNormal, jitted update",
+                seconds,
+                ours,
+                f"{1 / seconds:.2f} steps/s, compile {peer_first - seconds:.2f} s; ELBO {peer_elbo:.2f}",
+            )
+        )
+    for jit, name in (
+        (True, "Python loop over datapoints, each update jitted"),
+        (False, "Python loop over datapoints, eager JAX"),
+    ):
         per_datapoint = loop_seconds(data, vae, theta, sizes.loop_data, jit)
-        rows.append(Row("svi_step", workload, steady, first - steady, name, per_datapoint * n, ours,
-                        f"{1 / per_datapoint:,.0f} φ updates/s (timed on {sizes.loop_data}, scaled to N)"))
+        rows.append(
+            Row(
+                "svi_step",
+                workload,
+                steady,
+                first - steady,
+                name,
+                per_datapoint * n,
+                ours,
+                f"{1 / per_datapoint:,.0f} φ updates/s (timed on {sizes.loop_data}, scaled to N)",
+            )
+        )
     return rows
 
 
@@ -156,8 +188,9 @@ def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-data", type=int, default=None, help=f"N (default {FULL.num_data})")
     parser.add_argument("--repeats", type=int, default=5, help="steps timed after the first; the median counts")
-    parser.add_argument("--loop-data", type=int, default=None,
-                        help=f"datapoints the loops are timed on (default {FULL.loop_data})")
+    parser.add_argument(
+        "--loop-data", type=int, default=None, help=f"datapoints the loops are timed on (default {FULL.loop_data})"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = parser.parse_args(argv)
     rows = run(args.quick, args.repeats, args.num_data, args.loop_data)

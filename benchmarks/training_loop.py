@@ -77,8 +77,9 @@ def main(argv=None):
     optimizer = optax.adam(1e-3)
     print(f"machine: {machine()}, jax {jax.__version__}")
 
-    lvmjax_epoch = jax.jit(training.make_epoch(
-        training.make_train_step(amortized.elbo_objective(vae), optimizer), args.batch_size))
+    lvmjax_epoch = jax.jit(
+        training.make_epoch(training.make_train_step(amortized.elbo_objective(vae), optimizer), args.batch_size)
+    )
     state = training.init_train_state(params, optimizer)
     # The modules make_vae builds, so the hand-written loop reads the same parameters.
     encoder = networks.MLPEncoder(args.latent_dim, hidden)
@@ -88,8 +89,9 @@ def main(argv=None):
     key = jax.random.PRNGKey(1)
     lvmjax_seconds = median_seconds(lambda: lvmjax_epoch(state, key, data), args.repeats)
     manual_seconds = median_seconds(lambda: manual_epoch(manual_state, key, data), args.repeats)
-    print(f"VAE epoch, N={args.num_data}, D={args.data_dim}, MLP {hidden}, d={args.latent_dim}, "
-          f"batch {args.batch_size}:")
+    print(
+        f"VAE epoch, N={args.num_data}, D={args.data_dim}, MLP {hidden}, d={args.latent_dim}, batch {args.batch_size}:"
+    )
     print(f"  lvmjax make_epoch   {lvmjax_seconds:8.3f} s  ({args.num_data / lvmjax_seconds:,.0f} images/s)")
     print(f"  hand-written scan   {manual_seconds:8.3f} s  ({args.num_data / manual_seconds:,.0f} images/s)")
     print(f"  lvmjax / hand-written time: {lvmjax_seconds / manual_seconds:.3f}")

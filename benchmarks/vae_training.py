@@ -65,6 +65,7 @@ epoch is shorter to keep the benchmark to seconds (throughput is per image eithe
 
 def flops_per_image(sizes: Sizes) -> int:
     """3 × 2 Σ m n over the dense layers of the encoder and, K times, the decoder (see the module's docstring)."""
+
     def dense(widths):
         return sum(m * n for m, n in itertools.pairwise(widths))
 
@@ -86,8 +87,9 @@ def lvmjax_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, f
     vae = amortized.make_vae(sizes.data_dim, sizes.latent_dim, hidden=sizes.hidden)
     optimizer = optax.adam(1e-3)
     state = training.init_train_state(vae.init(jax.random.PRNGKey(0)), optimizer)
-    objective = (amortized.elbo_objective(vae) if sizes.num_samples == 1
-                 else amortized.iwae_objective(vae, sizes.num_samples))
+    objective = (
+        amortized.elbo_objective(vae) if sizes.num_samples == 1 else amortized.iwae_objective(vae, sizes.num_samples)
+    )
     epoch = jax.jit(training.make_epoch(training.make_train_step(objective, optimizer), sizes.batch_size))
     device_data = jax.device_put(data)
     keys = iter(jax.random.split(jax.random.PRNGKey(1), repeats + 2))
@@ -138,7 +140,8 @@ def torch_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, fl
         noise = torch.randn(sizes.num_samples, *mean.shape)
         z = mean + torch.exp(log_scale) * noise  # (K, B, d)
         log_likelihood = -functional.binary_cross_entropy_with_logits(
-            decoder(z), x.expand(sizes.num_samples, -1, -1), reduction="none").sum(-1)
+            decoder(z), x.expand(sizes.num_samples, -1, -1), reduction="none"
+        ).sum(-1)
         log_prior = -0.5 * (z**2).sum(-1)  # the constants of log p(z) and log q(z | x) cancel
         log_q = (-0.5 * noise**2 - log_scale).sum(-1)
         log_weights = log_likelihood + log_prior - log_q
@@ -151,7 +154,7 @@ def torch_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, fl
         order = torch.randperm(sizes.num_data)
         total = 0.0
         for index in range(num_batches):
-            batch = images[order[index * sizes.batch_size:(index + 1) * sizes.batch_size]]
+            batch = images[order[index * sizes.batch_size : (index + 1) * sizes.batch_size]]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(batch)
             loss.backward()
@@ -198,8 +201,7 @@ def numpyro_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, 
         with numpyro.plate("batch", batch.shape[0]):
             numpyro.sample("z", dist.Normal(out[..., :d], jnp.exp(out[..., d:])).to_event(1))
 
-    loss = TraceMeanField_ELBO() if sizes.num_samples == 1 else RenyiELBO(alpha=0.0,
-                                                                          num_particles=sizes.num_samples)
+    loss = TraceMeanField_ELBO() if sizes.num_samples == 1 else RenyiELBO(alpha=0.0, num_particles=sizes.num_samples)
     svi = SVI(model, guide, optax.adam(1e-3), loss)
     device_data = jax.device_put(data)
     svi_state = svi.init(jax.random.PRNGKey(0), device_data[:batch_size])
@@ -207,8 +209,9 @@ def numpyro_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, 
     @jax.jit
     def epoch(svi_state, key):
         indices = training.minibatch_indices(key, sizes.num_data, batch_size)
-        return jax.lax.scan(lambda state, batch_indices: svi.update(state, device_data[batch_indices]),
-                            svi_state, indices)
+        return jax.lax.scan(
+            lambda state, batch_indices: svi.update(state, device_data[batch_indices]), svi_state, indices
+        )
 
     keys = iter(jax.random.split(jax.random.PRNGKey(1), repeats + 2))
     result = {}
@@ -222,8 +225,13 @@ def numpyro_epoch(data: np.ndarray, sizes: Sizes, repeats: int) -> tuple[float, 
     return first, steady, result["elbo"], numpyro.__version__
 
 
-def run(quick: bool = False, repeats: int = 3, num_data: int | None = None, num_samples: int = 1,
-        peers: tuple[str, ...] = ("pytorch", "numpyro")) -> list[Row]:
+def run(
+    quick: bool = False,
+    repeats: int = 3,
+    num_data: int | None = None,
+    num_samples: int = 1,
+    peers: tuple[str, ...] = ("pytorch", "numpyro"),
+) -> list[Row]:
     """One row per peer: lvmjax's epoch against PyTorch eager's and NumPyro's, with K = `num_samples`."""
     sizes = dataclasses.replace(QUICK if quick else FULL, num_samples=num_samples)
     if num_data is not None or not quick:
@@ -235,38 +243,68 @@ def run(quick: bool = False, repeats: int = 3, num_data: int | None = None, num_
     first, steady, elbo = lvmjax_epoch(data, sizes, repeats)
     achieved = flops_per_image(sizes) * images / steady
     name = "vae_training" if num_samples == 1 else f"iwae_training_k{num_samples}"
-    workload = (f"one epoch, {images} images of {sizes.data_dim}, MLP {'-'.join(map(str, sizes.hidden))}, "
-                f"d = {sizes.latent_dim}, {objective_name(sizes)}, batch {sizes.batch_size}, Adam, float32")
-    ours = (f"{images / steady:,.0f} images/s, {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of "
-            f"the {peak / 1e9:.1f} GFLOP/s matmul peak; {objective_name(sizes)} {elbo:.2f}")
+    workload = (
+        f"one epoch, {images} images of {sizes.data_dim}, MLP {'-'.join(map(str, sizes.hidden))}, "
+        f"d = {sizes.latent_dim}, {objective_name(sizes)}, batch {sizes.batch_size}, Adam, float32"
+    )
+    ours = (
+        f"{images / steady:,.0f} images/s, {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of "
+        f"the {peak / 1e9:.1f} GFLOP/s matmul peak; {objective_name(sizes)} {elbo:.2f}"
+    )
     rows = []
     if "pytorch" in peers:
         peer = torch_epoch(data, sizes, repeats)
         if peer is None:
-            rows.append(Row(name, workload, steady, first - steady, "PyTorch eager", None, ours,
-                            note=not_installed("PyTorch")))
+            rows.append(
+                Row(name, workload, steady, first - steady, "PyTorch eager", None, ours, note=not_installed("PyTorch"))
+            )
         else:
             seconds, peer_elbo, version = peer
-            rows.append(Row(name, workload, steady, first - steady, f"PyTorch {version} eager", seconds, ours,
-                            f"{images / seconds:,.0f} images/s; {objective_name(sizes)} {peer_elbo:.2f}"))
+            rows.append(
+                Row(
+                    name,
+                    workload,
+                    steady,
+                    first - steady,
+                    f"PyTorch {version} eager",
+                    seconds,
+                    ours,
+                    f"{images / seconds:,.0f} images/s; {objective_name(sizes)} {peer_elbo:.2f}",
+                )
+            )
     if "numpyro" in peers:
         peer = numpyro_epoch(data, sizes, repeats)
         if peer is None:
-            rows.append(Row(name, workload, steady, first - steady, "NumPyro SVI", None, ours,
-                            note=not_installed("NumPyro")))
+            rows.append(
+                Row(name, workload, steady, first - steady, "NumPyro SVI", None, ours, note=not_installed("NumPyro"))
+            )
         else:
             peer_first, seconds, peer_elbo, version = peer
-            rows.append(Row(name, workload, steady, first - steady, f"NumPyro {version} SVI (scanned epoch)",
-                            seconds, ours, f"{images / seconds:,.0f} images/s, compile {peer_first - seconds:.2f} s; "
-                                           f"{objective_name(sizes)} {peer_elbo:.2f}"))
+            rows.append(
+                Row(
+                    name,
+                    workload,
+                    steady,
+                    first - steady,
+                    f"NumPyro {version} SVI (scanned epoch)",
+                    seconds,
+                    ours,
+                    f"{images / seconds:,.0f} images/s, compile {peer_first - seconds:.2f} s; "
+                    f"{objective_name(sizes)} {peer_elbo:.2f}",
+                )
+            )
     return rows
 
 
 def main(argv=None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=1, help="K: 1 trains the VAE (ELBO), K > 1 the IWAE")
-    parser.add_argument("--num-data", type=int, default=None,
-                        help=f"images per epoch (default {IMAGES_PER_EPOCH} by K, else {FULL.num_data})")
+    parser.add_argument(
+        "--num-data",
+        type=int,
+        default=None,
+        help=f"images per epoch (default {IMAGES_PER_EPOCH} by K, else {FULL.num_data})",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed after the warm-up; the median counts")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = parser.parse_args(argv)

@@ -46,9 +46,7 @@ def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
     try:
         value = operator.index(num_samples)
     except TypeError:
-        raise ArgumentTypeError(
-            f"{name} must be an int, got {type(num_samples).__name__} {num_samples!r}."
-        ) from None
+        raise ArgumentTypeError(f"{name} must be an int, got {type(num_samples).__name__} {num_samples!r}.") from None
     if value < 1:
         raise ArgumentError(f"{name} must be at least 1, got {value}.")
     return value
@@ -78,9 +76,7 @@ def check_chunk_size(chunk_size: Any, num_samples: int) -> int | None:
 def check_single_distribution(dist: Any, name: str) -> None:
     """Checks that `dist` is one distrax distribution with an empty batch shape."""
     if not isinstance(dist, distrax.Distribution):
-        raise ArgumentTypeError(
-            f"{name} must be a distrax.Distribution, got {type(dist).__name__}."
-        )
+        raise ArgumentTypeError(f"{name} must be a distrax.Distribution, got {type(dist).__name__}.")
     if dist.batch_shape != ():
         raise ArgumentError(
             f"{name} must be ONE distribution over one datapoint's variable, but it has "
@@ -127,8 +123,7 @@ def check_binary(array: Any, name: str) -> None:
         )
 
 
-def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
-                      dist_name: str) -> None:
+def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str, dist_name: str) -> None:
     """Checks that `value` is one event of `dist`: real numbers of its event shape, finite where concrete.
 
     A batch of events is named as one, with a hint to `jax.vmap`.
@@ -143,9 +138,7 @@ def check_event_shape(value: jax.Array, dist: distrax.Distribution, name: str,
                 f" It looks like a batch of {shape[0]}; these functions take one "
                 "datapoint: use jax.vmap over the batch."
             )
-        raise ArgumentError(
-            f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}"
-        )
+        raise ArgumentError(f"{name} has shape {shape}, but {dist_name} has event_shape {event_shape}.{hint}")
     check_finite(value, name)
 
 
@@ -161,9 +154,7 @@ def check_finite(tree: Any, name: str) -> None:
             continue
         if not np.all(np.isfinite(array)):
             where = jax.tree_util.keystr(path)
-            raise ArgumentError(
-                f"{name}{where} contains non-finite values (NaN or inf)."
-            )
+            raise ArgumentError(f"{name}{where} contains non-finite values (NaN or inf).")
 
 
 def check_data_matrix(data: Any, min_rows: int = 1) -> jax.Array:
@@ -195,8 +186,9 @@ def check_num_components(num_components: Any, num_data: int) -> int:
     if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)):
         raise ArgumentTypeError(f"num_components must be an int, got {type(num_components).__name__}.")
     if not 1 <= num_components <= num_data:
-        raise ArgumentError(f"num_components must be between 1 and the number of datapoints ({num_data}), "
-                         f"got {num_components}.")
+        raise ArgumentError(
+            f"num_components must be between 1 and the number of datapoints ({num_data}), got {num_components}."
+        )
     return int(num_components)
 
 

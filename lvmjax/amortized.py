@@ -32,7 +32,21 @@ from lvmjax.model import LatentVariableModel, log_likelihood
 from lvmjax.types import Array, Objective, Params
 from lvmjax.variational import VariationalFamily, mean_field_gaussian
 
-__all__ = ["AmortizedModel", "BernoulliLogits", "autoencoder_objective", "decode_mean", "elbo_objective", "encode_mean", "generate", "interpolate", "iwae_objective", "log_marginal", "make_vae", "reconstruct"]
+__all__ = [
+    "AmortizedModel",
+    "BernoulliLogits",
+    "autoencoder_objective",
+    "decode_mean",
+    "elbo_objective",
+    "encode_mean",
+    "generate",
+    "interpolate",
+    "iwae_objective",
+    "log_marginal",
+    "make_vae",
+    "reconstruct",
+]
+
 
 class BernoulliLogits(distrax.Bernoulli):
     """`distrax.Bernoulli(logits=l)` whose log-probability costs one exp and one log1p per entry, not two of each:
@@ -74,13 +88,16 @@ class AmortizedModel(NamedTuple):
         return self.family.distribution(self.encoder_output(params, x))
 
 
-def make_vae(data_dim: int, latent_dim: int,
-             likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
-             architecture: Literal["mlp", "conv"] = "mlp",
-             hidden: Sequence[int] = (256, 256),
-             image_shape: tuple[int, int] | None = None,
-             observation_scale: float | None = None,
-             activation: Literal["gelu", "tanh", "relu"] = "gelu") -> AmortizedModel:
+def make_vae(
+    data_dim: int,
+    latent_dim: int,
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+    architecture: Literal["mlp", "conv"] = "mlp",
+    hidden: Sequence[int] = (256, 256),
+    image_shape: tuple[int, int] | None = None,
+    observation_scale: float | None = None,
+    activation: Literal["gelu", "tanh", "relu"] = "gelu",
+) -> AmortizedModel:
     """A VAE with a standard-normal prior, a mean-field Gaussian q(z | x) and Flax networks.
 
     The same arguments return the same `AmortizedModel` object: a jitted function
@@ -107,15 +124,25 @@ def make_vae(data_dim: int, latent_dim: int,
     """
     hidden = tuple(hidden)
     if any(isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1 for width in hidden):
-        raise ArgumentError(f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), "
-                         f"got {hidden!r}.")
-    return _make_vae(data_dim, latent_dim, likelihood, architecture, hidden,
-                     tuple(image_shape) if image_shape is not None else None, observation_scale, activation)
+        raise ArgumentError(
+            f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), got {hidden!r}."
+        )
+    return _make_vae(
+        data_dim,
+        latent_dim,
+        likelihood,
+        architecture,
+        hidden,
+        tuple(image_shape) if image_shape is not None else None,
+        observation_scale,
+        activation,
+    )
 
 
 @functools.cache
-def _make_vae(data_dim, latent_dim, likelihood, architecture, hidden, image_shape, observation_scale,
-              activation) -> AmortizedModel:
+def _make_vae(
+    data_dim, latent_dim, likelihood, architecture, hidden, image_shape, observation_scale, activation
+) -> AmortizedModel:
     if likelihood not in ("bernoulli", "gaussian"):
         raise ArgumentError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
     if architecture not in ("mlp", "conv"):
@@ -133,8 +160,9 @@ def _make_vae(data_dim, latent_dim, likelihood, architecture, hidden, image_shap
         decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs, activation)
     else:
         if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
-            raise ArgumentError(f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, "
-                             f"got {image_shape}.")
+            raise ArgumentError(
+                f"architecture='conv' needs image_shape (H, W) with H·W = {data_dim}, got {image_shape}."
+            )
         if not hidden:
             raise ArgumentError("architecture='conv' needs at least one hidden width, the size of its dense layer.")
         if image_shape[0] % 4 or image_shape[1] % 4:
@@ -157,26 +185,29 @@ def _make_vae(data_dim, latent_dim, likelihood, architecture, hidden, image_shap
         _validation.check_real_array(x, "x")
         if jnp.shape(x) != (data_dim,):  # before Flax, whose error would name a kernel's shape instead
             hint = " It looks like a batch: use jax.vmap over the datapoints." if jnp.ndim(x) == 2 else ""
-            raise ArgumentError(f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape "
-                             f"({data_dim},).{hint}")
+            raise ArgumentError(
+                f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape ({data_dim},).{hint}"
+            )
         mean, log_scale = encoder.apply(params["encoder"], x)
         return {"mean": mean, "log_scale": log_scale}
 
     def init(key):
         key_encoder, key_decoder = jax.random.split(key)
-        return {"encoder": encoder.init(key_encoder, jnp.zeros(data_dim)),
-                "decoder": decoder.init(key_decoder, jnp.zeros(latent_dim))}
+        return {
+            "encoder": encoder.init(key_encoder, jnp.zeros(data_dim)),
+            "decoder": decoder.init(key_decoder, jnp.zeros(latent_dim)),
+        }
 
-    return AmortizedModel(LatentVariableModel(prior, likelihood_fn), mean_field_gaussian(latent_dim),
-                          encoder_output, init, latent_dim)
+    return AmortizedModel(
+        LatentVariableModel(prior, likelihood_fn), mean_field_gaussian(latent_dim), encoder_output, init, latent_dim
+    )
 
 
 def elbo_objective(amortized: AmortizedModel, num_samples: int = 1, analytic_kl: bool = True) -> Objective:
     """The VAE objective: ELBO(x; θ, φ) with q = q(z | x; φ) from the encoder."""
 
     def objective(key, params, x):
-        return elbo(key, amortized.model, params, amortized.encode(params, x), x, num_samples,
-                    analytic_kl=analytic_kl)
+        return elbo(key, amortized.model, params, amortized.encode(params, x), x, num_samples, analytic_kl=analytic_kl)
 
     return objective
 
@@ -190,8 +221,9 @@ def iwae_objective(amortized: AmortizedModel, num_samples: int) -> Objective:
     return objective
 
 
-def log_marginal(key: Array, amortized: AmortizedModel, params: Params, x: Array, num_samples: int,
-                 chunk_size: int | None = None) -> MarginalEstimate:
+def log_marginal(
+    key: Array, amortized: AmortizedModel, params: Params, x: Array, num_samples: int, chunk_size: int | None = None
+) -> MarginalEstimate:
     """log p(x; θ) of one datapoint, importance-sampled with the encoder's q(z | x) as the proposal:
 
         log p(x) ≈ log (1/K) Σ_k p(x, z_k; θ) / q(z_k | x),   z_k ~ q(z | x; φ)
@@ -200,8 +232,9 @@ def log_marginal(key: Array, amortized: AmortizedModel, params: Params, x: Array
     draws the K samples that many at a time, so memory does not grow with K; see
     `log_marginal_is`, which this calls.
     """
-    return log_marginal_is(key, amortized.model, params, amortized.encode(params, x), x, num_samples,
-                           chunk_size=chunk_size)
+    return log_marginal_is(
+        key, amortized.model, params, amortized.encode(params, x), x, num_samples, chunk_size=chunk_size
+    )
 
 
 def autoencoder_objective(amortized: AmortizedModel) -> Objective:
@@ -238,8 +271,7 @@ def generate(key: Array, amortized: AmortizedModel, params: Params) -> Array:
     return decode_mean(amortized, params, amortized.model.prior(params).sample(seed=key))
 
 
-def interpolate(amortized: AmortizedModel, params: Params, x_start: Array, x_end: Array,
-                num_steps: int) -> Array:
+def interpolate(amortized: AmortizedModel, params: Params, x_start: Array, x_end: Array, num_steps: int) -> Array:
     """Decoded means along the straight line between the codes of two datapoints; (num_steps, D)."""
     start, end = encode_mean(amortized, params, x_start), encode_mean(amortized, params, x_end)
     weights = jnp.linspace(0.0, 1.0, num_steps)[:, None]

@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-
 # --- Imputation: the conditional distribution of the missing entries --------------------
 
 
@@ -54,17 +53,22 @@ def _check_mask(x: Array, observed: Array, data_dim: int | None) -> Array:
     if len(shape) != 1 or (data_dim is not None and shape != (data_dim,)):
         expected = f"({data_dim},)" if data_dim is not None else "(D,)"
         hint = " It looks like a batch: use jax.vmap over the datapoints (and masks)." if len(shape) == 2 else ""
-        raise ArgumentError(f"x has shape {shape}, but imputation takes one datapoint of the model's shape "
-                         f"{expected}.{hint}")
+        raise ArgumentError(
+            f"x has shape {shape}, but imputation takes one datapoint of the model's shape {expected}.{hint}"
+        )
     _validation.check_real_array(observed, "observed")
     if jnp.shape(observed) != shape:
-        raise ArgumentError(f"observed has shape {jnp.shape(observed)}, but x has shape {shape}; "
-                         "the mask marks each entry of x as observed (True) or missing (False).")
+        raise ArgumentError(
+            f"observed has shape {jnp.shape(observed)}, but x has shape {shape}; "
+            "the mask marks each entry of x as observed (True) or missing (False)."
+        )
     dtype = jnp.result_type(observed)
     if dtype != np.bool_:
         # A float mask such as 0.5 would silently count as observed.
-        raise ArgumentTypeError(f"observed must be a boolean mask (True where x_d is observed), got dtype {dtype}; "
-                        "for a mask of 0s and 1s pass observed == 1.")
+        raise ArgumentTypeError(
+            f"observed must be a boolean mask (True where x_d is observed), got dtype {dtype}; "
+            "for a mask of 0s and 1s pass observed == 1."
+        )
     return jnp.asarray(observed)
 
 
@@ -92,8 +96,9 @@ def gaussian_conditional(mean: Array, covariance: Array, x: Array, observed: Arr
     cholesky = jnp.linalg.cholesky(embedded)
     solved = jax.scipy.linalg.cho_solve((cholesky, True), centred)
     num_observed = jnp.sum(mask)
-    log_density = (-0.5 * centred @ solved - jnp.sum(jnp.log(jnp.diagonal(cholesky)))
-                   - 0.5 * num_observed * jnp.log(2 * jnp.pi))
+    log_density = (
+        -0.5 * centred @ solved - jnp.sum(jnp.log(jnp.diagonal(cholesky))) - 0.5 * num_observed * jnp.log(2 * jnp.pi)
+    )
     conditional_mean = mean + covariance @ (mask * solved)
     return log_density, jnp.where(observed, x, conditional_mean)
 
@@ -107,7 +112,8 @@ def impute_gaussian_mixture(params: gaussian_mixture.Params, x: Array, observed:
     observed = _check_mask(x, observed, params.means.shape[-1])
     covariances = params.scale_tril @ jnp.swapaxes(params.scale_tril, 1, 2)
     log_densities, means = jax.vmap(gaussian_conditional, in_axes=(0, 0, None, None))(
-        params.means, covariances, x, observed)
+        params.means, covariances, x, observed
+    )
     weighted = jax.nn.log_softmax(params.logits) + log_densities
     log_observed = jax.nn.logsumexp(weighted)
     return log_observed, jnp.exp(weighted - log_observed) @ means
@@ -138,7 +144,8 @@ def _log_likelihood_per_dimension(likelihood: distrax.Distribution, x: Array) ->
     raise ArgumentTypeError(
         f"imputation needs a likelihood p(x | z) that factorizes over the entries of x, so that "
         f"log p(x_o | z) sums over the observed entries; got {type(likelihood).__name__}. Supported: "
-        "distrax.Independent of a scalar distribution (e.g. Bernoulli) and distrax.MultivariateNormalDiag.")
+        "distrax.Independent of a scalar distribution (e.g. Bernoulli) and distrax.MultivariateNormalDiag."
+    )
 
 
 def impute_bernoulli_mixture(params: bernoulli_mixture.Params, x: Array, observed: Array) -> tuple[Array, Array]:
@@ -172,8 +179,15 @@ def impute_bernoulli_mixture(params: bernoulli_mixture.Params, x: Array, observe
     return log_observed, jnp.where(observed, x, probabilities)
 
 
-def impute_vae(key: Array, amortized: AmortizedModel, params: Params, x: Array, observed: Array,
-               num_samples: int = 1000, fill_value: float = 0.5) -> tuple[Array, Array]:
+def impute_vae(
+    key: Array,
+    amortized: AmortizedModel,
+    params: Params,
+    x: Array,
+    observed: Array,
+    num_samples: int = 1000,
+    fill_value: float = 0.5,
+) -> tuple[Array, Array]:
     """Imputation under a VAE by self-normalized importance sampling of p(z | x_o; θ) (Mattei & Frellsen 2019).
 
         z_k ~ q(z | x̃; φ),    w_k = p(x_o | z_k; θ) p(z_k; θ) / q(z_k | x̃; φ),    k = 1..K
@@ -240,8 +254,9 @@ def top_half_missing(image_shape: tuple[int, int]) -> Array:
     return jnp.broadcast_to(rows, (height, width)).reshape(-1)
 
 
-def observed_mask(name: str, data_dim: int, image_shape: tuple[int, int] | None = None,
-                  key: Array | None = None) -> np.ndarray:
+def observed_mask(
+    name: str, data_dim: int, image_shape: tuple[int, int] | None = None, key: Array | None = None
+) -> np.ndarray:
     """The boolean mask (D,) of the observed entries: True where x_d is seen.
 
     "top-half" (the seed text's: the upper half of every image is missing),
@@ -262,16 +277,19 @@ def observed_mask(name: str, data_dim: int, image_shape: tuple[int, int] | None 
     if height * width != data_dim:
         raise ArgumentError(f"images of {height}x{width} have {height * width} entries, not D = {data_dim}.")
     rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    observed = {"top-half": rows >= height // 2, "bottom-half": rows < height - height // 2,
-                "left-half": columns >= width // 2, "right-half": columns < width - width // 2}[name]
+    observed = {
+        "top-half": rows >= height // 2,
+        "bottom-half": rows < height - height // 2,
+        "left-half": columns >= width // 2,
+        "right-half": columns < width - width // 2,
+    }[name]
     return observed.reshape(-1)
 
 
 # --- Dimensionality reduction -------------------------------------------------------------
 
 
-def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], params: Params,
-                 data: Array) -> Array:
+def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], params: Params, data: Array) -> Array:
     """The posterior mean of z for every datapoint: x_i ↦ E[z | x_i], from D dimensions to d.
 
     - Factor analysis and PPCA, `posterior=linear_gaussian.posterior`:
@@ -307,8 +325,9 @@ def adjusted_rand_index(labels_true, labels_pred) -> float:
     """
     labels_true, labels_pred = np.asarray(labels_true), np.asarray(labels_pred)
     if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
-        raise ArgumentError(f"the two labelings must be 1-D and of one length, got shapes {labels_true.shape} "
-                         f"and {labels_pred.shape}.")
+        raise ArgumentError(
+            f"the two labelings must be 1-D and of one length, got shapes {labels_true.shape} and {labels_pred.shape}."
+        )
     _, true_codes = np.unique(labels_true, return_inverse=True)
     _, pred_codes = np.unique(labels_pred, return_inverse=True)
     table = np.zeros((true_codes.max(initial=-1) + 1, pred_codes.max(initial=-1) + 1), np.int64)
@@ -365,9 +384,14 @@ class ModelSelection(NamedTuple):
     params: tuple  # the fitted θ_K, one per candidate (their shapes differ with K)
 
 
-def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
-            fit: Callable[[Array, Array, int], Params],
-            scores: Callable[[Params, Array, Array], tuple[Array, Array, Array]]) -> ModelSelection:
+def _select(
+    key: Array,
+    train: Array,
+    test: Array,
+    candidates: Iterable[int],
+    fit: Callable[[Array, Array, int], Params],
+    scores: Callable[[Params, Array, Array], tuple[Array, Array, Array]],
+) -> ModelSelection:
     """Fits one model per K, with the key fold_in(key, K) so that a fit does not depend on the
     other candidates; `scores(params, train, test)` gives its (BIC, mean training log-likelihood,
     mean held-out log-likelihood)."""
@@ -384,19 +408,25 @@ def _select(key: Array, train: Array, test: Array, candidates: Iterable[int],
     scored = [scores(params, train, test) for params in fits]
     bic, train_log_likelihood, held_out = (jnp.stack(column) for column in zip(*scored, strict=True))
     ks = jnp.asarray(candidates, jnp.int32)
-    return ModelSelection(ks, bic, train_log_likelihood, held_out, ks[jnp.nanargmin(bic)],
-                          ks[jnp.nanargmax(held_out)], fits)
+    return ModelSelection(
+        ks, bic, train_log_likelihood, held_out, ks[jnp.nanargmin(bic)], ks[jnp.nanargmax(held_out)], fits
+    )
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
-def _gaussian_mixture_scores(params: gaussian_mixture.Params, train: Array, test: Array,
-                             covariance_type: str) -> tuple[Array, Array, Array]:
-    return (gaussian_mixture.bic(params, train, covariance_type), gaussian_mixture.e_step(params, train)[1],
-            gaussian_mixture.e_step(params, test)[1])
+def _gaussian_mixture_scores(
+    params: gaussian_mixture.Params, train: Array, test: Array, covariance_type: str
+) -> tuple[Array, Array, Array]:
+    return (
+        gaussian_mixture.bic(params, train, covariance_type),
+        gaussian_mixture.e_step(params, train)[1],
+        gaussian_mixture.e_step(params, test)[1],
+    )
 
 
-def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],
-                            covariance_type: str = "full", **fit_options) -> ModelSelection:
+def select_gaussian_mixture(
+    key: Array, train: Array, test: Array, candidates: Iterable[int], covariance_type: str = "full", **fit_options
+) -> ModelSelection:
     """Fits a Gaussian mixture for every candidate K by `gaussian_mixture.fit_em`, and scores each.
 
         BIC(K) = -2 Σ_{i ∈ train} log p(x_i; θ_K) + (K - 1 + K·D + K·c) log N_train
@@ -416,6 +446,7 @@ def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: I
     Returns:
       A `ModelSelection`.
     """
+
     def fit(key, data, num_components):
         return gaussian_mixture.fit_em(key, data, num_components, covariance_type, **fit_options)[0]
 
@@ -426,14 +457,19 @@ def select_gaussian_mixture(key: Array, train: Array, test: Array, candidates: I
 
 
 @jax.jit
-def _bernoulli_mixture_scores(params: bernoulli_mixture.Params, train: Array, test: Array
-                              ) -> tuple[Array, Array, Array]:
-    return (bernoulli_mixture.bic(params, train), bernoulli_mixture.e_step(params, train)[1],
-            bernoulli_mixture.e_step(params, test)[1])
+def _bernoulli_mixture_scores(
+    params: bernoulli_mixture.Params, train: Array, test: Array
+) -> tuple[Array, Array, Array]:
+    return (
+        bernoulli_mixture.bic(params, train),
+        bernoulli_mixture.e_step(params, train)[1],
+        bernoulli_mixture.e_step(params, test)[1],
+    )
 
 
-def select_bernoulli_mixture(key: Array, train: Array, test: Array, candidates: Iterable[int],
-                             **fit_options) -> ModelSelection:
+def select_bernoulli_mixture(
+    key: Array, train: Array, test: Array, candidates: Iterable[int], **fit_options
+) -> ModelSelection:
     """Fits a mixture of Bernoullis for every candidate K by `bernoulli_mixture.fit_em`, and scores each.
 
         BIC(K) = -2 Σ_{i ∈ train} log p(x_i; θ_K) + (K - 1 + K·D) log N_train

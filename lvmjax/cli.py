@@ -93,8 +93,9 @@ def _saved_run_arguments(parser: argparse.ArgumentParser, data_dir: bool = True)
     """RUN_DIR (and --data-dir) of the commands that read a saved run."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by 'lvmjax fit'")
     if data_dir:
-        parser.add_argument("--data-dir", default=None,
-                            help="where the dataset's files are, if not where they were at fit time")
+        parser.add_argument(
+            "--data-dir", default=None, help="where the dataset's files are, if not where they were at fit time"
+        )
 
 
 def _models_reading(option: str) -> str:
@@ -118,108 +119,205 @@ def _models_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = app.FitConfig(model=registry.names()[0])
-    parser = _Parser(prog="lvmjax", description="Latent variable models and variational inference in JAX.",
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(
+        prog="lvmjax",
+        description="Latent variable models and variational inference in JAX.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"lvmjax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     fit = commands.add_parser(
-        "fit", help="train a model and save it to a run directory",
+        "fit",
+        help="train a model and save it to a run directory",
         description="Train a model on the training split and write RUN_DIR: config.json, metrics.jsonl "
-                    "(one line per epoch or EM iteration) and checkpoint/ (the parameters).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(one line per epoch or EM iteration) and checkpoint/ (the parameters).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     fit.add_argument("model", choices=registry.names(), help=_models_help())
-    fit.add_argument("--data", default=defaults.data,
-                     help=f"dataset: one of {', '.join(data_lib.DATASETS)}, or a .npy, .npz or .csv file with "
-                          "one datapoint per row (digits is binarized for the binary models and dequantized "
-                          "for the real-valued ones)")
-    fit.add_argument("--data-dir", default=None,
-                     help="directory holding the dataset's files (binarized-mnist: binarized_mnist.npz "
-                          "or the .amat files; mnist, fashion-mnist: the four IDX files, plain or .gz, whose "
-                          "grey levels the binary models see dynamically binarized)")
+    fit.add_argument(
+        "--data",
+        default=defaults.data,
+        help=f"dataset: one of {', '.join(data_lib.DATASETS)}, or a .npy, .npz or .csv file with "
+        "one datapoint per row (digits is binarized for the binary models and dequantized "
+        "for the real-valued ones)",
+    )
+    fit.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory holding the dataset's files (binarized-mnist: binarized_mnist.npz "
+        "or the .amat files; mnist, fashion-mnist: the four IDX files, plain or .gz, whose "
+        "grey levels the binary models see dynamically binarized)",
+    )
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create; must not exist")
-    fit.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help=f"passes over the training set ({_models_reading('epochs')})")
-    fit.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help=f"minibatch size ({_models_reading('batch_size')})")
-    fit.add_argument("--latent-dim", type=_positive_int, default=defaults.latent_dim, help=f"dimension of z ({_models_reading('latent_dim')})")
-    fit.add_argument("--num-samples", type=_positive_int, default=None,
-                     help="K: samples per datapoint of the training objective (default: the model's, "
-                          + ", ".join(f"{spec.name} {spec.default_num_samples}" for spec in registry.specs()
-                                      if "num_samples" in spec.options) + ")")
-    fit.add_argument("--lr", type=_positive_float, default=defaults.lr,
-                     help=f"Adam's learning rate (cosine-decayed to 5%% of it; {_models_reading('lr')})")
+    fit.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=defaults.epochs,
+        help=f"passes over the training set ({_models_reading('epochs')})",
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=defaults.batch_size,
+        help=f"minibatch size ({_models_reading('batch_size')})",
+    )
+    fit.add_argument(
+        "--latent-dim",
+        type=_positive_int,
+        default=defaults.latent_dim,
+        help=f"dimension of z ({_models_reading('latent_dim')})",
+    )
+    fit.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=None,
+        help="K: samples per datapoint of the training objective (default: the model's, "
+        + ", ".join(
+            f"{spec.name} {spec.default_num_samples}" for spec in registry.specs() if "num_samples" in spec.options
+        )
+        + ")",
+    )
+    fit.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=defaults.lr,
+        help=f"Adam's learning rate (cosine-decayed to 5%% of it; {_models_reading('lr')})",
+    )
     fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice")
-    fit.add_argument("--hidden", type=_widths, default=defaults.hidden, metavar="W,W",
-                     help=f"widths of the hidden layers ({_models_reading('hidden')})")
-    fit.add_argument("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
-                     help=f"mlp, or conv for image data ({_models_reading('architecture')})")
-    fit.add_argument("--components", type=_positive_int, default=defaults.components,
-                     help=f"K: mixture components ({_models_reading('components')})")
-    fit.add_argument("--covariance", choices=COVARIANCE_TYPES, default=defaults.covariance,
-                     help=f"covariance of each Gaussian component ({_models_reading('covariance')})")
-    fit.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter,
-                     help=f"the most EM iterations ({_models_reading('max_iter')})")
-    fit.add_argument("--n-init", type=_positive_int, default=defaults.n_init,
-                     help="EM restarts from different k-means++ starts, run in parallel; the best is kept "
-                          f"({_models_reading('n_init')})")
-    fit.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction,
-                     help="share of a data file's rows held out for testing, chosen with --seed")
-    fit.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N",
-                     help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
-                          f"({', '.join(spec.name for spec in registry.specs() if spec.checkpointed)})")
-    fit.add_argument("--devices", type=_positive_int, default=None, metavar="N",
-                     help="train data-parallel on the first N devices (default: 1; in a multi-process run set "
-                          "up by JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, all of every "
-                          "process's); each takes batch-size / N rows of every minibatch, or 1/N of EM's data "
-                          f"({', '.join(spec.name for spec in registry.specs() if spec.devices)})")
-    fit.add_argument("--max-skipped-steps", type=_positive_int, default=defaults.max_skipped_steps, metavar="N",
-                     help="a training step whose objective or gradient is NaN or infinite is skipped (the parameters "
-                          "stay as they were); N such steps in a row stop the run, leaving the last checkpoint "
-                          f"({_models_reading('max_skipped_steps')})")
-    fit.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
-                     help="float type of the fit and of its evaluation: float64 for data whose scales float32 "
-                          f"cannot resolve ({_models_reading('precision')})")
-    fit.add_argument("--resume", action="store_true",
-                     help="continue the unfinished run in --out from its last checkpoint; repeat the original "
-                          "command's options. It ends with the parameters of an uninterrupted run")
+    fit.add_argument(
+        "--hidden",
+        type=_widths,
+        default=defaults.hidden,
+        metavar="W,W",
+        help=f"widths of the hidden layers ({_models_reading('hidden')})",
+    )
+    fit.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default=defaults.architecture,
+        help=f"mlp, or conv for image data ({_models_reading('architecture')})",
+    )
+    fit.add_argument(
+        "--components",
+        type=_positive_int,
+        default=defaults.components,
+        help=f"K: mixture components ({_models_reading('components')})",
+    )
+    fit.add_argument(
+        "--covariance",
+        choices=COVARIANCE_TYPES,
+        default=defaults.covariance,
+        help=f"covariance of each Gaussian component ({_models_reading('covariance')})",
+    )
+    fit.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=defaults.max_iter,
+        help=f"the most EM iterations ({_models_reading('max_iter')})",
+    )
+    fit.add_argument(
+        "--n-init",
+        type=_positive_int,
+        default=defaults.n_init,
+        help="EM restarts from different k-means++ starts, run in parallel; the best is kept "
+        f"({_models_reading('n_init')})",
+    )
+    fit.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=defaults.test_fraction,
+        help="share of a data file's rows held out for testing, chosen with --seed",
+    )
+    fit.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="save the training state to RUN_DIR/checkpoints every N epochs and after the last "
+        f"({', '.join(spec.name for spec in registry.specs() if spec.checkpointed)})",
+    )
+    fit.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train data-parallel on the first N devices (default: 1; in a multi-process run set "
+        "up by JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, all of every "
+        "process's); each takes batch-size / N rows of every minibatch, or 1/N of EM's data "
+        f"({', '.join(spec.name for spec in registry.specs() if spec.devices)})",
+    )
+    fit.add_argument(
+        "--max-skipped-steps",
+        type=_positive_int,
+        default=defaults.max_skipped_steps,
+        metavar="N",
+        help="a training step whose objective or gradient is NaN or infinite is skipped (the parameters "
+        "stay as they were); N such steps in a row stop the run, leaving the last checkpoint "
+        f"({_models_reading('max_skipped_steps')})",
+    )
+    fit.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="float type of the fit and of its evaluation: float64 for data whose scales float32 "
+        f"cannot resolve ({_models_reading('precision')})",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --out from its last checkpoint; repeat the original "
+        "command's options. It ends with the parameters of an uninterrupted run",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress output")
 
     tour = commands.add_parser(
-        "tour", help="fit every model on the digits, compare them in one table and write a report",
+        "tour",
+        help="fit every model on the digits, compare them in one table and write a report",
         description="Fit the mixture of Bernoullis, the Gaussian mixture and factor analysis (EM), the "
-                    "autoencoder, the VAE, the IWAE (K = 50), non-amortized SVI and the semi-amortized VAE on "
-                    "one train/test split; print their test ELBO and NLL in one table; write DIR/report.html "
-                    "(self-contained), DIR/report.md, DIR/metrics.json and the figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "autoencoder, the VAE, the IWAE (K = 50), non-amortized SVI and the semi-amortized VAE on "
+        "one train/test split; print their test ELBO and NLL in one table; write DIR/report.html "
+        "(self-contained), DIR/report.md, DIR/metrics.json and the figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     tour.add_argument("--data", default="digits", help="dataset (the tour needs digits: binary and real-valued)")
     tour.add_argument("--out", default="lvmjax-tour", metavar="DIR", help="directory to create; must not exist")
     tour.add_argument("--quick", action="store_true", help="a few epochs and small K: the whole story in a minute")
     tour.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     tour.add_argument("--quiet", action="store_true", help="no progress output")
-    tour.add_argument("--overwrite", action="store_true",
-                      help="replace DIR if it holds an earlier tour's report (once the new one is complete)")
+    tour.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR if it holds an earlier tour's report (once the new one is complete)",
+    )
 
     evaluate = commands.add_parser(
-        "evaluate", help="test-split metrics of a saved run",
+        "evaluate",
+        help="test-split metrics of a saved run",
         description="Evaluate a run on the test split: test ELBO and test NLL (nats per datapoint; exact for "
-                    f"{_names(lambda spec: spec.nll_method == 'exact')}, importance-sampled for "
-                    f"{_names(lambda spec: spec.nll_method == 'importance sampling')}), for the models with an "
-                    "encoder the approximation and amortization gaps, for the exact ones the BIC and, for "
-                    "mixtures on labelled data, the adjusted Rand index of the clusters.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"{_names(lambda spec: spec.nll_method == 'exact')}, importance-sampled for "
+        f"{_names(lambda spec: spec.nll_method == 'importance sampling')}), for the models with an "
+        "encoder the approximation and amortization gaps, for the exact ones the BIC and, for "
+        "mixtures on labelled data, the adjusted Rand index of the clusters.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _saved_run_arguments(evaluate)
-    evaluate.add_argument("--num-samples", type=_positive_int, default=5000,
-                          help="K: importance samples per test datapoint for the NLL")
+    evaluate.add_argument(
+        "--num-samples", type=_positive_int, default=5000, help="K: importance samples per test datapoint for the NLL"
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
 
     sample = commands.add_parser(
-        "sample", help="generate images from a saved run",
+        "sample",
+        help="generate images from a saved run",
         description="Draw z ~ p(z), x ~ p(x | z) from a saved run "
-                    f"({_names(lambda spec: spec.generative is not None)}) and write the images as a figure "
-                    "(FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
-                    f"({_names(lambda spec: spec.pixel_probabilities and spec.generative is not None)}) the images "
-                    "are the pixel probabilities E[x | z] unless --draw.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"({_names(lambda spec: spec.generative is not None)}) and write the images as a figure "
+        "(FILE.png) and an array (FILE.npy, shape (n, D)). For the Bernoulli models "
+        f"({_names(lambda spec: spec.pixel_probabilities and spec.generative is not None)}) the images "
+        "are the pixel probabilities E[x | z] unless --draw.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _saved_run_arguments(sample, data_dir=False)
     sample.add_argument("-n", "--num", type=_positive_int, default=100, help="how many to generate")
     sample.add_argument("--draw", action="store_true", help="binary draws x ~ p(x | z) for the Bernoulli models")
@@ -228,34 +326,47 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--overwrite", action="store_true", help="replace FILE.png and FILE.npy if they exist")
 
     impute = commands.add_parser(
-        "impute", help="fill in the missing pixels of test images under a saved run",
+        "impute",
+        help="fill in the missing pixels of test images under a saved run",
         description="Hide part of each of the first N test images and replace it by E[x_m | x_o] under the "
-                    f"run's model (exact for {_names(lambda spec: spec.impute and spec.nll_method == 'exact')}; "
-                    "importance-sampled for "
-                    f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}); "
-                    "print the squared error on the hidden entries; write a figure (FILE.png) and the "
-                    "imputed images (FILE.npy, shape (N, D)).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        f"run's model (exact for {_names(lambda spec: spec.impute and spec.nll_method == 'exact')}; "
+        "importance-sampled for "
+        f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}); "
+        "print the squared error on the hidden entries; write a figure (FILE.png) and the "
+        "imputed images (FILE.npy, shape (N, D)).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _saved_run_arguments(impute)
-    impute.add_argument("--mask", choices=applications.MASKS, default="top-half",
-                        help="what is missing: half of each image, or a random half of the entries")
+    impute.add_argument(
+        "--mask",
+        choices=applications.MASKS,
+        default="top-half",
+        help="what is missing: half of each image, or a random half of the entries",
+    )
     impute.add_argument("-n", "--num-images", type=_positive_int, default=100, help="test images to impute")
-    impute.add_argument("--num-samples", type=_positive_int, default=1000,
-                        help="K: importance samples per image for "
-                             f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}")
+    impute.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=1000,
+        help="K: importance samples per image for "
+        f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}",
+    )
     impute.add_argument("--seed", type=int, default=0, help="seed of the importance samples and the random mask")
-    impute.add_argument("--out", default=None, metavar="FILE.png",
-                        help="where to write (default RUN_DIR/imputation-MASK.png)")
+    impute.add_argument(
+        "--out", default=None, metavar="FILE.png", help="where to write (default RUN_DIR/imputation-MASK.png)"
+    )
     impute.add_argument("--overwrite", action="store_true", help="replace FILE.png and FILE.npy if they exist")
 
     plot = commands.add_parser(
-        "plot", help="every figure of a saved run",
+        "plot",
+        help="every figure of a saved run",
         description="Write the figures that the run's model can make: the training curve, 100 generated "
-                    "images, imputation of the top half, reconstructions and interpolations "
-                    f"({_names(lambda spec: spec.encoder)}), component means "
-                    f"({_names(lambda spec: spec.component_means is not None)}) and the latent space coloured by "
-                    "label.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "images, imputation of the top half, reconstructions and interpolations "
+        f"({_names(lambda spec: spec.encoder)}), component means "
+        f"({_names(lambda spec: spec.component_means is not None)}) and the latent space coloured by "
+        "label.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _saved_run_arguments(plot)
     plot.add_argument("--out", default=None, metavar="DIR", help="where to write (default RUN_DIR/figures)")
     plot.add_argument("--seed", type=int, default=0, help="seed of the generated images and the imputation")
@@ -273,9 +384,14 @@ class _Progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-                                console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
             self.task = self.bar.add_task(label, total=total, status="compiling")
             self.bar.start()
 
@@ -286,14 +402,18 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=epoch, status=status)
         elif not self.quiet and (epoch == 1 or epoch == self.total or epoch % max(1, self.total // 20) == 0):
-            print(f"{self.label} epoch {epoch}/{self.total}  {status}  {metrics['seconds']:.1f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{self.label} epoch {epoch}/{self.total}  {status}  {metrics['seconds']:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def batches(self, done: int, total: int):
         """For `app.evaluate`: `done` of `total` test batches."""
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total,
-                            status=f"{done}/{total} test batches" if done else "compiling")
+            self.bar.update(
+                self.task, completed=done, total=total, status=f"{done}/{total} test batches" if done else "compiling"
+            )
         elif not self.quiet and done:
             print(f"{self.label} test batch {done}/{total}", file=sys.stderr, flush=True)
 
@@ -345,9 +465,11 @@ def _mesh(requested: int | None):
     if requested is None:
         return parallel.data_mesh() if distributed else None
     if requested > len(jax.devices()):
-        raise RunError(f"{{devices}} {requested} asks for more than the {len(jax.devices())} "
-                       f"{jax.devices()[0].platform.upper()} device(s) here (on a CPU, "
-                       "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N).")
+        raise RunError(
+            f"{{devices}} {requested} asks for more than the {len(jax.devices())} "
+            f"{jax.devices()[0].platform.upper()} device(s) here (on a CPU, "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N)."
+        )
     return parallel.data_mesh(requested)
 
 
@@ -358,12 +480,26 @@ def _fit(args) -> int:
     data = args.data
     if Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
         data = str(Path(data).absolute())  # so that 'lvmjax evaluate' finds it from anywhere
-    config = app.FitConfig(model=args.model, data=data, data_dir=args.data_dir, epochs=args.epochs,
-                           batch_size=args.batch_size, latent_dim=args.latent_dim, num_samples=args.num_samples,
-                           lr=args.lr, seed=args.seed, hidden=args.hidden, architecture=args.architecture,
-                           components=args.components, covariance=args.covariance, max_iter=args.max_iter,
-                           n_init=args.n_init, test_fraction=args.test_fraction,
-                           max_skipped_steps=args.max_skipped_steps, precision=args.precision)
+    config = app.FitConfig(
+        model=args.model,
+        data=data,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        latent_dim=args.latent_dim,
+        num_samples=args.num_samples,
+        lr=args.lr,
+        seed=args.seed,
+        hidden=args.hidden,
+        architecture=args.architecture,
+        components=args.components,
+        covariance=args.covariance,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        test_fraction=args.test_fraction,
+        max_skipped_steps=args.max_skipped_steps,
+        precision=args.precision,
+    )
     spec = config.spec
     if args.resume:
         run_dir = app.resume_run(args.out, config)
@@ -373,8 +509,9 @@ def _fit(args) -> int:
     app.check_config_against_data(config, dataset)
     mesh = app.check_mesh(config, mesh)
     if not spec.checkpointed:
-        with _Status(f"fit {config.model}: {dataset.train.shape[0]} x {dataset.train.shape[1]} ({dataset.name})",
-                     args.quiet):
+        with _Status(
+            f"fit {config.model}: {dataset.train.shape[0]} x {dataset.train.shape[1]} ({dataset.name})", args.quiet
+        ):
             result = app.fit(config, dataset, mesh=mesh)
         if not writes:
             return 0
@@ -405,8 +542,11 @@ def _fit(args) -> int:
         app.finish_run(run_dir, result)
     if not args.quiet:
         last = result.history[-1]["train_objective"]
-        print(f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} "
-              f"{spec.history_unit}s, final training objective {last:.3f}); wrote {run_dir}", file=sys.stderr)
+        print(
+            f"trained {config.model} on {dataset.name} in {result.seconds:.1f}s ({len(result.history)} "
+            f"{spec.history_unit}s, final training objective {last:.3f}); wrote {run_dir}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -421,9 +561,14 @@ class _StageProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("{task.description:<22}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self.bar.start()
 
     def __call__(self, stage: str, done: int, total: int, status: str):
@@ -437,8 +582,7 @@ class _StageProgress:
             self.started.setdefault(stage, time.perf_counter())
             if done == total and stage not in self.tasks:
                 self.tasks[stage] = None  # reported
-                print(f"{stage}: done in {time.perf_counter() - self.started[stage]:.1f}s", file=sys.stderr,
-                      flush=True)
+                print(f"{stage}: done in {time.perf_counter() - self.started[stage]:.1f}s", file=sys.stderr, flush=True)
 
     def close(self):
         if self.bar is not None:
@@ -458,8 +602,9 @@ def _tour(args) -> int:
 
     progress = _StageProgress(args.quiet)
     try:
-        metrics = tour.run_tour(args.out, data=args.data, quick=args.quick, seed=args.seed, progress=progress,
-                                overwrite=args.overwrite)
+        metrics = tour.run_tour(
+            args.out, data=args.data, quick=args.quick, seed=args.seed, progress=progress, overwrite=args.overwrite
+        )
     finally:
         progress.close()
     print(tour.format_table(metrics))
@@ -471,8 +616,7 @@ def _tour(args) -> int:
 def _evaluate(args) -> int:
     progress = _BatchProgress(f"evaluate {args.run_dir}", args.quiet)
     try:
-        report = app.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir,
-                                   progress=progress)
+        report = app.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir, progress=progress)
     finally:
         progress.close()
     if args.json:
@@ -492,8 +636,7 @@ def _outputs(out: str | None, default: Path, overwrite: bool) -> tuple[Path, Pat
     array = figure.with_suffix(".npy")
     for path in (figure, array):
         if path.is_dir() or (path.exists() and not overwrite):
-            raise RunError(f"{path} already exists; choose another --out or add --overwrite "
-                                "(nothing was changed).")
+            raise RunError(f"{path} already exists; choose another --out or add --overwrite (nothing was changed).")
     if not figure.parent.is_dir():
         raise RunError(f"{figure.parent} is not a directory; --out must be a file in an existing directory.")
     return figure, array
@@ -551,9 +694,11 @@ def _impute(args) -> int:
         written.insert(0, figure_path)
     error = figures.squared_error(imputed, truth, observed)
     baseline = figures.squared_error(np.broadcast_to(dataset.train.mean(axis=0), truth.shape), truth, observed)
-    print(f"imputed {args.mask} of {len(truth)} test datapoints under {run.config.model}: mean squared error "
-          f"{error:.4f} on the missing entries (the training mean: {baseline:.4f}); "
-          f"wrote {' and '.join(map(str, written))}")
+    print(
+        f"imputed {args.mask} of {len(truth)} test datapoints under {run.config.model}: mean squared error "
+        f"{error:.4f} on the missing entries (the training mean: {baseline:.4f}); "
+        f"wrote {' and '.join(map(str, written))}"
+    )
     return 0
 
 
@@ -567,8 +712,7 @@ def _plot(args) -> int:
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file; --out must be a directory.")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise RunError(f"{out} already holds files; choose another --out or add --overwrite "
-                            "(nothing was changed).")
+        raise RunError(f"{out} already holds files; choose another --out or add --overwrite (nothing was changed).")
     dataset = app.load_run_data(run, args.run_dir, args.data_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = figures.plot_run(jax.random.key(args.seed), run, args.run_dir, dataset, out)
@@ -585,8 +729,14 @@ def _flag(argument: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        commands = {"tour": _tour, "fit": _fit, "evaluate": _evaluate, "sample": _sample, "impute": _impute,
-                    "plot": _plot}
+        commands = {
+            "tour": _tour,
+            "fit": _fit,
+            "evaluate": _evaluate,
+            "sample": _sample,
+            "impute": _impute,
+            "plot": _plot,
+        }
         return commands[args.command](args)
     except _UsageError as error:
         print(error, file=sys.stderr)
@@ -602,8 +752,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception:  # not the user's input: a bug, shown in full
         traceback.print_exc()
-        print("lvmjax: internal error: this is a bug in lvmjax, not a problem with your input; please report it "
-              "with the command you ran and the traceback above.", file=sys.stderr)
+        print(
+            "lvmjax: internal error: this is a bug in lvmjax, not a problem with your input; please report it "
+            "with the command you ran and the traceback above.",
+            file=sys.stderr,
+        )
         return 1
     return 2
 

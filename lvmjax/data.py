@@ -127,8 +127,14 @@ class Dataset(NamedTuple):
     grey_levels: bool = False  # values in [0, 1] that a Bernoulli model binarizes: `binarize`, `binarize_split`
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, continuous: bool = False,
-                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    continuous: bool = False,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
     """Loads the dataset called `name`, one of `DATASETS`, or a user's file.
 
     Args:
@@ -153,16 +159,19 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, contin
         return load_digits(continuous=continuous)
     if name == "binarized-mnist":
         if continuous:
-            raise DataError("binarized-mnist has only the values 0 and 1, so it has no real-valued version for "
-                            "a Gaussian model; use a binary model (mob, vae) or real-valued data")
+            raise DataError(
+                "binarized-mnist has only the values 0 and 1, so it has no real-valued version for "
+                "a Gaussian model; use a binary model (mob, vae) or real-valued data"
+            )
         return load_binarized_mnist(data_dir)
     if name in IDX_DATASETS:
         return load_mnist(data_dir, name, continuous=continuous)
     if pathlib.Path(name).suffix.lower() in FILE_SUFFIXES:
         return load_file(name, test_fraction=test_fraction, seed=seed)
     known = ", ".join(repr(known_name) for known_name in DATASETS)
-    raise DataError(f"unknown dataset {name!r}; the known datasets are {known}, or the path of a "
-                    f"{', '.join(FILE_SUFFIXES)} file")
+    raise DataError(
+        f"unknown dataset {name!r}; the known datasets are {known}, or the path of a {', '.join(FILE_SUFFIXES)} file"
+    )
 
 
 def load_digits(continuous: bool = False) -> Dataset:
@@ -249,8 +258,10 @@ def load_binarized_mnist(data_dir: str | os.PathLike | None) -> Dataset:
     else:
         found = [path.name for path in amat_paths.values() if path.is_file()]
         found_text = f" (it has only {', '.join(found)})" if found else ""
-        raise DataError(f"the data directory {directory} holds neither {MNIST_NPZ} nor all three "
-                        f"binarized_mnist_{{train,valid,test}}.amat files{found_text}; {MNIST_HINT}")
+        raise DataError(
+            f"the data directory {directory} holds neither {MNIST_NPZ} nor all three "
+            f"binarized_mnist_{{train,valid,test}}.amat files{found_text}; {MNIST_HINT}"
+        )
     images = {split: _as_binary_images(arrays[split], described[split], MNIST_WIDTH) for split in MNIST_SPLITS}
     return Dataset(
         name="binarized-mnist",
@@ -316,9 +327,11 @@ def load_mnist(data_dir: str | os.PathLike | None, name: str = "mnist", *, conti
         pixels = _as_idx_images(read_idx(images_path), images_path, name)
         labels[split] = _as_idx_labels(read_idx(labels_path), labels_path, name)
         if labels[split].shape[0] != pixels.shape[0]:
-            raise DataError(f"{labels_path} has {labels[split].shape[0]} labels but {images_path} has "
-                            f"{pixels.shape[0]} images; they must be the same {split} split of {name}, so download "
-                            "both files again")
+            raise DataError(
+                f"{labels_path} has {labels[split].shape[0]} labels but {images_path} has "
+                f"{pixels.shape[0]} images; they must be the same {split} split of {name}, so download "
+                "both files again"
+            )
         pixels = pixels.reshape(pixels.shape[0], -1)
         if continuous:
             values[split] = _dequantize(pixels, GREY_LEVELS, rng)
@@ -366,24 +379,32 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         try:
             content = gzip.decompress(content)
         except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
-            raise DataError(f"could not decompress {path} ({_one_line(error)}); the gzip file is truncated or "
-                            f"corrupted, so {again}") from error
+            raise DataError(
+                f"could not decompress {path} ({_one_line(error)}); the gzip file is truncated or corrupted, so {again}"
+            ) from error
     if len(content) < 4:
-        raise DataError(f"{path} is truncated: it holds {len(content)} bytes, fewer than the 4 of an IDX file's "
-                        f"magic number; {again}")
+        raise DataError(
+            f"{path} is truncated: it holds {len(content)} bytes, fewer than the 4 of an IDX file's "
+            f"magic number; {again}"
+        )
     if content[:2] != b"\x00\x00":
         looks_like = " (it looks like a web page: was the download refused?)" if content.lstrip()[:1] == b"<" else ""
-        raise DataError(f"{path} is neither an IDX file nor gzipped: it starts with the bytes 0x{content[:2].hex()}, "
-                        f"where an IDX file starts with 0x0000 and a gzip file with 0x1f8b{looks_like}; {again}")
+        raise DataError(
+            f"{path} is neither an IDX file nor gzipped: it starts with the bytes 0x{content[:2].hex()}, "
+            f"where an IDX file starts with 0x0000 and a gzip file with 0x1f8b{looks_like}; {again}"
+        )
     code, num_dims = content[2], content[3]
     if code not in IDX_TYPES:
         known = ", ".join(f"0x{known_code:02x} ({type_name})" for known_code, (_, type_name) in IDX_TYPES.items())
-        raise DataError(f"{path} has the IDX type code 0x{code:02x}, not one of {known}; the file is corrupted, "
-                        f"so {again}")
+        raise DataError(
+            f"{path} has the IDX type code 0x{code:02x}, not one of {known}; the file is corrupted, so {again}"
+        )
     header_size = 4 + 4 * num_dims
     if len(content) < header_size:
-        raise DataError(f"{path} is truncated: its header has {num_dims} dimensions, {header_size} bytes, but the "
-                        f"file holds {len(content)}; {again}")
+        raise DataError(
+            f"{path} is truncated: its header has {num_dims} dimensions, {header_size} bytes, but the "
+            f"file holds {len(content)}; {again}"
+        )
     shape = tuple(int(size) for size in np.frombuffer(content, ">u4", count=num_dims, offset=4))
     dtype, type_name = IDX_TYPES[code]
     num_values = math.prod(shape)
@@ -392,8 +413,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if available < expected:
         raise DataError(f"{path} is truncated: its header promises {described}, but it holds {available}; {again}")
     if available > expected:
-        raise DataError(f"{path} holds {available - expected} bytes more than its header promises ({described}); "
-                        f"the file is corrupted, so {again}")
+        raise DataError(
+            f"{path} holds {available - expected} bytes more than its header promises ({described}); "
+            f"the file is corrupted, so {again}"
+        )
     values = np.frombuffer(content, dtype, count=num_values, offset=header_size)
     return values.reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -467,11 +490,11 @@ def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise DataError(f"{path} has the suffix {suffix or '(none)'!r}; data files must be "
-                        f"{', '.join(FILE_SUFFIXES)}")
+        raise DataError(f"{path} has the suffix {suffix or '(none)'!r}; data files must be {', '.join(FILE_SUFFIXES)}")
     if not path.is_file():
-        raise DataError(f"the data file {path} does not exist" if not path.exists()
-                        else f"the data file {path} is not a file")
+        raise DataError(
+            f"the data file {path} does not exist" if not path.exists() else f"the data file {path} is not a file"
+        )
     if not 0 < test_fraction < 1:
         raise DataError(f"test-fraction must be strictly between 0 and 1, got {test_fraction}")
     if suffix == ".npz":
@@ -484,8 +507,10 @@ def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
         data = _as_data_matrix(arrays["data"], str(path))
         num_test = round(data.shape[0] * test_fraction)
         if not 1 <= num_test <= data.shape[0] - 1:
-            raise DataError(f"{path} has {data.shape[0]} rows, too few to hold out test-fraction {test_fraction} "
-                            "and keep both splits non-empty")
+            raise DataError(
+                f"{path} has {data.shape[0]} rows, too few to hold out test-fraction {test_fraction} "
+                "and keep both splits non-empty"
+            )
         order = np.random.default_rng(seed).permutation(data.shape[0])
         train, test = data[order[num_test:]], data[order[:num_test]]
         valid = train_labels = test_labels = None
@@ -495,14 +520,24 @@ def load_file(path: str | os.PathLike, test_fraction: float = 0.2, seed: int = 0
         valid = _as_data_matrix(arrays["valid"], f"array 'valid' in {path}") if "valid" in arrays else None
         for name, split in (("test", test), ("valid", valid)):
             if split is not None and split.shape[1] != train.shape[1]:
-                raise DataError(f"array {name!r} in {path} has {split.shape[1]} columns but 'train' has "
-                                f"{train.shape[1]}; every split needs the same columns")
+                raise DataError(
+                    f"array {name!r} in {path} has {split.shape[1]} columns but 'train' has "
+                    f"{train.shape[1]}; every split needs the same columns"
+                )
         train_labels = _as_labels(arrays.get("train_labels"), train, f"array 'train_labels' in {path}")
         test_labels = _as_labels(arrays.get("test_labels"), test, f"array 'test_labels' in {path}")
     splits = [split for split in (train, test, valid) if split is not None]
     binary = all(bool(np.all((split == 0) | (split == 1))) for split in splits)
-    return Dataset(name=path.name, train=train, test=test, valid=valid, train_labels=train_labels,
-                   test_labels=test_labels, image_shape=None, binary=binary)
+    return Dataset(
+        name=path.name,
+        train=train,
+        test=test,
+        valid=valid,
+        train_labels=train_labels,
+        test_labels=test_labels,
+        image_shape=None,
+        binary=binary,
+    )
 
 
 def _read_npy(path: pathlib.Path) -> np.ndarray:
@@ -510,8 +545,10 @@ def _read_npy(path: pathlib.Path) -> np.ndarray:
         with open(path, "rb") as file:
             array = np.load(file, allow_pickle=False)
     except Exception as error:  # truncated, corrupted, pickled objects, ...: numpy raises many types
-        raise DataError(f"could not read {path} as a .npy array ({_one_line(error)}); save it with "
-                        "np.save(path, array) of a 2-D numeric array") from error
+        raise DataError(
+            f"could not read {path} as a .npy array ({_one_line(error)}); save it with "
+            "np.save(path, array) of a 2-D numeric array"
+        ) from error
     if not isinstance(array, np.ndarray):
         raise DataError(f"{path} is not a .npy array; save it with np.save(path, array)")
     return array
@@ -539,13 +576,16 @@ def _read_user_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
             elif len(names) == 1:
                 wanted = names
             else:
-                raise DataError(f"{path} has the arrays {', '.join(names) or '(none)'}; it needs both 'train' and "
-                                f"'test', or exactly one array to split; {hint}")
+                raise DataError(
+                    f"{path} has the arrays {', '.join(names) or '(none)'}; it needs both 'train' and "
+                    f"'test', or exactly one array to split; {hint}"
+                )
             try:
                 arrays = {name: archive[name] for name in wanted}
             except Exception as error:  # a damaged member
-                raise DataError(f"could not read {path} ({_one_line(error)}); the file may be truncated or "
-                                "corrupted") from error
+                raise DataError(
+                    f"could not read {path} ({_one_line(error)}); the file may be truncated or corrupted"
+                ) from error
     if len(wanted) == 1 and wanted[0] not in ("train", "test"):
         return {"data": arrays[wanted[0]]}
     return arrays
@@ -592,8 +632,10 @@ def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
     """`array` as float32 after checking that it is a non-empty (N, D) array of finite real numbers
     within float32's range (beyond it a value would become inf)."""
     if np.issubdtype(array.dtype, np.complexfloating):
-        raise DataError(f"{description} has the complex dtype {array.dtype}; expected real numbers, so keep "
-                        "the real part (or the modulus) and save that")
+        raise DataError(
+            f"{description} has the complex dtype {array.dtype}; expected real numbers, so keep "
+            "the real part (or the modulus) and save that"
+        )
     if not is_real_dtype(array.dtype):
         raise DataError(f"{description} has dtype {array.dtype}; expected numbers")
     if array.ndim != 2:
@@ -603,14 +645,18 @@ def _as_data_matrix(array: np.ndarray, description: str) -> np.ndarray:
     finite = np.isfinite(array)
     if not np.all(finite):
         row, column = np.argwhere(~finite)[0]
-        raise DataError(f"{description} has {int(np.sum(~finite))} values that are NaN or infinite (the first in "
-                        f"row {row}, column {column}); remove or impute them first")
+        raise DataError(
+            f"{description} has {int(np.sum(~finite))} values that are NaN or infinite (the first in "
+            f"row {row}, column {column}); remove or impute them first"
+        )
     too_large = np.abs(array) > np.finfo(np.float32).max
     if np.any(too_large):
         row, column = np.argwhere(too_large)[0]
-        raise DataError(f"{description} has {int(np.sum(too_large))} values beyond float32's largest "
-                        f"magnitude {np.finfo(np.float32).max:.3g} (the first, {array[row, column]:.3g}, in row "
-                        f"{row}, column {column}), which would become infinite; rescale the data first")
+        raise DataError(
+            f"{description} has {int(np.sum(too_large))} values beyond float32's largest "
+            f"magnitude {np.finfo(np.float32).max:.3g} (the first, {array[row, column]:.3g}, in row "
+            f"{row}, column {column}), which would become infinite; rescale the data first"
+        )
     return array.astype(np.float32)
 
 
@@ -618,8 +664,10 @@ def _as_labels(labels: np.ndarray | None, data: np.ndarray, description: str) ->
     if labels is None:
         return None
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{description} has shape {labels.shape} and dtype {labels.dtype}; expected "
-                        f"{data.shape[0]} integer labels, one per row")
+        raise DataError(
+            f"{description} has shape {labels.shape} and dtype {labels.dtype}; expected "
+            f"{data.shape[0]} integer labels, one per row"
+        )
     return labels.astype(np.int32)
 
 
@@ -644,14 +692,18 @@ def _read_npz(path: pathlib.Path, names: tuple[str, ...]) -> dict[str, np.ndarra
         except Exception as error:
             raise DataError(f"could not read {path} as an npz archive ({_one_line(error)}); {hint}") from error
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single array, not an npz archive of the arrays {', '.join(names)}; "
-                            "save them with np.savez(path, train=..., valid=..., test=...)")
+            raise DataError(
+                f"{path} holds a single array, not an npz archive of the arrays {', '.join(names)}; "
+                "save them with np.savez(path, train=..., valid=..., test=...)"
+            )
         with archive:
             missing = [name for name in names if name not in archive.files]
             if missing:
-                raise DataError(f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'}); "
-                                f"it needs the arrays {', '.join(names)}, e.g. np.savez(path, train=..., "
-                                "valid=..., test=...)")
+                raise DataError(
+                    f"{path} has no array {missing[0]!r} (it has {', '.join(archive.files) or 'none'}); "
+                    f"it needs the arrays {', '.join(names)}, e.g. np.savez(path, train=..., "
+                    "valid=..., test=...)"
+                )
             try:
                 return {name: archive[name] for name in names}
             except Exception as error:  # a damaged file, as above
@@ -665,8 +717,10 @@ def _read_amat(path: pathlib.Path, width: int) -> np.ndarray:
     except OSError as error:
         raise DataError(f"could not read {path} ({_one_line(error)})") from error
     if not content.strip():
-        raise DataError(f"{path} is empty; it must hold one image per line, {width} values separated by spaces, "
-                        "so download or convert it again")
+        raise DataError(
+            f"{path} is empty; it must hold one image per line, {width} values separated by spaces, "
+            "so download or convert it again"
+        )
     parsed = _parse_binary_text(content)
     if parsed is None:
         parsed = _parse_any_text(content, path)
@@ -674,8 +728,10 @@ def _read_amat(path: pathlib.Path, width: int) -> np.ndarray:
     wrong = np.flatnonzero(counts != width)
     if wrong.size:
         first = wrong[0]
-        raise DataError(f"{path} line {line_numbers[first]}: expected {width} columns, got {counts[first]}; "
-                        "each line must hold one image, so the file may be truncated or corrupted")
+        raise DataError(
+            f"{path} line {line_numbers[first]}: expected {width} columns, got {counts[first]}; "
+            "each line must hold one image, so the file may be truncated or corrupted"
+        )
     return values.reshape(-1, width)
 
 
@@ -706,8 +762,9 @@ def _parse_any_text(content: bytes, path: pathlib.Path) -> tuple[np.ndarray, np.
     try:
         lines = content.decode("ascii").splitlines()
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not a text file of numbers ({_one_line(error)}); "
-                        "download or convert it again") from error
+        raise DataError(
+            f"{path} is not a text file of numbers ({_one_line(error)}); download or convert it again"
+        ) from error
     tokens, counts, line_numbers = [], [], []
     for line_number, line in enumerate(lines, start=1):
         row = line.split()
@@ -718,8 +775,10 @@ def _parse_any_text(content: bytes, path: pathlib.Path) -> tuple[np.ndarray, np.
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError as error:
-        raise DataError(f"{path} holds text that is not a number ({_one_line(error)}); "
-                        "each line must hold numbers separated by spaces") from error
+        raise DataError(
+            f"{path} holds text that is not a number ({_one_line(error)}); "
+            "each line must hold numbers separated by spaces"
+        ) from error
     return values, np.array(counts, dtype=np.int64), np.array(line_numbers, dtype=np.int64)
 
 
@@ -730,11 +789,14 @@ def _as_binary_images(array: np.ndarray, description: str, width: int) -> np.nda
     if array.size == 0:
         raise DataError(f"{description} is empty (shape {array.shape}); expected at least one image of {width} values")
     if array.ndim != 2:
-        raise DataError(f"{description} has shape {array.shape}; expected a 2-D array (N, {width}), "
-                        "one flattened image per row")
+        raise DataError(
+            f"{description} has shape {array.shape}; expected a 2-D array (N, {width}), one flattened image per row"
+        )
     if array.shape[1] != width:
-        raise DataError(f"{description} has shape {array.shape}: expected {width} columns, got {array.shape[1]}; "
-                        "each row must be one flattened image")
+        raise DataError(
+            f"{description} has shape {array.shape}: expected {width} columns, got {array.shape[1]}; "
+            "each row must be one flattened image"
+        )
     check_binary(array, description)
     return array.astype(np.float32)
 
@@ -769,8 +831,10 @@ def _dequantize(pixels: np.ndarray, levels: int, rng: np.random.Generator) -> np
 
 
 def _idx_hint(name: str) -> str:
-    return (f"{name} needs {{data_dir}}, a directory holding its four IDX files "
-            f"{', '.join(base for pair in IDX_FILES.values() for base in pair)}, each plain or gzipped (.gz)")
+    return (
+        f"{name} needs {{data_dir}}, a directory holding its four IDX files "
+        f"{', '.join(base for pair in IDX_FILES.values() for base in pair)}, each plain or gzipped (.gz)"
+    )
 
 
 def _find_idx_file(directory: pathlib.Path, base: str) -> pathlib.Path | None:
@@ -783,18 +847,24 @@ def _find_idx_file(directory: pathlib.Path, base: str) -> pathlib.Path | None:
 def _as_idx_images(array: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
     """`array` after checking that it is unsigned bytes of shape (N, 28, 28), N >= 1."""
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != IDX_IMAGE_SHAPE or not array.shape[0]:
-        raise DataError(f"{path} holds {array.dtype} values of shape {array.shape}, but the images of {name} are "
-                        f"unsigned bytes of shape (N, {IDX_IMAGE_SHAPE[0]}, {IDX_IMAGE_SHAPE[1]}) with N >= 1; "
-                        "check that it is the right file, or download it again")
+        raise DataError(
+            f"{path} holds {array.dtype} values of shape {array.shape}, but the images of {name} are "
+            f"unsigned bytes of shape (N, {IDX_IMAGE_SHAPE[0]}, {IDX_IMAGE_SHAPE[1]}) with N >= 1; "
+            "check that it is the right file, or download it again"
+        )
     return array
 
 
 def _as_idx_labels(array: np.ndarray, path: pathlib.Path, name: str) -> np.ndarray:
     """`array` as int32 after checking that it is unsigned bytes of shape (N,) with values 0..9."""
     if array.dtype != np.uint8 or array.ndim != 1:
-        raise DataError(f"{path} holds {array.dtype} values of shape {array.shape}, but the labels of {name} are "
-                        "unsigned bytes of shape (N,); check that it is the right file, or download it again")
+        raise DataError(
+            f"{path} holds {array.dtype} values of shape {array.shape}, but the labels of {name} are "
+            "unsigned bytes of shape (N,); check that it is the right file, or download it again"
+        )
     if array.size and array.max() >= IDX_NUM_CLASSES:
-        raise DataError(f"{path} has the label {array.max()}, but the labels of {name} are the classes "
-                        f"0..{IDX_NUM_CLASSES - 1}; the file is corrupted, so download it again")
+        raise DataError(
+            f"{path} has the label {array.max()}, but the labels of {name} are the classes "
+            f"0..{IDX_NUM_CLASSES - 1}; the file is corrupted, so download it again"
+        )
     return array.astype(np.int32)

@@ -36,7 +36,6 @@ from lvmjax.types import Array
 __all__ = ["fit_em", "fit_em_streaming"]
 
 
-
 def fit_em(
     key: Array,
     data: Array,

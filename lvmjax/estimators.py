@@ -16,7 +16,6 @@ many there are or how they are chunked: `log_weights(key, ..., K)[:k]` equals
 unchunked one.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -32,8 +31,17 @@ from lvmjax.errors import ArgumentError, ArgumentTypeError
 from lvmjax.model import LatentVariableModel, Params, log_joint, log_likelihood
 from lvmjax.types import Array
 
-__all__ = ["MarginalEstimate", "elbo", "elbo_exact", "iwae_bound", "latent_states", "log_marginal_exact", "log_marginal_is", "log_marginal_naive_mc", "log_weights"]
-
+__all__ = [
+    "MarginalEstimate",
+    "elbo",
+    "elbo_exact",
+    "iwae_bound",
+    "latent_states",
+    "log_marginal_exact",
+    "log_marginal_is",
+    "log_marginal_naive_mc",
+    "log_weights",
+]
 
 
 class MarginalEstimate(NamedTuple):
@@ -45,8 +53,9 @@ class MarginalEstimate(NamedTuple):
     num_samples: Array  # shape=(), int32: K
 
 
-def _sample_latents(key: Array, q: distrax.Distribution, num_samples: int,
-                    offset: Array | int = 0) -> tuple[Array, Array]:
+def _sample_latents(
+    key: Array, q: distrax.Distribution, num_samples: int, offset: Array | int = 0
+) -> tuple[Array, Array]:
     """z_k ~ q and log q(z_k) for k = offset, ..., offset + num_samples - 1.
 
     z_k is drawn with the key fold_in(key, k), by distrax's reparameterized
@@ -58,12 +67,9 @@ def _sample_latents(key: Array, q: distrax.Distribution, num_samples: int,
     return jax.vmap(lambda k: q.sample_and_log_prob(seed=k))(keys)
 
 
-def _check_inputs(model: LatentVariableModel, params: Params, x: Array,
-                  q: distrax.Distribution | None = None) -> None:
+def _check_inputs(model: LatentVariableModel, params: Params, x: Array, q: distrax.Distribution | None = None) -> None:
     if not isinstance(model, LatentVariableModel):
-        raise ArgumentTypeError(
-            f"model must be a LatentVariableModel, got {type(model).__name__}."
-        )
+        raise ArgumentTypeError(f"model must be a LatentVariableModel, got {type(model).__name__}.")
     _validation.check_finite(params, "params")
     _validation.check_finite(x, "x")
     if q is None:
@@ -90,8 +96,9 @@ def _log_weights(key, model, params, q, x, num_samples, offset=0) -> Array:
     return log_p - log_q
 
 
-def log_weights(key: Array, model: LatentVariableModel, params: Params,
-                q: distrax.Distribution, x: Array, num_samples: int) -> Array:
+def log_weights(
+    key: Array, model: LatentVariableModel, params: Params, q: distrax.Distribution, x: Array, num_samples: int
+) -> Array:
     """The K importance log-weights of one datapoint.
 
         log w_k = log p(x, z_k; θ) - log q(z_k; φ),    z_k ~ q(z; φ),  k = 1..K
@@ -135,10 +142,16 @@ def _not_reparameterizable(q: distrax.Distribution, name: str) -> ValueError:
     )
 
 
-def elbo(key: Array, model: LatentVariableModel, params: Params,
-         q: distrax.Distribution, x: Array, num_samples: int = 1,
-         analytic_kl: bool = False,
-         gradient: Literal["reparam", "score"] = "reparam") -> Array:
+def elbo(
+    key: Array,
+    model: LatentVariableModel,
+    params: Params,
+    q: distrax.Distribution,
+    x: Array,
+    num_samples: int = 1,
+    analytic_kl: bool = False,
+    gradient: Literal["reparam", "score"] = "reparam",
+) -> Array:
     """Monte Carlo estimate of the evidence lower bound of one datapoint.
 
         ELBO(x; θ, φ) = E_q[log p(x, z; θ) - log q(z; φ)]
@@ -202,8 +215,9 @@ def elbo(key: Array, model: LatentVariableModel, params: Params,
     return jnp.mean(integrand) - kl
 
 
-def iwae_bound(key: Array, model: LatentVariableModel, params: Params,
-               q: distrax.Distribution, x: Array, num_samples: int) -> Array:
+def iwae_bound(
+    key: Array, model: LatentVariableModel, params: Params, q: distrax.Distribution, x: Array, num_samples: int
+) -> Array:
     """The importance-weighted bound of Burda et al. (2016) for one datapoint.
 
         IWAE_K(x) = E[log (1/K) Σ_k p(x, z_k; θ) / q(z_k; φ)],   z_1..z_K ~ q
@@ -276,8 +290,7 @@ def _summarize(moments: _WeightMoments, num_samples: int) -> MarginalEstimate:
     else:
         stderr = jnp.full_like(moments.mean, jnp.nan)
     # (Σ w)² / Σ w² = K p̂² / (p̂² + Σ (w - p̂)² / K)
-    ess = num_samples * mean_square / (
-        mean_square + moments.sum_squared_deviations / num_samples)
+    ess = num_samples * mean_square / (mean_square + moments.sum_squared_deviations / num_samples)
     return MarginalEstimate(
         log_marginal=jnp.log(moments.mean) + moments.log_scale,
         stderr=stderr,
@@ -286,9 +299,15 @@ def _summarize(moments: _WeightMoments, num_samples: int) -> MarginalEstimate:
     )
 
 
-def log_marginal_is(key: Array, model: LatentVariableModel, params: Params,
-                    q: distrax.Distribution, x: Array, num_samples: int,
-                    chunk_size: int | None = None) -> MarginalEstimate:
+def log_marginal_is(
+    key: Array,
+    model: LatentVariableModel,
+    params: Params,
+    q: distrax.Distribution,
+    x: Array,
+    num_samples: int,
+    chunk_size: int | None = None,
+) -> MarginalEstimate:
     """Importance-sampled estimate of log p(x; θ) with proposal q.
 
         p(x; θ) = E_{z ~ q}[p(x, z; θ) / q(z)] ≈ (1/K) Σ_k w_k,   w_k = p(x, z_k; θ) / q(z_k)
@@ -335,10 +354,15 @@ def log_marginal_is(key: Array, model: LatentVariableModel, params: Params,
     return _summarize(moments, num_samples)
 
 
-def log_marginal_naive_mc(key: Array, model: LatentVariableModel, params: Params,
-                          x: Array, num_samples: int, chunk_size: int | None = None,
-                          proposal: Literal["prior", "uniform"] = "prior",
-                          ) -> MarginalEstimate:
+def log_marginal_naive_mc(
+    key: Array,
+    model: LatentVariableModel,
+    params: Params,
+    x: Array,
+    num_samples: int,
+    chunk_size: int | None = None,
+    proposal: Literal["prior", "uniform"] = "prior",
+) -> MarginalEstimate:
     """Naive Monte Carlo estimate of log p(x; θ), with no knowledge of x in the proposal.
 
     proposal="prior":
@@ -434,8 +458,7 @@ def log_marginal_exact(model: LatentVariableModel, params: Params, x: Array) -> 
     return logsumexp(jax.vmap(lambda z: log_joint(model, params, x, z))(states))
 
 
-def elbo_exact(model: LatentVariableModel, params: Params, q: distrax.Distribution,
-               x: Array) -> Array:
+def elbo_exact(model: LatentVariableModel, params: Params, q: distrax.Distribution, x: Array) -> Array:
     """The ELBO of one datapoint with the expectation over a finite discrete q computed exactly.
 
         ELBO(x; θ, φ) = Σ_{z ∈ Z} q(z; φ) [log p(x, z; θ) - log q(z; φ)]

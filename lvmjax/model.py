@@ -14,7 +14,6 @@ from lvmjax.types import Array, Params
 __all__ = ["LatentVariableModel", "log_joint", "log_likelihood", "sample"]
 
 
-
 class LatentVariableModel(NamedTuple):
     """A generative model z ~ p(z; θ), x | z ~ p(x | z; θ) for ONE datapoint.
 

@@ -40,7 +40,7 @@ class MLPEncoder(nn.Module):
         for width in self.hidden:
             h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         out = nn.Dense(2 * self.latent_dim)(h)
-        return out[: self.latent_dim], out[self.latent_dim:]
+        return out[: self.latent_dim], out[self.latent_dim :]
 
 
 class MLPDecoder(nn.Module):
@@ -74,7 +74,7 @@ class ConvEncoder(nn.Module):
             h = nn.gelu(nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME")(h))
         h = nn.gelu(nn.Dense(self.hidden)(h.reshape(-1)))
         out = nn.Dense(2 * self.latent_dim)(h)
-        return out[: self.latent_dim], out[self.latent_dim:]
+        return out[: self.latent_dim], out[self.latent_dim :]
 
 
 class ConvDecoder(nn.Module):

@@ -84,11 +84,14 @@ def data_mesh(num_devices: int | None = None, devices=None) -> Mesh:
     if isinstance(num_devices, bool) or not isinstance(num_devices, int | np.integer):
         raise ArgumentTypeError(f"num_devices must be an integer, got {type(num_devices).__name__}.")
     if not 1 <= num_devices <= len(devices):
-        raise ArgumentError(f"num_devices must be between 1 and the {len(devices)} {devices[0].platform.upper()} "
-                         f"device(s) there are, got {num_devices}.")
+        raise ArgumentError(
+            f"num_devices must be between 1 and the {len(devices)} {devices[0].platform.upper()} "
+            f"device(s) there are, got {num_devices}."
+        )
     if jax.process_count() > 1 and num_devices != len(devices):
-        raise ArgumentError(f"a run of {jax.process_count()} processes uses all {len(devices)} devices, "
-                         f"got num_devices={num_devices}.")
+        raise ArgumentError(
+            f"a run of {jax.process_count()} processes uses all {len(devices)} devices, got num_devices={num_devices}."
+        )
     return Mesh(np.asarray(devices[:num_devices]), (DATA_AXIS,))
 
 
@@ -129,8 +132,10 @@ def shard(tree: Any, mesh: Mesh) -> Any:
     """
     for leaf in jax.tree.leaves(tree):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] % mesh.size:
-            raise ArgumentError(f"cannot split a leading axis of shape {np.shape(leaf)} over {mesh.size} devices; "
-                             f"its length must be a multiple of {mesh.size}.")
+            raise ArgumentError(
+                f"cannot split a leading axis of shape {np.shape(leaf)} over {mesh.size} devices; "
+                f"its length must be a multiple of {mesh.size}."
+            )
     return _place(tree, split(mesh))
 
 
@@ -158,8 +163,10 @@ def constrain(tree: Any, mesh: Mesh | None) -> Any:
 
 def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
     if mesh is not None and batch_size % mesh.size:
-        raise ArgumentError(f"batch_size={batch_size} must be a multiple of the {mesh.size} devices, "
-                         "so that every device takes the same number of rows.")
+        raise ArgumentError(
+            f"batch_size={batch_size} must be a multiple of the {mesh.size} devices, "
+            "so that every device takes the same number of rows."
+        )
 
 
 def to_host(tree: Any) -> Any:
@@ -203,8 +210,10 @@ def initialize_distributed(environ: dict[str, str] | None = None) -> bool:
         return False
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise ArgumentError(f"a multi-process run needs {', '.join(names)}; {', '.join(missing)} "
-                         f"{'is' if len(missing) == 1 else 'are'} not set.")
+        raise ArgumentError(
+            f"a multi-process run needs {', '.join(names)}; {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set."
+        )
     numbers = {}
     for name in (NUM_PROCESSES, PROCESS_ID):
         try:
@@ -213,7 +222,8 @@ def initialize_distributed(environ: dict[str, str] | None = None) -> bool:
             raise ArgumentError(f"{name} must be an integer, got {values[name]!r}.") from None
     num_processes, process_id = numbers[NUM_PROCESSES], numbers[PROCESS_ID]
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ArgumentError(f"{PROCESS_ID} must be between 0 and {NUM_PROCESSES} - 1 = {num_processes - 1}, "
-                         f"got {process_id}.")
+        raise ArgumentError(
+            f"{PROCESS_ID} must be between 0 and {NUM_PROCESSES} - 1 = {num_processes - 1}, got {process_id}."
+        )
     jax.distributed.initialize(values[COORDINATOR_ADDRESS], num_processes, process_id)
     return True

@@ -19,7 +19,17 @@ from matplotlib.figure import Figure
 
 from lvmjax.errors import ArgumentError
 
-__all__ = ["MISSING_COLOUR", "curves", "estimates_versus_samples", "image_grid", "image_mosaic", "image_rows", "imputation_grid", "latent_scatter", "save"]
+__all__ = [
+    "MISSING_COLOUR",
+    "curves",
+    "estimates_versus_samples",
+    "image_grid",
+    "image_mosaic",
+    "image_rows",
+    "imputation_grid",
+    "latent_scatter",
+    "save",
+]
 
 MISSING_COLOUR = (0.85, 0.25, 0.2)  # the missing pixels of an observed image
 
@@ -28,8 +38,9 @@ def _as_images(images, image_shape: tuple[int, int], name: str) -> np.ndarray:
     images = np.asarray(images, dtype=np.float64)
     height, width = image_shape
     if images.ndim != 2 or images.shape[1] != height * width:
-        raise ArgumentError(f"{name} must have shape (N, {height * width}) for images of {height}x{width}, "
-                         f"got {images.shape}.")
+        raise ArgumentError(
+            f"{name} must have shape (N, {height * width}) for images of {height}x{width}, got {images.shape}."
+        )
     return images.reshape(-1, height, width)
 
 
@@ -41,13 +52,15 @@ def _hide_axes(axes) -> None:
             spine.set_visible(False)
 
 
-def image_grid(images, image_shape: tuple[int, int], num_columns: int = 10, title: str | None = None,
-               cell_inches: float = 0.6) -> Figure:
+def image_grid(
+    images, image_shape: tuple[int, int], num_columns: int = 10, title: str | None = None, cell_inches: float = 0.6
+) -> Figure:
     """Images (N, H·W) with values in [0, 1], in rows of `num_columns`, black on white."""
     images = _as_images(images, image_shape, "images")
     num_rows = max(1, -(-len(images) // num_columns))
-    figure = Figure(figsize=(num_columns * cell_inches, num_rows * cell_inches + (0.4 if title else 0)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(num_columns * cell_inches, num_rows * cell_inches + (0.4 if title else 0)), layout="constrained"
+    )
     axes = np.atleast_2d(figure.subplots(num_rows, num_columns, squeeze=False))
     for index, axis in enumerate(axes.flat):
         if index < len(images):
@@ -58,8 +71,14 @@ def image_grid(images, image_shape: tuple[int, int], num_columns: int = 10, titl
     return figure
 
 
-def imputation_grid(originals, observed, imputations: dict[str, np.ndarray], image_shape: tuple[int, int],
-                    title: str | None = None, cell_inches: float = 0.7) -> Figure:
+def imputation_grid(
+    originals,
+    observed,
+    imputations: dict[str, np.ndarray],
+    image_shape: tuple[int, int],
+    title: str | None = None,
+    cell_inches: float = 0.7,
+) -> Figure:
     """One column per image: the original, what was observed (missing pixels in red), and each imputation.
 
     Args:
@@ -74,8 +93,9 @@ def imputation_grid(originals, observed, imputations: dict[str, np.ndarray], ima
     rows: list[tuple[str, Any]] = [("original", None), ("observed", None)]  # (label, its images or None)
     rows += [(label, _as_images(images, image_shape, label)) for label, images in imputations.items()]
     num_images = len(originals)
-    figure = Figure(figsize=(num_images * cell_inches + 1.2, len(rows) * cell_inches + (0.4 if title else 0)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(num_images * cell_inches + 1.2, len(rows) * cell_inches + (0.4 if title else 0)), layout="constrained"
+    )
     axes = figure.subplots(len(rows), num_images, squeeze=False)
     for row, (label, images) in enumerate(rows):
         for column in range(num_images):
@@ -106,8 +126,9 @@ def latent_scatter(embedding, labels=None, title: str | None = None) -> Figure:
         axis.scatter(embedding[:, 0], embedding[:, 1], s=6, alpha=0.7)
     else:
         labels = np.asarray(labels)
-        scatter = axis.scatter(embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8,
-                               vmin=-0.5, vmax=9.5)
+        scatter = axis.scatter(
+            embedding[:, 0], embedding[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8, vmin=-0.5, vmax=9.5
+        )
         figure.colorbar(scatter, ax=axis, ticks=np.unique(labels), label="label")
     axis.set_xlabel("z₁")
     axis.set_ylabel("z₂")
@@ -116,8 +137,14 @@ def latent_scatter(embedding, labels=None, title: str | None = None) -> Figure:
     return figure
 
 
-def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str | None = None,
-           x: dict[str, Sequence[float]] | None = None, log_x: bool = False) -> Figure:
+def curves(
+    series: dict[str, Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    x: dict[str, Sequence[float]] | None = None,
+    log_x: bool = False,
+) -> Figure:
     """Lines, one per named series (e.g. training objectives per epoch)."""
     figure = Figure(figsize=(6, 4), layout="constrained")
     axis = figure.subplots()
@@ -143,8 +170,10 @@ def _tile(images: np.ndarray, num_columns: int, gap: int = 1) -> np.ndarray:
     tiled = np.full((num_rows * (height + gap) - gap, num_columns * (width + gap) - gap), np.nan)
     for index, image in enumerate(images):
         row, column = divmod(index, num_columns)
-        tiled[row * (height + gap): row * (height + gap) + height,
-              column * (width + gap): column * (width + gap) + width] = image
+        tiled[
+            row * (height + gap) : row * (height + gap) + height,
+            column * (width + gap) : column * (width + gap) + width,
+        ] = image
     return tiled
 
 
@@ -153,8 +182,9 @@ def _show_tiled(axis, tiled: np.ndarray) -> None:
     axis.imshow(np.ma.masked_invalid(tiled), cmap=colours, vmin=0, vmax=1, interpolation="nearest")
 
 
-def image_mosaic(images, image_shape: tuple[int, int], num_columns: int = 10, title: str | None = None,
-                 cell_inches: float = 0.6) -> Figure:
+def image_mosaic(
+    images, image_shape: tuple[int, int], num_columns: int = 10, title: str | None = None, cell_inches: float = 0.6
+) -> Figure:
     """Images (N, H·W) with values in [0, 1] tiled into ONE picture, in rows of `num_columns`, black on white.
 
     What `image_grid` shows, drawn as one image instead of one axes per image, so that a
@@ -163,8 +193,9 @@ def image_mosaic(images, image_shape: tuple[int, int], num_columns: int = 10, ti
     images = _as_images(images, image_shape, "images")
     tiled = _tile(images, num_columns)
     num_rows = max(1, -(-len(images) // num_columns))
-    figure = Figure(figsize=(num_columns * cell_inches, num_rows * cell_inches + (0.4 if title else 0)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(num_columns * cell_inches, num_rows * cell_inches + (0.4 if title else 0)), layout="constrained"
+    )
     axis = figure.subplots()
     _show_tiled(axis, tiled)
     _hide_axes(axis)
@@ -173,9 +204,13 @@ def image_mosaic(images, image_shape: tuple[int, int], num_columns: int = 10, ti
     return figure
 
 
-def image_rows(rows: dict[str, np.ndarray], image_shape: tuple[int, int],
-               captions: dict[str, Sequence[str]] | None = None, title: str | None = None,
-               cell_inches: float = 0.7) -> Figure:
+def image_rows(
+    rows: dict[str, np.ndarray],
+    image_shape: tuple[int, int],
+    captions: dict[str, Sequence[str]] | None = None,
+    title: str | None = None,
+    cell_inches: float = 0.7,
+) -> Figure:
     """Labelled rows of images with values in [0, 1], e.g. originals above their reconstructions.
 
     Each row is one tiled picture (as in `image_mosaic`), labelled on its left.
@@ -195,8 +230,9 @@ def image_rows(rows: dict[str, np.ndarray], image_shape: tuple[int, int],
             raise ArgumentError(f"captions[{label!r}] must name a row and have one text per image of it.")
     num_columns = max(len(images) for _, images in shown)
     row_inches = cell_inches + (0.25 if captions else 0)
-    figure = Figure(figsize=(num_columns * cell_inches + 1.2, len(shown) * row_inches + (0.4 if title else 0)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(num_columns * cell_inches + 1.2, len(shown) * row_inches + (0.4 if title else 0)), layout="constrained"
+    )
     axes = figure.subplots(len(shown), 1, squeeze=False)[:, 0]
     height, width = image_shape
     for axis, (label, images) in zip(axes, shown, strict=True):
@@ -205,17 +241,21 @@ def image_rows(rows: dict[str, np.ndarray], image_shape: tuple[int, int],
         _show_tiled(axis, tiled)
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
         for column, text in enumerate(captions.get(label, ())):
-            axis.text(column * (width + 1) + (width - 1) / 2, height - 0.5, text, ha="center", va="top",
-                      fontsize=7)
+            axis.text(column * (width + 1) + (width - 1) / 2, height - 0.5, text, ha="center", va="top", fontsize=7)
     _hide_axes(axes)
     if title:
         figure.suptitle(title)
     return figure
 
 
-def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tuple[Sequence[float], Sequence[float]]],
-                             reference: dict[str, float] | None = None, zoom: Sequence[str] = (),
-                             ylabel: str = "estimate of log p(x)", title: str | None = None) -> Figure:
+def estimates_versus_samples(
+    num_samples: Sequence[int],
+    estimates: dict[str, tuple[Sequence[float], Sequence[float]]],
+    reference: dict[str, float] | None = None,
+    zoom: Sequence[str] = (),
+    ylabel: str = "estimate of log p(x)",
+    title: str | None = None,
+) -> Figure:
     """Monte Carlo estimates as the number of samples K grows, on log-K axes.
 
     Left: each estimate ± 2 standard errors; then, where `zoom` names some of the
@@ -234,8 +274,10 @@ def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tu
     ks = np.asarray(num_samples, dtype=np.float64)
     for label, (values, stderrs) in estimates.items():
         if np.shape(values) != ks.shape or np.shape(stderrs) != ks.shape:
-            raise ArgumentError(f"estimates[{label!r}] must have one estimate and one standard error per K "
-                             f"({len(ks)}), got {np.shape(values)} and {np.shape(stderrs)}.")
+            raise ArgumentError(
+                f"estimates[{label!r}] must have one estimate and one standard error per K "
+                f"({len(ks)}), got {np.shape(values)} and {np.shape(stderrs)}."
+            )
     unknown = [label for label in zoom if label not in estimates]
     if unknown:
         raise ArgumentError(f"zoom names {unknown}, which are not among the estimates {list(estimates)}.")
@@ -247,8 +289,9 @@ def estimates_versus_samples(num_samples: Sequence[int], estimates: dict[str, tu
     for axis, labels in panels:
         for label in labels:
             means, errors = (np.asarray(array, np.float64) for array in estimates[label])
-            axis.errorbar(ks, means, yerr=2 * np.nan_to_num(errors), marker="o", capsize=3,
-                          color=colours[label], label=label)
+            axis.errorbar(
+                ks, means, yerr=2 * np.nan_to_num(errors), marker="o", capsize=3, color=colours[label], label=label
+            )
         for index, (label, value) in enumerate((reference or {}).items()):
             axis.axhline(value, linestyle="--", color=f"C{len(estimates) + index}", linewidth=1, label=label)
         axis.set_xscale("log")

@@ -20,7 +20,6 @@ from lvmjax.types import Array, Params
 __all__ = ["VariationalFamily", "categorical", "full_rank_gaussian", "mean_field_gaussian"]
 
 
-
 class VariationalFamily(NamedTuple):
     """q(z; φ) for one latent.
 
@@ -33,16 +32,17 @@ class VariationalFamily(NamedTuple):
     distribution: Callable[[Params], distrax.Distribution]
 
 
-def mean_field_gaussian(latent_dim: int, init_scale: float = 1.0,
-                        init_mean_scale: float = 0.0) -> VariationalFamily:
+def mean_field_gaussian(latent_dim: int, init_scale: float = 1.0, init_mean_scale: float = 0.0) -> VariationalFamily:
     """q(z; φ) = N(μ, diag(σ²)), φ = {"mean": μ, "log_scale": log σ}, each of shape (d,).
 
     Initialised at σ = init_scale and μ ~ N(0, init_mean_scale² I).
     """
 
     def init(key):
-        return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
-                "log_scale": jnp.log(jnp.full((latent_dim,), init_scale, float))}
+        return {
+            "mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
+            "log_scale": jnp.log(jnp.full((latent_dim,), init_scale, float)),
+        }
 
     def distribution(phi):
         return distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
@@ -50,8 +50,7 @@ def mean_field_gaussian(latent_dim: int, init_scale: float = 1.0,
     return VariationalFamily(init, distribution)
 
 
-def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0,
-                       init_mean_scale: float = 0.0) -> VariationalFamily:
+def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0, init_mean_scale: float = 0.0) -> VariationalFamily:
     """q(z; φ) = N(μ, L Lᵀ), φ = {"mean": μ (d,), "log_diag": (d,), "off_diag": (d, d)}.
 
     L = tril(off_diag, -1) + diag(exp(log_diag)): lower-triangular with a
@@ -59,9 +58,11 @@ def full_rank_gaussian(latent_dim: int, init_scale: float = 1.0,
     """
 
     def init(key):
-        return {"mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
-                "log_diag": jnp.log(jnp.full((latent_dim,), init_scale, float)),
-                "off_diag": jnp.zeros((latent_dim, latent_dim))}
+        return {
+            "mean": init_mean_scale * jax.random.normal(key, (latent_dim,)),
+            "log_diag": jnp.log(jnp.full((latent_dim,), init_scale, float)),
+            "off_diag": jnp.zeros((latent_dim, latent_dim)),
+        }
 
     def distribution(phi):
         scale_tril = jnp.tril(phi["off_diag"], -1) + jnp.diag(jnp.exp(phi["log_diag"]))

@@ -64,11 +64,11 @@ weights = jnp.array([0.25, 0.2, 0.2, 0.2, 0.15])
 means = jnp.array([[-4.0, 0.0], [0.0, 3.0], [3.5, 0.5], [0.5, -3.0], [1.8, 0.6]])
 angles = jnp.array([0.3, -0.6, 1.0, 0.0, 0.8])
 axis_scales = jnp.array([[1.2, 0.4], [1.0, 0.5], [0.9, 0.3], [1.5, 0.35], [0.6, 0.6]])
-rotations = jnp.stack([jnp.stack([jnp.cos(angles), -jnp.sin(angles)], -1),
-                       jnp.stack([jnp.sin(angles), jnp.cos(angles)], -1)], -2)
+rotations = jnp.stack(
+    [jnp.stack([jnp.cos(angles), -jnp.sin(angles)], -1), jnp.stack([jnp.sin(angles), jnp.cos(angles)], -1)], -2
+)
 covariances = rotations @ jax.vmap(jnp.diag)(axis_scales**2) @ jnp.swapaxes(rotations, 1, 2)
-true_theta = gaussian_mixture.Params(logits=jnp.log(weights), means=means,
-                                     scale_tril=jnp.linalg.cholesky(covariances))
+true_theta = gaussian_mixture.Params(logits=jnp.log(weights), means=means, scale_tril=jnp.linalg.cholesky(covariances))
 
 draw = jax.jit(jax.vmap(lambda key: lvmjax.sample(key, gaussian_mixture.model, true_theta)))
 z_train, x_train = draw(jax.random.split(jax.random.key(0), NUM_TRAIN))
@@ -97,8 +97,16 @@ def draw_ellipses(axis, params, colours=None):
     for k, (mean, cov) in enumerate(zip(np.asarray(params.means), covariance, strict=True)):
         values, vectors = np.linalg.eigh(cov)
         angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
-        axis.add_patch(Ellipse(mean, *(4 * np.sqrt(values[::-1])), angle=angle, fill=False, linewidth=1.5,
-                               color=colours[k] if colours is not None else "k"))
+        axis.add_patch(
+            Ellipse(
+                mean,
+                *(4 * np.sqrt(values[::-1])),
+                angle=angle,
+                fill=False,
+                linewidth=1.5,
+                color=colours[k] if colours is not None else "k",
+            )
+        )
 
 
 palette = plt.get_cmap("tab10")(np.arange(10))[:, :3]
@@ -106,8 +114,14 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True, layo
 axes[0].scatter(*np.asarray(x_train).T, c=palette[np.asarray(z_train)], s=6)
 draw_ellipses(axes[0], true_theta, palette)
 axes[0].set_title("x ~ p(x | z), coloured by z; ellipses: the true N(μ_k, Σ_k)")
-image = axes[1].contourf(grid_1d, grid_1d, np.asarray(log_density(true_theta, grid)).reshape(150, 150),
-                         levels=np.linspace(-14, -1, 14), extend="min", cmap="viridis")
+image = axes[1].contourf(
+    grid_1d,
+    grid_1d,
+    np.asarray(log_density(true_theta, grid)).reshape(150, 150),
+    levels=np.linspace(-14, -1, 14),
+    extend="min",
+    cmap="viridis",
+)
 fig.colorbar(image, ax=axes[1], label="log p(x)")
 axes[1].set_title("the true density log p(x) = log Σ_k π_k N(x; μ_k, Σ_k)")
 for axis in axes:
@@ -161,12 +175,15 @@ log_responsibilities, _ = gaussian_mixture.e_step(theta, x_train)
 responsibilities = np.exp(np.asarray(log_responsibilities))
 confidence = responsibilities.max(axis=1)
 ambiguous = confidence < 0.9
-rand_index = applications.adjusted_rand_index(np.asarray(z_train),
-                                              np.asarray(applications.hard_labels(log_responsibilities)))
+rand_index = applications.adjusted_rand_index(
+    np.asarray(z_train), np.asarray(applications.hard_labels(log_responsibilities))
+)
 true_labels = applications.hard_labels(gaussian_mixture.e_step(true_theta, x_train)[0])
 best_rand_index = applications.adjusted_rand_index(np.asarray(z_train), np.asarray(true_labels))
-print(f"adjusted Rand index of argmax_k r_ik against the true z: {rand_index:.3f} "
-      f"(with the true θ's responsibilities: {best_rand_index:.3f})")
+print(
+    f"adjusted Rand index of argmax_k r_ik against the true z: {rand_index:.3f} "
+    f"(with the true θ's responsibilities: {best_rand_index:.3f})"
+)
 print(f"{ambiguous.sum()} of {NUM_TRAIN} points ({100 * ambiguous.mean():.1f}%) have max_k r_ik < 0.9")
 assert rand_index > best_rand_index - 0.05
 
@@ -204,16 +221,30 @@ threshold = np.quantile(train_scores, 0.99)
 flagged = scores > threshold
 print(f"threshold −log p(x) > {threshold:.2f} nats (99th percentile on the training data)")
 print(f"planted outliers flagged: {flagged[is_outlier].sum()} of {is_outlier.sum()}")
-print(f"fresh datapoints flagged: {flagged[~is_outlier].sum()} of {(~is_outlier).sum()} "
-      f"({100 * flagged[~is_outlier].mean():.1f}%, about 1% expected)")
+print(
+    f"fresh datapoints flagged: {flagged[~is_outlier].sum()} of {(~is_outlier).sum()} "
+    f"({100 * flagged[~is_outlier].mean():.1f}%, about 1% expected)"
+)
 assert flagged[is_outlier].all()
 assert flagged[~is_outlier].mean() < 0.03
 
 fig, axis = plt.subplots(figsize=(6, 5), layout="constrained")
-image = axis.contourf(grid_1d, grid_1d, np.asarray(log_density(theta, grid)).reshape(150, 150),
-                      levels=np.linspace(-14, -1, 14), extend="min", cmap="viridis")
-axis.contour(grid_1d, grid_1d, np.asarray(log_density(theta, grid)).reshape(150, 150), levels=[-threshold],
-             colors="w", linewidths=1.5)
+image = axis.contourf(
+    grid_1d,
+    grid_1d,
+    np.asarray(log_density(theta, grid)).reshape(150, 150),
+    levels=np.linspace(-14, -1, 14),
+    extend="min",
+    cmap="viridis",
+)
+axis.contour(
+    grid_1d,
+    grid_1d,
+    np.asarray(log_density(theta, grid)).reshape(150, 150),
+    levels=[-threshold],
+    colors="w",
+    linewidths=1.5,
+)
 fig.colorbar(image, ax=axis, label="fitted log p(x; θ)")
 axis.scatter(*np.asarray(x_scored)[~flagged].T, s=5, c="k")
 axis.scatter(*np.asarray(x_scored)[flagged].T, s=40, facecolors="none", edgecolors="r", label="flagged")
@@ -240,8 +271,10 @@ for seed in range(NUM_RESTARTS):
 finals = np.array(finals)
 best = finals.max()
 print("final mean log-likelihood of each restart, sorted:", np.round(np.sort(finals), 3))
-print(f"{np.sum(finals > best - 1e-3)} of {NUM_RESTARTS} restarts reach the best optimum {best:.4f}; "
-      f"the worst stops at {finals.min():.4f}")
+print(
+    f"{np.sum(finals > best - 1e-3)} of {NUM_RESTARTS} restarts reach the best optimum {best:.4f}; "
+    f"the worst stops at {finals.min():.4f}"
+)
 assert finals.max() - finals.min() > 0.05, "every restart found the same optimum"
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True, layout="constrained")
@@ -267,20 +300,23 @@ plt.show()
 # K and reports both.
 
 # %%
-selection = applications.select_gaussian_mixture(jax.random.key(0), x_train, x_test, CANDIDATE_K,
-                                                 n_init=NUM_RESTARTS, **EM_OPTIONS)
+selection = applications.select_gaussian_mixture(
+    jax.random.key(0), x_train, x_test, CANDIDATE_K, n_init=NUM_RESTARTS, **EM_OPTIONS
+)
 bic = np.asarray(selection.bic)
 train_log_likelihood = np.asarray(selection.train_log_likelihood)
 test_log_likelihood = np.asarray(selection.test_log_likelihood)
 for k, b, train, test in zip(CANDIDATE_K, bic, train_log_likelihood, test_log_likelihood, strict=True):
     print(f"K = {k}:  BIC {b:9.1f}   train log-lik {train:7.4f}   held-out log-lik {test:7.4f}")
-print(f"BIC chooses K = {int(selection.num_components_by_bic)}, "
-      f"held-out likelihood K = {int(selection.num_components_by_test)}; the data came from K = {TRUE_K}")
+print(
+    f"BIC chooses K = {int(selection.num_components_by_bic)}, "
+    f"held-out likelihood K = {int(selection.num_components_by_test)}; the data came from K = {TRUE_K}"
+)
 fell = [k for k, drop in zip(CANDIDATE_K[1:], np.diff(train_log_likelihood), strict=True) if drop < 0]
 if fell:
     print(f"EM stopped in a local optimum at K = {fell}: its training fit is below that of K - 1")
 true_index = CANDIDATE_K.index(TRUE_K)
-assert train_log_likelihood[true_index + 1:].max() > train_log_likelihood[true_index]  # more K, better fit
+assert train_log_likelihood[true_index + 1 :].max() > train_log_likelihood[true_index]  # more K, better fit
 assert int(selection.num_components_by_bic) == TRUE_K
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")

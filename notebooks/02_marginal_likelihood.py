@@ -88,8 +88,7 @@ all_params = {  # enough columns for the largest |Z| timed below; the model itse
 
 
 def first_latents(params, num_latents):
-    return {**params, "prior_logits": params["prior_logits"][:num_latents],
-            "weight": params["weight"][:, :num_latents]}
+    return {**params, "prior_logits": params["prior_logits"][:num_latents], "weight": params["weight"][:, :num_latents]}
 
 
 theta = first_latents(all_params, NUM_LATENTS)
@@ -146,8 +145,10 @@ order = np.argsort(-posterior)
 cumulative = np.cumsum(posterior[order])
 needed = int(np.searchsorted(cumulative, 0.99)) + 1
 print(f"Σ_z p(z | x) = {posterior.sum():.6f}")
-print(f"the {needed} most probable states of {2**NUM_LATENTS} hold 99% of p(z | x); "
-      f"the most probable is the true z: {bool(np.all(states[order[0]] == np.asarray(z_true)))}")
+print(
+    f"the {needed} most probable states of {2**NUM_LATENTS} hold 99% of p(z | x); "
+    f"the most probable is the true z: {bool(np.all(states[order[0]] == np.asarray(z_true)))}"
+)
 print(f"p(x, z) of the median state is 10^{(np.median(np.asarray(log_joints)) - exact) / np.log(10):.1f} × p(x)")
 assert needed < 0.01 * 2**NUM_LATENTS
 
@@ -202,9 +203,11 @@ for name, logits in proposal_logits.items():
 
 for name, values in estimates.items():
     missed = np.mean(values < exact - np.log(10), axis=1)  # p̂(x) below p(x) / 10
-    print(f"{name:20s} K = 10: mean log p̂ {values[sample_sizes == 10].mean():8.3f}, spread (sd) "
-          f"{values[sample_sizes == 10].std():6.3f}, runs with p̂ < p/10: {100 * missed[sample_sizes == 10][0]:3.0f}%"
-          f" | K = {MAX_SAMPLES}: mean {values[-1].mean():8.3f}, sd {values[-1].std():6.3f}")
+    print(
+        f"{name:20s} K = 10: mean log p̂ {values[sample_sizes == 10].mean():8.3f}, spread (sd) "
+        f"{values[sample_sizes == 10].std():6.3f}, runs with p̂ < p/10: {100 * missed[sample_sizes == 10][0]:3.0f}%"
+        f" | K = {MAX_SAMPLES}: mean {values[-1].mean():8.3f}, sd {values[-1].std():6.3f}"
+    )
 print(f"{'exact':20s} {exact:.3f}")
 
 # %% [markdown]
@@ -254,21 +257,24 @@ assert np.all(bias["importance sampling"] < 0.02)  # Jensen: never above, up to 
 # %%
 NUM_SAMPLES = 1000
 q_importance = distrax.Independent(
-    distrax.Bernoulli(logits=proposal_logits["importance sampling"], dtype=jnp.float32), 1)
+    distrax.Bernoulli(logits=proposal_logits["importance sampling"], dtype=jnp.float32), 1
+)
 single_runs = {
-    "naive MC, uniform": jax.jit(lambda key: lvmjax.log_marginal_naive_mc(
-        key, model, theta, x, NUM_SAMPLES, proposal="uniform")),
+    "naive MC, uniform": jax.jit(
+        lambda key: lvmjax.log_marginal_naive_mc(key, model, theta, x, NUM_SAMPLES, proposal="uniform")
+    ),
     "naive MC, prior": jax.jit(lambda key: lvmjax.log_marginal_naive_mc(key, model, theta, x, NUM_SAMPLES)),
-    "importance sampling": jax.jit(lambda key: lvmjax.log_marginal_is(key, model, theta, q_importance, x,
-                                                                      NUM_SAMPLES)),
+    "importance sampling": jax.jit(lambda key: lvmjax.log_marginal_is(key, model, theta, q_importance, x, NUM_SAMPLES)),
 }
 ess = {}
 print(f"{'':20s} {'log p̂(x)':>9s} {'± se':>7s} {'error':>7s} {'ESS':>8s}")
 for name, run in single_runs.items():
     result = run(jax.random.key(2))
     ess[name] = float(result.ess)
-    print(f"{name:20s} {float(result.log_marginal):9.3f} {float(result.stderr):7.3f} "
-          f"{float(result.log_marginal) - exact:7.3f} {ess[name]:8.1f}")
+    print(
+        f"{name:20s} {float(result.log_marginal):9.3f} {float(result.stderr):7.3f} "
+        f"{float(result.log_marginal) - exact:7.3f} {ess[name]:8.1f}"
+    )
 print(f"{'exact':20s} {exact:9.3f}")
 assert ess["importance sampling"] > 10 * max(ess["naive MC, uniform"], ess["naive MC, prior"])
 

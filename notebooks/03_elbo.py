@@ -94,6 +94,7 @@ print(f"p(z | x): mean {np.round(np.asarray(posterior.mean()), 3)}, correlation 
 # log-weights estimates the ELBO and the log of the average weight estimates log p(x). Take q to be
 # the prior, q(z) = p(z): then $\log w_k = \log p(x \mid z_k)$.
 
+
 # %%
 def exact_bound(q):
     """(ELBO, KL(q ‖ p(z | x))) of a Gaussian q, both in closed form."""
@@ -102,7 +103,8 @@ def exact_bound(q):
 
 prior = model.prior(theta)
 log_w, (elbo_prior, kl_prior) = jax.jit(
-    lambda key: (lvmjax.log_weights(key, model, theta, prior, x, 100_000), exact_bound(prior)))(jax.random.key(1))
+    lambda key: (lvmjax.log_weights(key, model, theta, prior, x, 100_000), exact_bound(prior))
+)(jax.random.key(1))
 log_w = np.asarray(log_w, np.float64)
 mean_of_logs = log_w.mean()
 log_of_mean = np.log(np.mean(np.exp(log_w - log_w.max()))) + log_w.max()
@@ -145,8 +147,10 @@ keys = jax.random.split(jax.random.key(2), NUM_REPLICATES)
 @jax.jit
 def bound_table(keys):
     """For each q: its exact ELBO and KL, and one draw of the Monte Carlo ELBO with K = 100 per key."""
-    return {name: (*exact_bound(q), jax.vmap(lambda key, q=q: lvmjax.elbo(key, model, theta, q, x, 100))(keys))
-            for name, q in candidates.items()}
+    return {
+        name: (*exact_bound(q), jax.vmap(lambda key, q=q: lvmjax.elbo(key, model, theta, q, x, 100))(keys))
+        for name, q in candidates.items()
+    }
 
 
 print(f"{'q':28s} {'ELBO':>8s} {'KL':>7s} {'ELBO + KL':>9s} {'MC ELBO':>8s} {'± se':>6s}")
@@ -179,8 +183,10 @@ def along_path(t):
 
 
 path_elbo, path_kl = (np.asarray(values) for values in jax.jit(jax.vmap(along_path))(jnp.asarray(path)))
-print(f"t = 0: ELBO {path_elbo[0]:.3f}, KL {path_kl[0]:.3f};  t = 1: ELBO {path_elbo[-1]:.4f}, "
-      f"KL {path_kl[-1]:.1e};  log p(x) {log_px:.4f}")
+print(
+    f"t = 0: ELBO {path_elbo[0]:.3f}, KL {path_kl[0]:.3f};  t = 1: ELBO {path_elbo[-1]:.4f}, "
+    f"KL {path_kl[-1]:.1e};  log p(x) {log_px:.4f}"
+)
 assert np.all(path_elbo <= log_px + 1e-4)
 assert np.all(np.diff(path_elbo) > 0) and abs(path_elbo[-1] - log_px) < 1e-4
 
@@ -208,13 +214,16 @@ plt.show()
 #   *approximation gap* of the family.
 
 # %%
-families = {"full-rank Gaussian": variational.full_rank_gaussian(2),
-            "mean-field Gaussian": variational.mean_field_gaussian(2)}
+families = {
+    "full-rank Gaussian": variational.full_rank_gaussian(2),
+    "mean-field Gaussian": variational.mean_field_gaussian(2),
+}
 optimizer = optax.adam(optax.cosine_decay_schedule(0.1, NUM_STEPS, alpha=0.01))
 
 
 def fit(family, key):
     """NUM_STEPS Adam steps on φ of the Monte Carlo ELBO (K = 16); the exact ELBO after each step."""
+
     def negative_elbo(phi, key):
         return -lvmjax.elbo(key, model, theta, family.distribution(phi), x, num_samples=16)
 
@@ -234,13 +243,15 @@ fits = jax.jit(lambda key: {name: fit(family, key) for name, family in families.
 fitted, traces = {}, {}
 for name, (phi, trace) in fits.items():
     fitted[name], traces[name] = families[name].distribution(phi), np.asarray(trace)
-    print(f"{name:20s}: ELBO {traces[name][-1]:.4f}, KL(q ‖ p(z | x)) = log p(x) − ELBO = "
-          f"{log_px - traces[name][-1]:.4f}")
+    print(
+        f"{name:20s}: ELBO {traces[name][-1]:.4f}, KL(q ‖ p(z | x)) = log p(x) − ELBO = {log_px - traces[name][-1]:.4f}"
+    )
 precision = np.linalg.inv(post_cov)
 best_mean_field = distrax.MultivariateNormalDiag(post_mean, jnp.asarray(1 / np.sqrt(np.diag(precision))))
 best_gap = float(jax.jit(exact_bound)(best_mean_field)[1])
-print(f"best mean-field q in closed form: KL = {best_gap:.4f} = −½ log(1 − ρ²) = "
-      f"{-0.5 * np.log(1 - correlation**2):.4f}")
+print(
+    f"best mean-field q in closed form: KL = {best_gap:.4f} = −½ log(1 − ρ²) = {-0.5 * np.log(1 - correlation**2):.4f}"
+)
 assert log_px - traces["full-rank Gaussian"][-1] < 0.01
 assert abs((log_px - traces["mean-field Gaussian"][-1]) - best_gap) < 0.02
 
@@ -264,8 +275,9 @@ shown = {"p(z | x)": posterior, **fitted}
 densities = jax.jit(lambda shown: {name: jnp.exp(jax.vmap(q.log_prob)(grid)) for name, q in shown.items()})(shown)
 for index, name in enumerate(shown):
     density = np.asarray(densities[name]).reshape(120, 120)
-    axes[1].contour(grid_1d, grid_1d, density, levels=density.max() * np.array([0.1, 0.4, 0.8]),
-                    colors=["k", "C0", "C1"][index])
+    axes[1].contour(
+        grid_1d, grid_1d, density, levels=density.max() * np.array([0.1, 0.4, 0.8]), colors=["k", "C0", "C1"][index]
+    )
     axes[1].plot([], [], color=["k", "C0", "C1"][index], label=name)
 axes[1].set_xlabel("z₁")
 axes[1].set_ylabel("z₂")
@@ -294,8 +306,9 @@ q_mean_field = fitted["mean-field Gaussian"]
 @jax.jit
 def iwae_draws(keys):
     """For each K, one draw of the IWAE bound per key."""
-    return [jax.vmap(lambda key, k=k: lvmjax.iwae_bound(key, model, theta, q_mean_field, x, k))(keys)
-            for k in IWAE_SAMPLES]
+    return [
+        jax.vmap(lambda key, k=k: lvmjax.iwae_bound(key, model, theta, q_mean_field, x, k))(keys) for k in IWAE_SAMPLES
+    ]
 
 
 iwae_mean, iwae_se = [], []
@@ -303,8 +316,10 @@ for num_samples, bounds in zip(IWAE_SAMPLES, iwae_draws(keys), strict=True):
     bounds = np.asarray(bounds)
     iwae_mean.append(bounds.mean())
     iwae_se.append(bounds.std(ddof=1) / np.sqrt(len(bounds)))
-    print(f"K = {num_samples:4d}: IWAE_K = {iwae_mean[-1]:.4f} ± {iwae_se[-1]:.4f}   "
-          f"(log p(x) − IWAE_K = {log_px - iwae_mean[-1]:.4f})")
+    print(
+        f"K = {num_samples:4d}: IWAE_K = {iwae_mean[-1]:.4f} ± {iwae_se[-1]:.4f}   "
+        f"(log p(x) − IWAE_K = {log_px - iwae_mean[-1]:.4f})"
+    )
 iwae_mean, iwae_se = np.array(iwae_mean), np.array(iwae_se)
 elbo_mean_field = float(jax.jit(exact_bound)(q_mean_field)[0])
 assert abs(iwae_mean[0] - elbo_mean_field) < 4 * iwae_se[0]  # IWAE_1 is the ELBO

@@ -91,13 +91,21 @@ def flat(grads):
 @jax.jit
 def gradients(keys):
     """The exact ∇_φ ELBO, and one Monte Carlo draw of it (K = 1) per key and estimator."""
+
     def one(key, estimator):
-        return flat(jax.grad(lambda phi: lvmjax.elbo(key, linear_gaussian.model, lg_theta, family.distribution(phi),
-                                                     x_lg, gradient=estimator))(phi))
+        return flat(
+            jax.grad(
+                lambda phi: lvmjax.elbo(
+                    key, linear_gaussian.model, lg_theta, family.distribution(phi), x_lg, gradient=estimator
+                )
+            )(phi)
+        )
 
     exact = flat(jax.grad(lambda phi: linear_gaussian.exact_elbo(lg_theta, family.distribution(phi), x_lg))(phi))
-    return exact, {estimator: jax.vmap(lambda key, estimator=estimator: one(key, estimator))(keys)
-                   for estimator in ("reparam", "score")}
+    return exact, {
+        estimator: jax.vmap(lambda key, estimator=estimator: one(key, estimator))(keys)
+        for estimator in ("reparam", "score")
+    }
 
 
 exact_flat, draws = jax.tree_util.tree_map(np.asarray, gradients(jax.random.split(jax.random.key(1), NUM_GRADIENTS)))
@@ -105,8 +113,11 @@ print("                 ∂/∂μ₁            ∂/∂μ₂            ∂/∂l
 print("exact      " + "".join(f"{value:17.3f}" for value in exact_flat))
 for estimator, values in draws.items():
     mean, se = values.mean(0), values.std(0, ddof=1) / np.sqrt(NUM_GRADIENTS)
-    print(f"{estimator:10s} " + "".join(f"{m:9.3f} ± {4 * s:5.3f}" for m, s in zip(mean, se, strict=True))
-          + "   mean of the draws ± 4 standard errors")
+    print(
+        f"{estimator:10s} "
+        + "".join(f"{m:9.3f} ± {4 * s:5.3f}" for m, s in zip(mean, se, strict=True))
+        + "   mean of the draws ± 4 standard errors"
+    )
     print(f"{'':10s} " + "".join(f"{sd:17.2f}" for sd in values.std(0)) + "   sd of one draw")
     assert np.all(np.abs(mean - exact_flat) < 4 * se), f"the {estimator} gradient is biased"
 ratio = draws["score"].var(0).sum() / draws["reparam"].var(0).sum()
@@ -169,13 +180,16 @@ def train_epochs(trainer, state, data, num_epochs):
 
 runs = {}  # name -> (training ELBO per epoch, seconds per epoch)
 for inner_steps in INNER_STEPS:
-    trainer = svi.svi(vae.model, vae.family, theta_optimizer, phi_optimizer, num_train, analytic_kl=True,
-                      inner_steps=inner_steps)
+    trainer = svi.svi(
+        vae.model, vae.family, theta_optimizer, phi_optimizer, num_train, analytic_kl=True, inner_steps=inner_steps
+    )
     state = jax.jit(trainer.init)(jax.random.key(1), {"decoder": initial["decoder"]})  # φ_1 … φ_N, compiled
     _, history, seconds = train_epochs(trainer, state, (jnp.arange(num_train), train), SVI_EPOCHS)
     runs[f"SVI, {inner_steps} φ-step{'s' if inner_steps > 1 else ''} per θ-step"] = (history, seconds)
-    print(f"SVI, inner_steps = {inner_steps:2d}: training ELBO after {SVI_EPOCHS} epochs {history[-1]:.2f} nats, "
-          f"{seconds:.3f} s per epoch")
+    print(
+        f"SVI, inner_steps = {inner_steps:2d}: training ELBO after {SVI_EPOCHS} epochs {history[-1]:.2f} nats, "
+        f"{seconds:.3f} s per epoch"
+    )
 if not SMALL:  # a few epochs are too few to separate them
     assert runs["SVI, 10 φ-steps per θ-step"][0][-1] > runs["SVI, 1 φ-step per θ-step"][0][-1] + 1.0
 
@@ -233,19 +247,22 @@ plt.show()
 # `semi_amortized.amortization_gap` computes both for every test image, with log p(x) importance-sampled from q*.
 
 # %%
-gap = jax.jit(semi_amortized.amortization_gap, static_argnames=("amortized", "refine_steps", "marginal_samples",
-                                                                "chunk_size"))(
-    jax.random.key(7), vae, params, test, refine_steps=REFINE_STEPS, marginal_samples=MARGINAL_SAMPLES,
-    chunk_size=100)
+gap = jax.jit(
+    semi_amortized.amortization_gap, static_argnames=("amortized", "refine_steps", "marginal_samples", "chunk_size")
+)(jax.random.key(7), vae, params, test, refine_steps=REFINE_STEPS, marginal_samples=MARGINAL_SAMPLES, chunk_size=100)
 log_px = float(gap.log_marginal.mean())
 amortized_elbo, refined_elbo = float(gap.amortized_elbo.mean()), float(gap.refined_elbo.mean())
 print(f"mean over {test.shape[0]} test images (nats):")
-print(f"  log p(x) (importance sampling, K = {MARGINAL_SAMPLES}) {log_px:8.3f} "
-      f"± {float(jnp.sqrt(jnp.sum(gap.log_marginal_stderr**2))) / test.shape[0]:.3f}")
+print(
+    f"  log p(x) (importance sampling, K = {MARGINAL_SAMPLES}) {log_px:8.3f} "
+    f"± {float(jnp.sqrt(jnp.sum(gap.log_marginal_stderr**2))) / test.shape[0]:.3f}"
+)
 print(f"  ELBO of q* (refined, {REFINE_STEPS} steps)            {refined_elbo:8.3f}")
 print(f"  ELBO of the encoder's q                       {amortized_elbo:8.3f}")
-print(f"  approximation gap {float(gap.approximation_gap.mean()):.3f} + amortization gap "
-      f"{float(gap.amortization_gap.mean()):.3f} = {log_px - amortized_elbo:.3f}")
+print(
+    f"  approximation gap {float(gap.approximation_gap.mean()):.3f} + amortization gap "
+    f"{float(gap.amortization_gap.mean()):.3f} = {log_px - amortized_elbo:.3f}"
+)
 assert np.all(np.asarray(gap.refined_elbo) >= np.asarray(gap.amortized_elbo))
 assert float(gap.amortization_gap.mean()) > 0.05
 assert float(gap.approximation_gap.mean()) > 0

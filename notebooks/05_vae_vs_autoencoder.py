@@ -91,6 +91,7 @@ observed = applications.top_half_missing(shape)  # the upper half of every image
 @jax.jit
 def evaluate(params):
     """Everything below that needs only the trained weights: one compiled program for both models."""
+
     def reconstruction_log_likelihood(x):
         return lvmjax.log_likelihood(vae.model, params, x, amortized.encode_mean(vae, params, x))
 
@@ -102,8 +103,7 @@ def evaluate(params):
         "train_log_likelihood": jax.vmap(reconstruction_log_likelihood)(train),
         "test_log_likelihood": jax.vmap(reconstruction_log_likelihood)(test),
         "reconstructions": jax.vmap(reconstruct)(test[chosen]),
-        "samples": jax.vmap(lambda key: amortized.generate(key, vae, params))(
-            jax.random.split(jax.random.key(2), 100)),
+        "samples": jax.vmap(lambda key: amortized.generate(key, vae, params))(jax.random.split(jax.random.key(2), 100)),
         "interpolations": jax.vmap(lambda pair: amortized.interpolate(vae, params, pair[0], pair[1], 10))(pairs),
         "test_codes": jax.vmap(lambda x: amortized.encode_mean(vae, params, x))(test),
         "train_codes": jax.vmap(lambda x: amortized.encode_mean(vae, params, x))(train),
@@ -114,16 +114,25 @@ def evaluate(params):
 
 results = {name: jax.tree_util.tree_map(np.asarray, evaluate(params)) for name, params in trained.items()}
 for name, result in results.items():
-    print(f"{name:12s}: log p(x | z = μ(x)) = {result['train_log_likelihood'].mean():7.2f} on the training "
-          f"images, {result['test_log_likelihood'].mean():7.2f} on the test images")
+    print(
+        f"{name:12s}: log p(x | z = μ(x)) = {result['train_log_likelihood'].mean():7.2f} on the training "
+        f"images, {result['test_log_likelihood'].mean():7.2f} on the test images"
+    )
 ae, vae_result = results["autoencoder"], results["VAE"]
 if not SMALL:
     # The autoencoder wins on the images it was trained on and loses on new ones.
     assert ae["train_log_likelihood"].mean() > vae_result["train_log_likelihood"].mean()
     assert ae["test_log_likelihood"].mean() < vae_result["test_log_likelihood"].mean()
 
-plots.image_rows({"test image": np.asarray(test[chosen]), "autoencoder": ae["reconstructions"],
-                  "VAE": vae_result["reconstructions"]}, shape, title="reconstructions E[x | z = μ(x)]")
+plots.image_rows(
+    {
+        "test image": np.asarray(test[chosen]),
+        "autoencoder": ae["reconstructions"],
+        "VAE": vae_result["reconstructions"],
+    },
+    shape,
+    title="reconstructions E[x | z = μ(x)]",
+)
 
 # %% [markdown]
 # Trained on reconstruction alone, the autoencoder's 8 real numbers per image have room to memorize
@@ -151,14 +160,17 @@ def nearest_training_distance(images):
 distance_to_data = {}
 for name, result in results.items():
     distance_to_data[name] = nearest_training_distance(result["samples"]).sum(-1).min(-1)
-    print(f"{name:12s}: sd of the codes per dimension {np.round(result['train_codes'].std(0), 2)}; "
-          f"samples differ from their nearest training image in {distance_to_data[name].mean():.1f} of 64 pixels")
+    print(
+        f"{name:12s}: sd of the codes per dimension {np.round(result['train_codes'].std(0), 2)}; "
+        f"samples differ from their nearest training image in {distance_to_data[name].mean():.1f} of 64 pixels"
+    )
 if not SMALL:
     assert distance_to_data["VAE"].mean() < distance_to_data["autoencoder"].mean()
     assert np.all(vae_result["train_codes"].std(0) < 1.5)
 
-plots.image_rows({"autoencoder": ae["samples"][:20], "VAE": vae_result["samples"][:20]}, shape,
-                 title="decoded z ~ N(0, I)")
+plots.image_rows(
+    {"autoencoder": ae["samples"][:20], "VAE": vae_result["samples"][:20]}, shape, title="decoded z ~ N(0, I)"
+)
 
 # %% [markdown]
 # ## Interpolation
@@ -179,9 +191,11 @@ plots.image_rows(rows, shape, title="decoded codes along (1 − t) f(x_a) + t f(
 for name, result in results.items():
     inside = result["interpolations"][:, 1:-1].reshape(-1, 64)  # without the two ends
     steps = np.abs(np.diff(result["interpolations"], axis=1)).sum(-1)  # (pairs, 9): change per step
-    print(f"{name:12s}: interpolated images differ from their nearest training image in "
-          f"{nearest_training_distance(inside).sum(-1).min(-1).mean():.1f} of 64 pixels; the largest of the 9 "
-          f"steps makes {100 * (steps.max(1) / steps.sum(1)).mean():.0f}% of the change along a path")
+    print(
+        f"{name:12s}: interpolated images differ from their nearest training image in "
+        f"{nearest_training_distance(inside).sum(-1).min(-1).mean():.1f} of 64 pixels; the largest of the 9 "
+        f"steps makes {100 * (steps.max(1) / steps.sum(1)).mean():.0f}% of the change along a path"
+    )
 
 # %% [markdown]
 # On these small images the text's contrast is milder than for sampling: between the codes of two
@@ -206,10 +220,13 @@ for name, result in results.items():
     neighbours = digits.train_labels[np.argsort(distances, axis=1)[:, :5]]
     votes = np.array([np.bincount(row, minlength=10).argmax() for row in neighbours])
     accuracy = np.mean(votes == digits.test_labels)
-    print(f"{name:12s}: 5-nearest-neighbour label accuracy of the codes {accuracy:.3f}; "
-          f"the plane holds {100 * sum(explained):.0f}% of their variance")
-    panels.append(plots.latent_scatter(embedding, digits.test_labels,
-                                        title=f"{name}: test codes μ(x), principal plane"))
+    print(
+        f"{name:12s}: 5-nearest-neighbour label accuracy of the codes {accuracy:.3f}; "
+        f"the plane holds {100 * sum(explained):.0f}% of their variance"
+    )
+    panels.append(
+        plots.latent_scatter(embedding, digits.test_labels, title=f"{name}: test codes μ(x), principal plane")
+    )
 panels[0]
 
 # %%
@@ -234,8 +251,9 @@ panels[1]
 # filled-in probability and the true 0/1 pixel, over all 297 test images.
 
 # %%
-impute = jax.jit(jax.vmap(lambda key, x: applications.impute_vae(key, vae, trained["VAE"], x, observed,
-                                                                 IMPUTE_SAMPLES)[1]))
+impute = jax.jit(
+    jax.vmap(lambda key, x: applications.impute_vae(key, vae, trained["VAE"], x, observed, IMPUTE_SAMPLES)[1])
+)
 imputed = np.asarray(impute(jax.random.split(jax.random.key(3), len(test)), test))
 missing = ~np.asarray(observed)
 truth = np.asarray(test)
@@ -257,9 +275,13 @@ if not SMALL:
     assert errors["VAE, E[x_m | x_o] (impute_vae)"] < errors["training mean"]
     assert errors["training mean"] < errors["autoencoder, reconstruct the filled image"]
 
-plots.imputation_grid(truth[chosen], np.broadcast_to(np.asarray(observed), (10, 64)),
-                      {"autoencoder": np.where(observed, truth[chosen], ae["filled_reconstructions"][chosen]),
-                       "VAE": imputed[chosen]}, shape, title="upper half missing (red)")
+plots.imputation_grid(
+    truth[chosen],
+    np.broadcast_to(np.asarray(observed), (10, 64)),
+    {"autoencoder": np.where(observed, truth[chosen], ae["filled_reconstructions"][chosen]), "VAE": imputed[chosen]},
+    shape,
+    title="upper half missing (red)",
+)
 
 # %% [markdown]
 # ## What to take away

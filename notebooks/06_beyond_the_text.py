@@ -62,7 +62,8 @@ EM_ITERATIONS = 100  # enough for EM on the digits to converge; compiling it cos
 
 assert jax.device_count() >= 4, (
     f"JAX sees {jax.devices()}: the XLA_FLAGS above act only if they are set before JAX starts "
-    "(restart the kernel), and only on the CPU (on a machine with an accelerator, set JAX_PLATFORMS=cpu).")
+    "(restart the kernel), and only on the CPU (on a machine with an accelerator, set JAX_PLATFORMS=cpu)."
+)
 
 # %% [markdown]
 # ## 1. Training on the IWAE bound
@@ -89,8 +90,7 @@ num_test = test.shape[0]
 vae = amortized.make_vae(data_dim=64, latent_dim=8, hidden=(128,))
 initial = jax.jit(vae.init)(jax.random.key(0))  # one compiled call instead of many small ones
 optimizer = optax.adam(optax.cosine_decay_schedule(1e-3, EPOCHS * (len(train) // 100), alpha=0.05))
-objectives = {"ELBO": amortized.elbo_objective(vae),
-              "IWAE": amortized.iwae_objective(vae, IWAE_SAMPLES)}
+objectives = {"ELBO": amortized.elbo_objective(vae), "IWAE": amortized.iwae_objective(vae, IWAE_SAMPLES)}
 steps = {name: training.make_train_step(objective, optimizer) for name, objective in objectives.items()}
 epochs = {name: jax.jit(training.make_epoch(step, batch_size=100)) for name, step in steps.items()}
 
@@ -103,8 +103,10 @@ for name, epoch in epochs.items():
         state, info = epoch(state, key, train)
         histories[name].append(float(info.objective.mean()))
     trained[name] = state.params
-    print(f"trained on {name:4s}: training objective after {EPOCHS} epochs {histories[name][-1]:7.2f} nats "
-          f"per image ({time.perf_counter() - start:.1f} s, compilation included)")
+    print(
+        f"trained on {name:4s}: training objective after {EPOCHS} epochs {histories[name][-1]:7.2f} nats "
+        f"per image ({time.perf_counter() - start:.1f} s, compilation included)"
+    )
 
 # %% [markdown]
 # The two training objectives are different bounds, so their values say little about which model is
@@ -116,15 +118,20 @@ for name, epoch in epochs.items():
 #   a key of its own, so these are the samples `log_marginal` used): cut the 2000 into disjoint groups of
 #   K and average log (1/K) Σ w_k over the groups. IWAE_1, the mean of the log-weights, is the ELBO.
 
+
 # %%
 @jax.jit
 def importance_weights(params):
     """Per test image: NUM_WEIGHTS log-weights log p(x, z_k) − log q(z_k | x), z_k ~ q(z | x), and log p̂(x)."""
+
     def one(args):
         index, x = args
         key = jax.random.fold_in(jax.random.key(2), index)
-        return (lvmjax.log_weights(key, vae.model, params, vae.encode(params, x), x, NUM_WEIGHTS),
-                amortized.log_marginal(key, vae, params, x, NUM_WEIGHTS))
+        return (
+            lvmjax.log_weights(key, vae.model, params, vae.encode(params, x), x, NUM_WEIGHTS),
+            amortized.log_marginal(key, vae, params, x, NUM_WEIGHTS),
+        )
+
     return jax.lax.map(one, (jnp.arange(num_test), test), batch_size=33)  # 33 images at a time bounds memory
 
 
@@ -140,19 +147,25 @@ for name, params in trained.items():
     log_weights, estimate = jax.tree_util.tree_map(np.asarray, importance_weights(params))
     log_weights = log_weights.astype(np.float64)
     # log p̂(x) is the log of the mean of the very weights the IWAE bounds below are computed from.
-    assert np.allclose(np.logaddexp.reduce(log_weights, axis=1) - np.log(NUM_WEIGHTS), estimate.log_marginal,
-                       atol=1e-4)
+    assert np.allclose(np.logaddexp.reduce(log_weights, axis=1) - np.log(NUM_WEIGHTS), estimate.log_marginal, atol=1e-4)
     bounds = np.array([iwae_from_weights(log_weights, k) for k in BOUND_SAMPLES])
-    results[name] = {"log_px": estimate.log_marginal.astype(np.float64), "bounds": bounds[:, 0],
-                     "bounds_se": bounds[:, 1],
-                     "log_px_se": np.sqrt(np.sum(estimate.stderr.astype(np.float64) ** 2)) / num_test}
+    results[name] = {
+        "log_px": estimate.log_marginal.astype(np.float64),
+        "bounds": bounds[:, 0],
+        "bounds_se": bounds[:, 1],
+        "log_px_se": np.sqrt(np.sum(estimate.stderr.astype(np.float64) ** 2)) / num_test,
+    }
 
-print(f"means over the {num_test} test images (nats)   ELBO = IWAE_1   IWAE_{IWAE_SAMPLES:<4d} "
-      f"IWAE_{BOUND_SAMPLES[-1]:<5d}  log p(x), K = {NUM_WEIGHTS}")
+print(
+    f"means over the {num_test} test images (nats)   ELBO = IWAE_1   IWAE_{IWAE_SAMPLES:<4d} "
+    f"IWAE_{BOUND_SAMPLES[-1]:<5d}  log p(x), K = {NUM_WEIGHTS}"
+)
 for name, result in results.items():
     bound = dict(zip(BOUND_SAMPLES, result["bounds"], strict=True))
-    print(f"  VAE trained on {name:4s}                    {bound[1]:9.3f}  {bound[IWAE_SAMPLES]:9.3f}  "
-          f"{bound[BOUND_SAMPLES[-1]]:9.3f}   {result['log_px'].mean():9.3f} ± {result['log_px_se']:.3f}")
+    print(
+        f"  VAE trained on {name:4s}                    {bound[1]:9.3f}  {bound[IWAE_SAMPLES]:9.3f}  "
+        f"{bound[BOUND_SAMPLES[-1]]:9.3f}   {result['log_px'].mean():9.3f} ± {result['log_px_se']:.3f}"
+    )
     tolerance = 4 * np.sqrt(result["bounds_se"][1:] ** 2 + result["bounds_se"][:-1] ** 2)
     assert np.all(np.diff(result["bounds"]) > -tolerance)  # IWAE_K rises with K ...
     assert np.all(result["bounds"] <= result["log_px"].mean() + 4 * result["log_px_se"])  # ... below log p(x)
@@ -162,8 +175,10 @@ for name, result in results.items():
 vae_result, iwae_result = results["ELBO"], results["IWAE"]
 gain = iwae_result["log_px"] - vae_result["log_px"]  # per test image
 gain_se = np.sqrt(vae_result["log_px_se"] ** 2 + iwae_result["log_px_se"] ** 2)  # Monte Carlo error of the mean
-print(f"log p(x) of the IWAE-trained model − that of the ELBO-trained one: {gain.mean():.3f} nats per image "
-      f"(Monte Carlo se {gain_se:.3f}; over the choice of test images, se {gain.std(ddof=1) / np.sqrt(num_test):.3f})")
+print(
+    f"log p(x) of the IWAE-trained model − that of the ELBO-trained one: {gain.mean():.3f} nats per image "
+    f"(Monte Carlo se {gain_se:.3f}; over the choice of test images, se {gain.std(ddof=1) / np.sqrt(num_test):.3f})"
+)
 elbo_loss = vae_result["bounds"][0] - iwae_result["bounds"][0]
 print(f"ELBO of the ELBO-trained model − that of the IWAE-trained one: {elbo_loss:.3f} nats per image")
 if not SMALL:  # a few epochs are too few to separate them
@@ -186,15 +201,25 @@ if not SMALL:  # a few epochs are too few to separate them
 fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
 for index, (name, result) in enumerate(results.items()):
     color = f"C{index}"
-    axes[0].plot(np.arange(1, EPOCHS + 1), histories[name], color=color,
-                 label=f"trained on {name}" + (f", K = {IWAE_SAMPLES}" if name == "IWAE" else ""))
-    axes[1].errorbar(BOUND_SAMPLES, result["bounds"], yerr=2 * result["bounds_se"], color=color, marker="o",
-                     capsize=3, label=f"IWAE_K, trained on {name}")
+    axes[0].plot(
+        np.arange(1, EPOCHS + 1),
+        histories[name],
+        color=color,
+        label=f"trained on {name}" + (f", K = {IWAE_SAMPLES}" if name == "IWAE" else ""),
+    )
+    axes[1].errorbar(
+        BOUND_SAMPLES,
+        result["bounds"],
+        yerr=2 * result["bounds_se"],
+        color=color,
+        marker="o",
+        capsize=3,
+        label=f"IWAE_K, trained on {name}",
+    )
     axes[1].axhline(result["log_px"].mean(), color=color, linestyle="--", label=f"log p(x), trained on {name}")
 axes[0].set_xlabel("epoch")
 axes[0].set_ylabel("training objective per image (nats)")
-axes[0].set_ylim(min(min(history) for history in histories.values()) if SMALL else histories["ELBO"][-1] - 5,
-                 None)
+axes[0].set_ylim(min(min(history) for history in histories.values()) if SMALL else histories["ELBO"][-1] - 5, None)
 axes[0].legend()
 axes[1].set_xscale("log")
 axes[1].set_xlabel("K")
@@ -219,9 +244,18 @@ refine = jax.jit(semi_amortized.refine, static_argnames=("amortized", "num_steps
 @jax.jit
 def test_elbos(params, phi):
     """ELBO(x_i; θ, φ_i) of every test image, ELBO_SAMPLES draws each, the same draws for any φ."""
+
     def one(index, phi_i, x):
-        return lvmjax.elbo(jax.random.fold_in(jax.random.key(4), index), vae.model, params,
-                           vae.family.distribution(phi_i), x, ELBO_SAMPLES, analytic_kl=True)
+        return lvmjax.elbo(
+            jax.random.fold_in(jax.random.key(4), index),
+            vae.model,
+            params,
+            vae.family.distribution(phi_i),
+            x,
+            ELBO_SAMPLES,
+            analytic_kl=True,
+        )
+
     return jax.vmap(one)(jnp.arange(num_test), phi, test)
 
 
@@ -235,37 +269,50 @@ for name, params in trained.items():
     log_px = results[name]["log_px"].mean()
     means = refined[name].mean(axis=1)
     closed = (means[-1] - means[0]) / (log_px - means[0])
-    print(f"trained on {name}: ELBO {means[0]:.3f} (encoder) → "
-          + " → ".join(f"{value:.3f} ({steps})" for value, steps in zip(means[1:], REFINE_STEPS, strict=True))
-          + f" → log p(x) {log_px:.3f}; {REFINE_STEPS[-1]} steps close {100 * closed:.0f}% of log p(x) − ELBO")
+    print(
+        f"trained on {name}: ELBO {means[0]:.3f} (encoder) → "
+        + " → ".join(f"{value:.3f} ({steps})" for value, steps in zip(means[1:], REFINE_STEPS, strict=True))
+        + f" → log p(x) {log_px:.3f}; {REFINE_STEPS[-1]} steps close {100 * closed:.0f}% of log p(x) − ELBO"
+    )
     assert np.all(np.diff(means) > 0)  # every further round of steps raises the mean ELBO
     assert np.mean(refined[name][-1] >= refined[name][0]) > 0.9  # and it is raised for almost every image
     remaining = results[name]["log_px"] - refined[name][-1]  # per image: log p(x) − refined ELBO
     assert remaining.mean() > 4 * remaining.std(ddof=1) / np.sqrt(num_test)  # a gap remains: q is still Gaussian
 recovered = {name: elbos[-1] - elbos[0] for name, elbos in refined.items()}  # per image
 extra_gain = recovered["IWAE"] - recovered["ELBO"]
-print(f"refinement raises the ELBO by {recovered['ELBO'].mean():.3f} (trained on ELBO) and "
-      f"{recovered['IWAE'].mean():.3f} nats per image (trained on IWAE)")
+print(
+    f"refinement raises the ELBO by {recovered['ELBO'].mean():.3f} (trained on ELBO) and "
+    f"{recovered['IWAE'].mean():.3f} nats per image (trained on IWAE)"
+)
 if not SMALL:  # the IWAE-trained encoder is further from the best q for the ELBO, so refinement recovers more
     assert extra_gain.mean() > 4 * extra_gain.std(ddof=1) / np.sqrt(num_test)
 
 seconds = {}
-for name, run in (("encoder", lambda: encode(trained["ELBO"], test)),
-                  ("refinement", lambda: refine(jax.random.key(5), vae, trained["ELBO"], test,
-                                                num_steps=REFINE_STEPS[-1]))):
+for name, run in (
+    ("encoder", lambda: encode(trained["ELBO"], test)),
+    ("refinement", lambda: refine(jax.random.key(5), vae, trained["ELBO"], test, num_steps=REFINE_STEPS[-1])),
+):
     start = time.perf_counter()
     jax.block_until_ready(run())  # compiled above
     seconds[name] = time.perf_counter() - start
-print(f"for all {num_test} test images: the encoder's φ(x) takes {1000 * seconds['encoder']:.2f} ms, "
-      f"{REFINE_STEPS[-1]} steps of refinement {1000 * seconds['refinement']:.0f} ms")
+print(
+    f"for all {num_test} test images: the encoder's φ(x) takes {1000 * seconds['encoder']:.2f} ms, "
+    f"{REFINE_STEPS[-1]} steps of refinement {1000 * seconds['refinement']:.0f} ms"
+)
 
 # %%
 fig, axis = plt.subplots(figsize=(7, 3.5), layout="constrained")
 for index, (name, elbos) in enumerate(refined.items()):
-    axis.plot((0, *REFINE_STEPS), elbos.mean(axis=1), color=f"C{index}", marker="o",
-              label=f"ELBO of the refined q, trained on {name}")
-    axis.axhline(results[name]["log_px"].mean(), color=f"C{index}", linestyle="--",
-                 label=f"log p(x), trained on {name}")
+    axis.plot(
+        (0, *REFINE_STEPS),
+        elbos.mean(axis=1),
+        color=f"C{index}",
+        marker="o",
+        label=f"ELBO of the refined q, trained on {name}",
+    )
+    axis.axhline(
+        results[name]["log_px"].mean(), color=f"C{index}", linestyle="--", label=f"log p(x), trained on {name}"
+    )
 axis.set_xscale("symlog", linthresh=10)
 axis.set_xlim(0, None)
 axis.set_xlabel("SVI steps per test image (0: the encoder's φ(x))")
@@ -294,9 +341,13 @@ plt.show()
 print(jax.devices())
 mesh = parallel.data_mesh(4)
 for placed in (parallel.shard(train, mesh), parallel.replicate(train, mesh)):
-    print(f"{placed.sharding.spec}: " + ", ".join(f"device {shard.device.id} holds rows "
-                                                  f"{shard.index[0].start or 0}–{shard.index[0].stop or len(train)}"
-                                                  for shard in placed.addressable_shards))
+    print(
+        f"{placed.sharding.spec}: "
+        + ", ".join(
+            f"device {shard.device.id} holds rows {shard.index[0].start or 0}–{shard.index[0].stop or len(train)}"
+            for shard in placed.addressable_shards
+        )
+    )
     assert {shard.device for shard in placed.addressable_shards} == set(mesh.devices.flat)
 
 # %% [markdown]
@@ -318,20 +369,29 @@ four_devices, four_info = jax.block_until_ready(epoch_on_mesh(state_on_mesh, key
 mesh_seconds = time.perf_counter() - start
 
 leaf = four_devices.params["decoder"]["params"]["Dense_1"]["kernel"]  # 128 → 64 pixels
-print(f"a weight matrix after the epoch: {leaf.shape}, {leaf.sharding.spec} on {len(leaf.sharding.device_set)} "
-      f"devices, fully replicated: {leaf.is_fully_replicated}")
-differences = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
-                                     one_device.params, parallel.to_host(four_devices.params))
+print(
+    f"a weight matrix after the epoch: {leaf.shape}, {leaf.sharding.spec} on {len(leaf.sharding.device_set)} "
+    f"devices, fully replicated: {leaf.is_fully_replicated}"
+)
+differences = jax.tree_util.tree_map(
+    lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+    one_device.params,
+    parallel.to_host(four_devices.params),
+)
 largest = max(jax.tree_util.tree_leaves(differences))
 scale = max(float(np.max(np.abs(weights))) for weights in jax.tree_util.tree_leaves(one_device.params))
-print(f"after one epoch ({len(one_info.objective)} steps): largest |weight on 1 device − on 4 devices| = "
-      f"{largest:.1e}, largest |weight| = {scale:.2f}")
+print(
+    f"after one epoch ({len(one_info.objective)} steps): largest |weight on 1 device − on 4 devices| = "
+    f"{largest:.1e}, largest |weight| = {scale:.2f}"
+)
 assert largest <= 1e-5 * scale
 np.testing.assert_allclose(np.asarray(one_info.objective), np.asarray(four_info.objective), rtol=1e-5)
 
 program = epoch_on_mesh.lower(state_on_mesh, key, train_on_mesh).compile().as_text()
-all_reduces = [re.sub(r"\{[^}]*\}|/\*[^*]*\*/", "", shapes)  # without layouts and comments
-               for shapes in re.findall(r"= (.*?) all-reduce(?:-start)?\(", program)]
+all_reduces = [
+    re.sub(r"\{[^}]*\}|/\*[^*]*\*/", "", shapes)  # without layouts and comments
+    for shapes in re.findall(r"= (.*?) all-reduce(?:-start)?\(", program)
+]
 print(f"the compiled 4-device epoch has {len(all_reduces)} all-reduce in its step, of {'; '.join(all_reduces)}")
 assert all_reduces
 print(f"the 4-device epoch took {mesh_seconds:.2f} s with compilation")
@@ -351,12 +411,15 @@ print(f"the 4-device epoch took {mesh_seconds:.2f} s with compilation")
 pixels = data.load_digits(continuous=True).train
 fits = {}
 for devices, fit_mesh in ((1, None), (4, mesh)):
-    params, info = distributed_em.fit_em(jax.random.key(7), pixels, 10, "diag", max_iter=EM_ITERATIONS, tol=0.0,
-                                         mesh=fit_mesh)
+    params, info = distributed_em.fit_em(
+        jax.random.key(7), pixels, 10, "diag", max_iter=EM_ITERATIONS, tol=0.0, mesh=fit_mesh
+    )
     fits[devices] = parallel.to_host((params, info))
     objective = np.asarray(fits[devices][1].objective)[int(fits[devices][1].num_iterations) - 1]
-    print(f"EM on {devices} device(s): mean log-likelihood per image after {int(fits[devices][1].num_iterations)} "
-          f"iterations {objective:.4f} nats")
+    print(
+        f"EM on {devices} device(s): mean log-likelihood per image after {int(fits[devices][1].num_iterations)} "
+        f"iterations {objective:.4f} nats"
+    )
 for name, one, four in zip(fits[1][0]._fields, fits[1][0], fits[4][0], strict=True):
     difference = float(np.max(np.abs(np.asarray(one) - np.asarray(four))))
     print(f"  {name:11s} largest |1 device − 4 devices| = {difference:.1e} (largest value {np.max(np.abs(one)):.2f})")

@@ -6,8 +6,9 @@ import os
 # expensive passes and with XLA's older CPU fusion emitters they compile in about half the time and
 # compute the same values (to float rounding); the flags reach every subprocess a test starts too.
 # XLA reads them when its backend starts, at the first computation, which is after this line.
-TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-                  "--xla_cpu_use_fusion_emitters=false")
+TEST_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true --xla_cpu_use_fusion_emitters=false"
+)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import jax  # noqa: E402
@@ -17,7 +18,8 @@ from helpers import make_binary_latent, make_gaussian_mixture, make_linear_gauss
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "standard_promotion: run with JAX's standard dtype promotion instead of the strict one")
+        "markers", "standard_promotion: run with JAX's standard dtype promotion instead of the strict one"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -93,8 +93,9 @@ def assert_within_stderr(estimates, exact, num_stderr=4.0, floor=0.0):
 def linear_bernoulli_vae(data_dim=16, latent_dim=2, seed=0):
     """A Bernoulli VAE with linear networks in place of `make_vae`'s Flax ones (same likelihood, same family):
 
-        q(z | x) = N(A x, diag(exp(C x - 1)²)),    z ~ N(0, I),    x | z ~ Π_d Bernoulli(σ(W z + b)_d)
+    q(z | x) = N(A x, diag(exp(C x - 1)²)),    z ~ N(0, I),    x | z ~ Π_d Bernoulli(σ(W z + b)_d)
     """
+
     def prior(params):
         return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
 
@@ -110,9 +111,14 @@ def linear_bernoulli_vae(data_dim=16, latent_dim=2, seed=0):
     def normal(*shape, scale=1.0):
         return jnp.asarray(scale * rng.normal(size=shape), jnp.float32)
 
-    params = {"encoder": {"mean": normal(latent_dim, data_dim, scale=0.5),
-                          "log_scale": normal(latent_dim, data_dim, scale=0.1)},
-              "decoder": {"weight": normal(data_dim, latent_dim, scale=2.0), "bias": normal(data_dim)}}
-    vae = AmortizedModel(LatentVariableModel(prior, likelihood), mean_field_gaussian(latent_dim), encoder_output,
-                         None, latent_dim)
+    params = {
+        "encoder": {
+            "mean": normal(latent_dim, data_dim, scale=0.5),
+            "log_scale": normal(latent_dim, data_dim, scale=0.1),
+        },
+        "decoder": {"weight": normal(data_dim, latent_dim, scale=2.0), "bias": normal(data_dim)},
+    }
+    vae = AmortizedModel(
+        LatentVariableModel(prior, likelihood), mean_field_gaussian(latent_dim), encoder_output, None, latent_dim
+    )
     return vae, params

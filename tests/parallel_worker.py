@@ -37,9 +37,13 @@ def fits(model: str) -> dict:
     four = app.fit(config, dataset, mesh=parallel.data_mesh(4))
     leaves = zip(jax.tree_util.tree_leaves(one.params), jax.tree_util.tree_leaves(four.params), strict=True)
     shapes_equal = all(np.shape(a) == np.shape(b) for a, b in leaves)
-    return {"difference": max_difference(one.params, four.params), "scale": max_scale(one.params),
-            "shapes_equal": shapes_equal, "num_train": int(dataset.train.shape[0]),
-            "objectives": [[entry["train_objective"] for entry in result.history] for result in (one, four)]}
+    return {
+        "difference": max_difference(one.params, four.params),
+        "scale": max_scale(one.params),
+        "shapes_equal": shapes_equal,
+        "num_train": int(dataset.train.shape[0]),
+        "objectives": [[entry["train_objective"] for entry in result.history] for result in (one, four)],
+    }
 
 
 def collectives(text: str) -> dict:
@@ -67,10 +71,14 @@ def svi_placement() -> dict:
     phi = jax.tree_util.tree_leaves(new_state.phi)[0]
     theta_leaf = jax.tree_util.tree_leaves(new_state.theta)[0]
     text = epoch.lower(state, jax.random.PRNGKey(2), inputs).compile().as_text()
-    return {"phi_spec": str(phi.sharding.spec), "phi_rows_per_device": sorted({s.data.shape[0] for s in
-                                                                               phi.addressable_shards}),
-            "theta_replicated": bool(theta_leaf.sharding.is_fully_replicated),
-            "collectives": collectives(text), "num_data": num_data, "batch_size": batch_size}
+    return {
+        "phi_spec": str(phi.sharding.spec),
+        "phi_rows_per_device": sorted({s.data.shape[0] for s in phi.addressable_shards}),
+        "theta_replicated": bool(theta_leaf.sharding.is_fully_replicated),
+        "collectives": collectives(text),
+        "num_data": num_data,
+        "batch_size": batch_size,
+    }
 
 
 def gmm(covariance: str) -> dict:
@@ -78,12 +86,18 @@ def gmm(covariance: str) -> dict:
     data = np.concatenate([rng.normal(size=(333, 3)) + 5 * rng.normal(size=3) for _ in range(3)]).astype(np.float32)
     # tol=0: exactly max_iter iterations on both, whatever the last digits of the objective.
     one, one_info = gaussian_mixture.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0)
-    four, four_info = distributed_em.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0,
-                                            mesh=parallel.data_mesh(4))
-    return {"difference": max_difference(one, parallel.to_host(four)), "scale": max_scale(one),
-            "iterations": [int(one_info.num_iterations), int(four_info.num_iterations)],
-            "objective": [float(np.asarray(info.objective)[int(info.num_iterations) - 1])
-                          for info in (one_info, parallel.to_host(four_info))]}
+    four, four_info = distributed_em.fit_em(
+        jax.random.PRNGKey(0), data, 3, covariance, max_iter=8, tol=0.0, mesh=parallel.data_mesh(4)
+    )
+    return {
+        "difference": max_difference(one, parallel.to_host(four)),
+        "scale": max_scale(one),
+        "iterations": [int(one_info.num_iterations), int(four_info.num_iterations)],
+        "objective": [
+            float(np.asarray(info.objective)[int(info.num_iterations) - 1])
+            for info in (one_info, parallel.to_host(four_info))
+        ],
+    }
 
 
 if __name__ == "__main__":

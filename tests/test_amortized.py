@@ -26,8 +26,7 @@ def binary_data():
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_networks_give_one_distribution_per_datapoint(architecture, likelihood):
-    vae = amortized.make_vae(64, 3, likelihood=likelihood, architecture=architecture, hidden=(32,),
-                             image_shape=(8, 8))
+    vae = amortized.make_vae(64, 3, likelihood=likelihood, architecture=architecture, hidden=(32,), image_shape=(8, 8))
     params = vae.init(jax.random.PRNGKey(0))
     x = jnp.zeros(64)
     q = vae.encode(params, x)
@@ -81,22 +80,25 @@ def test_log_marginal_is_exact_when_the_encoder_is_the_posterior():
     """
     rng = np.random.default_rng(0)
     weight = np.linalg.qr(rng.normal(size=(6, 2)))[0] * np.array([2.0, 0.7])
-    params = lvmjax.models.linear_gaussian.Params(jnp.asarray(weight, jnp.float32), jnp.asarray(rng.normal(size=6),
-                                                                                           jnp.float32),
-                                           jnp.full(6, 0.3, jnp.float32))
+    params = lvmjax.models.linear_gaussian.Params(
+        jnp.asarray(weight, jnp.float32), jnp.asarray(rng.normal(size=6), jnp.float32), jnp.full(6, 0.3, jnp.float32)
+    )
 
     def encoder_output(params, x):
         posterior = lvmjax.models.linear_gaussian.posterior(params, x)
         return {"mean": posterior.mean(), "log_scale": 0.5 * jnp.log(jnp.diag(posterior.covariance()))}
 
-    exact_encoder = amortized.AmortizedModel(lvmjax.models.linear_gaussian.model, amortized.mean_field_gaussian(2),
-                                             encoder_output, None, 2)
+    exact_encoder = amortized.AmortizedModel(
+        lvmjax.models.linear_gaussian.model, amortized.mean_field_gaussian(2), encoder_output, None, 2
+    )
     x = jnp.asarray(rng.normal(size=6), jnp.float32)
     for chunk_size in (None, 10):
         estimate = jax.jit(amortized.log_marginal, static_argnums=(1, 4, 5))(
-            jax.random.PRNGKey(3), exact_encoder, params, x, 50, chunk_size)
-        np.testing.assert_allclose(estimate.log_marginal, lvmjax.models.linear_gaussian.log_marginal(params, x),
-                                   rtol=1e-5)
+            jax.random.PRNGKey(3), exact_encoder, params, x, 50, chunk_size
+        )
+        np.testing.assert_allclose(
+            estimate.log_marginal, lvmjax.models.linear_gaussian.log_marginal(params, x), rtol=1e-5
+        )
         assert float(estimate.stderr) < 1e-4
 
 
@@ -107,8 +109,10 @@ def test_log_marginal_uses_the_encoder_as_the_proposal():
 
     @jax.jit
     def both(key, params, x):
-        return (amortized.log_marginal(key, vae, params, x, 20, chunk_size=5),
-                lvmjax.log_marginal_is(key, vae.model, params, vae.encode(params, x), x, 20, chunk_size=5))
+        return (
+            amortized.log_marginal(key, vae, params, x, 20, chunk_size=5),
+            lvmjax.log_marginal_is(key, vae.model, params, vae.encode(params, x), x, 20, chunk_size=5),
+        )
 
     ours, direct = both(jax.random.PRNGKey(1), params, x)
     np.testing.assert_array_equal(ours.log_marginal, direct.log_marginal)
@@ -117,8 +121,11 @@ def test_log_marginal_uses_the_encoder_as_the_proposal():
 @pytest.mark.parametrize("name", ["vae", "iwae", "ae"])
 def test_training_improves_the_objective(binary_data, name):
     vae = amortized.make_vae(16, 2, hidden=(32,))
-    objective = {"vae": amortized.elbo_objective(vae), "iwae": amortized.iwae_objective(vae, 5),
-                 "ae": amortized.autoencoder_objective(vae)}[name]
+    objective = {
+        "vae": amortized.elbo_objective(vae),
+        "iwae": amortized.iwae_objective(vae, 5),
+        "ae": amortized.autoencoder_objective(vae),
+    }[name]
     optimizer = optax.adam(3e-3)
     state = training.init_train_state(vae.init(jax.random.PRNGKey(0)), optimizer)
     epoch = jax.jit(training.make_epoch(training.make_train_step(objective, optimizer), 32))
@@ -130,9 +137,11 @@ def test_training_improves_the_objective(binary_data, name):
     if name != "ae":
         # The trained model's exact-ish log p(x) beats the untrained one's.
         def nll(params):
-            estimate = jax.vmap(lambda k, x: lvmjax.log_marginal_is(
-                k, vae.model, params, vae.encode(params, x), x, 200).log_marginal)
+            estimate = jax.vmap(
+                lambda k, x: lvmjax.log_marginal_is(k, vae.model, params, vae.encode(params, x), x, 200).log_marginal
+            )
             return -float(jnp.mean(estimate(jax.random.split(jax.random.PRNGKey(2), 64), binary_data[:64])))
+
         assert nll(state.params) < nll(vae.init(jax.random.PRNGKey(0))) - 2.0
 
 
@@ -150,8 +159,10 @@ def test_autoencoder_objective_is_deterministic_reconstruction(binary_data):
 
 def test_bernoulli_logits_log_prob_is_distrax_at_any_logit_and_exact_for_binary_data():
     logits = jnp.asarray([-80.0, -30.0, -17.0, -3.0, -1e-3, 0.0, 2e-4, 0.7, 5.0, 17.0, 30.0, 80.0], jnp.float32)
-    exact = {1.0: -np.logaddexp(0.0, -np.asarray(logits, np.float64)),  # log σ(l), in float64
-             0.0: -np.logaddexp(0.0, np.asarray(logits, np.float64))}  # log σ(−l)
+    exact = {
+        1.0: -np.logaddexp(0.0, -np.asarray(logits, np.float64)),  # log σ(l), in float64
+        0.0: -np.logaddexp(0.0, np.asarray(logits, np.float64)),
+    }  # log σ(−l)
     ours = amortized.BernoulliLogits(logits=logits, dtype=jnp.float32)
     for x, reference in exact.items():
         value = ours.log_prob(jnp.full(logits.shape, x, jnp.float32))

@@ -39,8 +39,11 @@ def test_gaussian_conditional_matches_the_block_formula_for_every_mask():
         observed = np.array(observed)
         expected_log, expected = partitioned_conditional(mean, covariance, x, observed)
         log_density, imputed = applications.gaussian_conditional(
-            jnp.asarray(mean, jnp.float32), jnp.asarray(covariance, jnp.float32), jnp.asarray(x, jnp.float32),
-            jnp.asarray(observed))
+            jnp.asarray(mean, jnp.float32),
+            jnp.asarray(covariance, jnp.float32),
+            jnp.asarray(x, jnp.float32),
+            jnp.asarray(observed),
+        )
         np.testing.assert_allclose(imputed, expected, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(log_density, expected_log, rtol=1e-5)
 
@@ -59,8 +62,7 @@ def test_gaussian_mixture_imputation_is_the_mixture_of_conditionals():
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     covariances = p.scale_tril @ np.swapaxes(p.scale_tril, 1, 2)
     mixing = np.exp(p.logits) / np.exp(p.logits).sum()
-    parts = [partitioned_conditional(p.means[k], covariances[k], np.asarray(x, np.float64), observed)
-             for k in range(3)]
+    parts = [partitioned_conditional(p.means[k], covariances[k], np.asarray(x, np.float64), observed) for k in range(3)]
     weights = mixing * np.exp([log for log, _ in parts])
     expected = (weights / weights.sum()) @ np.array([imputed for _, imputed in parts])
     log_observed, imputed = applications.impute_gaussian_mixture(params, x, jnp.asarray(observed))
@@ -75,9 +77,12 @@ def test_linear_gaussian_imputation_and_full_observation():
     np.testing.assert_allclose(log_observed, linear_gaussian.log_marginal(params, x), rtol=1e-5)
     marginal = linear_gaussian.marginal(params)
     observed = np.array([False, True, True, False])
-    expected_log, expected = partitioned_conditional(np.asarray(marginal.mean(), np.float64),
-                                                     np.asarray(marginal.covariance(), np.float64),
-                                                     np.asarray(x, np.float64), observed)
+    expected_log, expected = partitioned_conditional(
+        np.asarray(marginal.mean(), np.float64),
+        np.asarray(marginal.covariance(), np.float64),
+        np.asarray(x, np.float64),
+        observed,
+    )
     log_observed, imputed = jax.jit(applications.impute_linear_gaussian)(params, x, jnp.asarray(observed))
     np.testing.assert_allclose(imputed, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(log_observed, expected_log, rtol=1e-5)
@@ -101,7 +106,8 @@ def test_adjusted_rand_index_matches_scikit_learn():
         first, second = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
         second[:120] = first[:120] % 3  # partly agreeing
         assert applications.adjusted_rand_index(first, second) == pytest.approx(
-            metrics.adjusted_rand_score(first, second), abs=1e-12)
+            metrics.adjusted_rand_score(first, second), abs=1e-12
+        )
     assert applications.adjusted_rand_index([0, 0, 1, 1], [5, 5, 2, 2]) == 1.0
     with pytest.raises(ValueError, match="must be 1-D and of one length"):
         applications.adjusted_rand_index([0, 1], [0, 1, 1])
@@ -122,9 +128,10 @@ def test_anomaly_scores_rank_an_outlier_first():
 
 def make_bernoulli_mixture(num_components=3, data_dim=6, seed=3):
     rng = np.random.default_rng(seed)
-    params = bernoulli_mixture.Params(logits=jnp.asarray(rng.normal(size=num_components), jnp.float32),
-                                      probs_logits=jnp.asarray(2 * rng.normal(size=(num_components, data_dim)),
-                                                               jnp.float32))
+    params = bernoulli_mixture.Params(
+        logits=jnp.asarray(rng.normal(size=num_components), jnp.float32),
+        probs_logits=jnp.asarray(2 * rng.normal(size=(num_components, data_dim)), jnp.float32),
+    )
     return params, jnp.asarray(rng.random(data_dim) < 0.5, jnp.float32)
 
 
@@ -146,12 +153,14 @@ def brute_force_bernoulli_imputation(params, x, observed):
 
 def test_bernoulli_mixture_imputation_sums_over_the_missing_pixels():
     params, x = make_bernoulli_mixture()
-    masks = np.array([[True] * 6, [False] * 6, [True, False, True, False, False, True],
-                      [False, True, True, True, False, True]])
+    masks = np.array(
+        [[True] * 6, [False] * 6, [True, False, True, False, False, True], [False, True, True, True, False, True]]
+    )
     # Missing entries are ignored, NaN included; one compiled program serves every mask.
     with_nans = jnp.where(jnp.asarray(masks), x, jnp.nan)
     log_observed, imputed = jax.jit(jax.vmap(applications.impute_bernoulli_mixture, in_axes=(None, 0, 0)))(
-        params, with_nans, jnp.asarray(masks))
+        params, with_nans, jnp.asarray(masks)
+    )
     for i, observed in enumerate(masks):
         expected_log, expected = brute_force_bernoulli_imputation(params, np.asarray(x), observed)
         np.testing.assert_allclose(log_observed[i], expected_log, rtol=1e-5, atol=1e-6)
@@ -175,8 +184,9 @@ def test_vae_imputation_converges_to_the_exact_linear_gaussian_conditional():
     vae_like = AmortizedModel(linear_gaussian.model, family, posterior_encoder, None, latent_dim=2)
     observed = jnp.array([True, False, True, False])
     exact_log, exact = applications.impute_linear_gaussian(params, x, observed)
-    impute = jax.jit(jax.vmap(lambda key: applications.impute_vae(key, vae_like, params, x, observed, 4000,
-                                                                  fill_value=0.0)))
+    impute = jax.jit(
+        jax.vmap(lambda key: applications.impute_vae(key, vae_like, params, x, observed, 4000, fill_value=0.0))
+    )
     log_observed, imputed = impute(jax.random.split(jax.random.PRNGKey(0), 16))
     assert_within_stderr(log_observed, exact_log)
     assert_within_stderr(imputed[:, 1::2], exact[1::2])
@@ -189,12 +199,14 @@ def test_vae_imputation_reweights_the_encoders_draws_and_latent_means_are_its_me
     key, num_samples = jax.random.PRNGKey(1), 64
     observed = jnp.stack([jnp.ones(16, bool), applications.top_half_missing((4, 4)), jnp.arange(16) % 3 == 0])
     x = jnp.where(observed, data, jnp.nan)
-    log_observed, imputed = jax.jit(jax.vmap(
-        lambda x, mask: applications.impute_vae(key, vae, params, x, mask, num_samples)))(x, observed)
+    log_observed, imputed = jax.jit(
+        jax.vmap(lambda x, mask: applications.impute_vae(key, vae, params, x, mask, num_samples))
+    )(x, observed)
 
     @jax.jit
     def reference(filled):
         """log_marginal_is of the full datapoint, and the draws z_k ~ q(z | x̃) for each filled x̃."""
+
         def draws(x):
             q = vae.encode(params, x)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num_samples))
@@ -216,8 +228,11 @@ def test_vae_imputation_reweights_the_encoders_draws_and_latent_means_are_its_me
         mask, x_o = np.asarray(observed[i]), np.asarray(data[i], np.float64)[np.asarray(observed[i])]
         z = np.asarray(latents[i - 1], np.float64)
         probs = 1 / (1 + np.exp(-(z @ weight.T + bias)))
-        log_weights = (np.sum(x_o * np.log(probs[:, mask]) + (1 - x_o) * np.log1p(-probs[:, mask]), axis=1)
-                       + norm.logpdf(z).sum(1) - norm.logpdf(z, means[i - 1], scales[i - 1]).sum(1))
+        log_weights = (
+            np.sum(x_o * np.log(probs[:, mask]) + (1 - x_o) * np.log1p(-probs[:, mask]), axis=1)
+            + norm.logpdf(z).sum(1)
+            - norm.logpdf(z, means[i - 1], scales[i - 1]).sum(1)
+        )
         weights = np.exp(log_weights - log_weights.max())
         np.testing.assert_allclose(log_observed[i], np.log(weights.mean()) + log_weights.max(), rtol=1e-5)
         expected = np.where(mask, data[i], weights @ probs / weights.sum())
@@ -230,9 +245,9 @@ def test_vae_imputation_reweights_the_encoders_draws_and_latent_means_are_its_me
 
 def test_imputation_needs_a_likelihood_that_factorizes():
     params, x = make_linear_gaussian()
-    model = LatentVariableModel(linear_gaussian.prior,
-                                lambda params, z: distrax.MultivariateNormalFullCovariance(
-                                    params.weight @ z, jnp.eye(4)))
+    model = LatentVariableModel(
+        linear_gaussian.prior, lambda params, z: distrax.MultivariateNormalFullCovariance(params.weight @ z, jnp.eye(4))
+    )
     family = VariationalFamily(None, lambda phi: distrax.MultivariateNormalDiag(phi, jnp.ones(2)))
     vae_like = AmortizedModel(model, family, lambda params, x: jnp.zeros(2), None, latent_dim=2)
     with pytest.raises(TypeError, match="factorizes over the entries of x"):
@@ -247,8 +262,9 @@ def test_ppca_latent_means_are_the_closed_form_and_span_the_principal_subspace()
     rng = np.random.default_rng(0)
     data = rng.normal(size=(200, 5)) * np.array([3.0, 2.0, 1.0, 0.5, 0.3]) @ np.linalg.qr(rng.normal(size=(5, 5)))[0]
     params = linear_gaussian.fit_ppca(jnp.asarray(data, jnp.float32), 2)
-    codes = jax.jit(applications.latent_means, static_argnums=0)(linear_gaussian.posterior, params,
-                                                                  jnp.asarray(data, jnp.float32))
+    codes = jax.jit(applications.latent_means, static_argnums=0)(
+        linear_gaussian.posterior, params, jnp.asarray(data, jnp.float32)
+    )
     codes = np.asarray(codes, np.float64)
     weight, bias = np.asarray(params.weight, np.float64), np.asarray(params.bias, np.float64)
     m_matrix = weight.T @ weight + float(params.noise_variance) * np.eye(2)  # M = WᵀW + σ²I
@@ -275,8 +291,10 @@ def gaussian_mixture_log_likelihoods(params, data):
     """log p(x_i; θ) of every row, in float64 scipy."""
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     mixing = np.exp(p.logits) / np.exp(p.logits).sum()
-    densities = [multivariate_normal.pdf(np.asarray(data, np.float64), p.means[k], p.scale_tril[k] @ p.scale_tril[k].T)
-                 for k in range(len(mixing))]
+    densities = [
+        multivariate_normal.pdf(np.asarray(data, np.float64), p.means[k], p.scale_tril[k] @ p.scale_tril[k].T)
+        for k in range(len(mixing))
+    ]
     return np.log(mixing @ np.array(densities))
 
 
@@ -292,10 +310,12 @@ def test_bic_chooses_the_three_components_of_a_gaussian_mixture(three_gaussian_c
         num_free = num_components - 1 + num_components * 2 + num_components * 3
         bic = -2 * gaussian_mixture_log_likelihoods(params, train).sum() + num_free * np.log(300)
         np.testing.assert_allclose(selection.bic[i], bic, rtol=1e-5)
-        np.testing.assert_allclose(selection.train_log_likelihood[i],
-                                   gaussian_mixture_log_likelihoods(params, train).mean(), rtol=1e-5)
-        np.testing.assert_allclose(selection.test_log_likelihood[i],
-                                   gaussian_mixture_log_likelihoods(params, test).mean(), rtol=1e-5)
+        np.testing.assert_allclose(
+            selection.train_log_likelihood[i], gaussian_mixture_log_likelihoods(params, train).mean(), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            selection.test_log_likelihood[i], gaussian_mixture_log_likelihoods(params, test).mean(), rtol=1e-5
+        )
     assert int(selection.num_components_by_test) == 2 + int(np.argmax(selection.test_log_likelihood))
     assert selection.test_log_likelihood[1] > selection.test_log_likelihood[0] + 0.1  # underfitting costs
 

@@ -18,15 +18,30 @@ PACKAGE = Path(lvmjax.__file__).parent
 CORE, MODELS, LEARNING, APPLICATION, COMMAND_LINE = range(5)
 BESIDE = LEARNING  # data.py and plots.py: below the application, above the models
 LAYERS = {
-    "lvmjax": COMMAND_LINE, "lvmjax.__main__": COMMAND_LINE, "lvmjax.cli": COMMAND_LINE,
-    "lvmjax.app": APPLICATION, "lvmjax.tour": APPLICATION,
+    "lvmjax": COMMAND_LINE,
+    "lvmjax.__main__": COMMAND_LINE,
+    "lvmjax.cli": COMMAND_LINE,
+    "lvmjax.app": APPLICATION,
+    "lvmjax.tour": APPLICATION,
     "lvmjax.models": MODELS,
-    "lvmjax.training": LEARNING, "lvmjax.svi": LEARNING, "lvmjax.semi_amortized": LEARNING,
-    "lvmjax.amortized": LEARNING, "lvmjax.mixture_vi": LEARNING, "lvmjax.applications": LEARNING,
-    "lvmjax.parallel": LEARNING, "lvmjax.distributed_em": LEARNING,
-    "lvmjax.data": BESIDE, "lvmjax.plots": BESIDE,
-    "lvmjax.model": CORE, "lvmjax.estimators": CORE, "lvmjax.variational": CORE, "lvmjax._discrete": CORE,
-    "lvmjax.networks": CORE, "lvmjax._validation": CORE, "lvmjax.types": CORE, "lvmjax.errors": CORE,
+    "lvmjax.training": LEARNING,
+    "lvmjax.svi": LEARNING,
+    "lvmjax.semi_amortized": LEARNING,
+    "lvmjax.amortized": LEARNING,
+    "lvmjax.mixture_vi": LEARNING,
+    "lvmjax.applications": LEARNING,
+    "lvmjax.parallel": LEARNING,
+    "lvmjax.distributed_em": LEARNING,
+    "lvmjax.data": BESIDE,
+    "lvmjax.plots": BESIDE,
+    "lvmjax.model": CORE,
+    "lvmjax.estimators": CORE,
+    "lvmjax.variational": CORE,
+    "lvmjax._discrete": CORE,
+    "lvmjax.networks": CORE,
+    "lvmjax._validation": CORE,
+    "lvmjax.types": CORE,
+    "lvmjax.errors": CORE,
     "lvmjax._version": CORE,
 }
 
@@ -92,9 +107,13 @@ NAME_TEST = re.compile(rf"(==|!=) *['\"]({NAMES})['\"]|in \(?\[?['\"]({NAMES})['
 
 
 def test_at_most_five_name_tests_outside_the_registry():
-    places = [f"{path.relative_to(PACKAGE.parent)}:{number}"
-              for path in PACKAGE.rglob("*.py") if not re.search(r"(spec|registry)", str(path.relative_to(PACKAGE)))
-              for number, line in enumerate(path.read_text().splitlines(), start=1) if NAME_TEST.search(line)]
+    places = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if not re.search(r"(spec|registry)", str(path.relative_to(PACKAGE)))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if NAME_TEST.search(line)
+    ]
     assert len(places) <= 5, places
 
 

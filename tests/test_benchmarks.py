@@ -46,7 +46,9 @@ def test_the_flop_count_is_three_times_two_multiply_adds_per_weight():
 
 
 def test_the_iwae_counts_the_decoder_once_per_sample():
-    vae, iwae = vae_training.Sizes(data_dim=10, hidden=(4,), latent_dim=2), vae_training.Sizes(
-        data_dim=10, hidden=(4,), latent_dim=2, num_samples=5)
+    vae, iwae = (
+        vae_training.Sizes(data_dim=10, hidden=(4,), latent_dim=2),
+        vae_training.Sizes(data_dim=10, hidden=(4,), latent_dim=2, num_samples=5),
+    )
     decoder = 3 * 2 * (2 * 4 + 4 * 10)
     assert vae_training.flops_per_image(iwae) - vae_training.flops_per_image(vae) == 4 * decoder

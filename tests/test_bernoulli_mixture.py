@@ -74,7 +74,9 @@ def test_posterior_is_bayes_rule():
     for k in range(3):
         np.testing.assert_allclose(
             posterior.log_prob(k),
-            lvmjax.log_joint(bernoulli_mixture.model, params, x, jnp.asarray(k)) - log_marginal, rtol=1e-5)
+            lvmjax.log_joint(bernoulli_mixture.model, params, x, jnp.asarray(k)) - log_marginal,
+            rtol=1e-5,
+        )
 
 
 def test_e_step_is_the_posterior_of_every_datapoint(mixture_data):
@@ -92,7 +94,8 @@ def test_m_step_is_the_beta_posterior_mode(mixture_data):
     responsibilities = rng.dirichlet(np.ones(3), size=len(mixture_data))
     alpha, beta = 3.0, 1.5
     params = jax.jit(bernoulli_mixture.m_step)(
-        mixture_data, jnp.log(jnp.asarray(responsibilities, jnp.float32)), alpha, beta)
+        mixture_data, jnp.log(jnp.asarray(responsibilities, jnp.float32)), alpha, beta
+    )
     counts = responsibilities.sum(axis=0)
     probs = (responsibilities.T @ mixture_data + alpha - 1) / (counts[:, None] + alpha + beta - 2)
     np.testing.assert_allclose(jax.nn.sigmoid(params.probs_logits), probs, rtol=1e-5)
@@ -119,8 +122,7 @@ def test_em_objective_is_the_map_objective(mixture_data):
     log_marginals = jax.vmap(bernoulli_mixture.log_marginal, (None, 0))(params, mixture_data)
     probs = 1 / (1 + np.exp(-np.asarray(params.probs_logits, np.float64)))
     log_prior = np.sum(beta_distribution.logpdf(probs, alpha, beta))
-    np.testing.assert_allclose(info.objective[5], np.mean(log_marginals) + log_prior / len(mixture_data),
-                               rtol=1e-5)
+    np.testing.assert_allclose(info.objective[5], np.mean(log_marginals) + log_prior / len(mixture_data), rtol=1e-5)
 
 
 def test_em_recovers_well_separated_components():
@@ -135,12 +137,10 @@ def test_em_recovers_well_separated_components():
     assert bool(info.converged)
     fitted_probs = np.asarray(jax.nn.sigmoid(params.probs_logits), np.float64)
     fitted_mixing = np.asarray(jax.nn.softmax(params.logits), np.float64)
-    order = min(itertools.permutations(range(3)),
-                key=lambda perm: np.abs(fitted_probs[list(perm)] - probs).sum())
+    order = min(itertools.permutations(range(3)), key=lambda perm: np.abs(fitted_probs[list(perm)] - probs).sum())
     fitted_probs, fitted_mixing = fitted_probs[list(order)], fitted_mixing[list(order)]
     counts = mixing[:, None] * num_data
-    np.testing.assert_array_less(np.abs(fitted_probs - probs),
-                                 5 * np.sqrt(probs * (1 - probs) / counts) + 2 / counts)
+    np.testing.assert_array_less(np.abs(fitted_probs - probs), 5 * np.sqrt(probs * (1 - probs) / counts) + 2 / counts)
     np.testing.assert_array_less(np.abs(fitted_mixing - mixing), 5 * np.sqrt(mixing * (1 - mixing) / num_data))
 
 
@@ -195,22 +195,37 @@ def test_integer_data_is_fitted_in_the_default_float_dtype(mixture_data):
 # --- Bad input ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("change", "error", "message"), [
-    (lambda data: (data * 0.5, {}), DataError, "values that are not 0 or 1"),
-    (lambda data: (np.where(np.arange(data.size).reshape(data.shape) == 7, np.nan, data), {}),
-     ValueError, r"data contains non-finite values \(NaN or inf\)"),
-    (lambda data: (np.where(np.arange(data.size).reshape(data.shape) == 7, np.inf, data), {}),
-     ValueError, r"data contains non-finite values \(NaN or inf\)"),
-    (lambda data: (data[:2], {}), ValueError,
-     r"num_components must be between 1 and the number of datapoints \(2\), got 3"),
-    (lambda data: (data, {"num_components": 0}), ValueError,
-     r"num_components must be between 1 and the number of datapoints \(600\), got 0"),
-    (lambda data: (data[0], {}), ValueError, r"data must be 2-D \(N datapoints, D dimensions\), got shape \(16,\)"),
-    (lambda data: (data[:0], {}), ValueError, r"data is empty \(shape \(0, 16\)\)"),
-    (lambda data: (data, {"alpha": 0.5}), ValueError, "alpha must be at least 1, got 0.5"),
-    (lambda data: (data, {"beta": 0.0}), ValueError, "beta must be at least 1, got 0.0"),
-    (lambda data: (data, {"n_init": 0}), ValueError, "n_init must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda data: (data * 0.5, {}), DataError, "values that are not 0 or 1"),
+        (
+            lambda data: (np.where(np.arange(data.size).reshape(data.shape) == 7, np.nan, data), {}),
+            ValueError,
+            r"data contains non-finite values \(NaN or inf\)",
+        ),
+        (
+            lambda data: (np.where(np.arange(data.size).reshape(data.shape) == 7, np.inf, data), {}),
+            ValueError,
+            r"data contains non-finite values \(NaN or inf\)",
+        ),
+        (
+            lambda data: (data[:2], {}),
+            ValueError,
+            r"num_components must be between 1 and the number of datapoints \(2\), got 3",
+        ),
+        (
+            lambda data: (data, {"num_components": 0}),
+            ValueError,
+            r"num_components must be between 1 and the number of datapoints \(600\), got 0",
+        ),
+        (lambda data: (data[0], {}), ValueError, r"data must be 2-D \(N datapoints, D dimensions\), got shape \(16,\)"),
+        (lambda data: (data[:0], {}), ValueError, r"data is empty \(shape \(0, 16\)\)"),
+        (lambda data: (data, {"alpha": 0.5}), ValueError, "alpha must be at least 1, got 0.5"),
+        (lambda data: (data, {"beta": 0.0}), ValueError, "beta must be at least 1, got 0.0"),
+        (lambda data: (data, {"n_init": 0}), ValueError, "n_init must be at least 1, got 0"),
+    ],
+)
 def test_bad_input_raises(mixture_data, change, error, message):
     data, options = change(mixture_data)
     options = {"num_components": 3, **options}

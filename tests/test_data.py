@@ -91,8 +91,10 @@ def test_load_dataset_by_name():
 def tiny_mnist():
     """20 training, 5 validation and 5 test images of 784 random 0/1 pixels."""
     rng = np.random.default_rng(0)
-    return {split: rng.integers(0, 2, size=(rows, 784), dtype=np.uint8)
-            for split, rows in (("train", 20), ("valid", 5), ("test", 5))}
+    return {
+        split: rng.integers(0, 2, size=(rows, 784), dtype=np.uint8)
+        for split, rows in (("train", 20), ("valid", 5), ("test", 5))
+    }
 
 
 def write_npz(directory, arrays, name="binarized_mnist.npz"):
@@ -133,8 +135,9 @@ def test_binarized_mnist_from_amat_equals_npz(tmp_path, tiny_mnist):
         np.testing.assert_array_equal(getattr(from_amat, split), getattr(from_npz, split))
 
 
-@pytest.mark.parametrize(("fmt", "newline"), [("%.1f", "\n"), ("%d", "\r\n"), ("%d ", "\n")],
-                         ids=["decimals", "crlf", "trailing-space"])
+@pytest.mark.parametrize(
+    ("fmt", "newline"), [("%.1f", "\n"), ("%d", "\r\n"), ("%d ", "\n")], ids=["decimals", "crlf", "trailing-space"]
+)
 def test_binarized_mnist_from_amat_of_other_layouts(tmp_path, tiny_mnist, fmt, newline):
     directory = write_amat(tmp_path, tiny_mnist, fmt=fmt, newline=newline)
     with open(directory / "binarized_mnist_test.amat", "a") as file:
@@ -165,10 +168,13 @@ def test_binarized_mnist_real_file():
 
 
 def test_unknown_dataset_lists_the_known_names():
-    raises_one_line(r"^unknown dataset 'cifar10'; the known datasets are 'digits', 'binarized-mnist', 'mnist', "
-                    r"'fashion-mnist', "
-                    r"or the path of a \.npy, \.npz, \.csv file$",
-                    data.load_dataset, "cifar10")
+    raises_one_line(
+        r"^unknown dataset 'cifar10'; the known datasets are 'digits', 'binarized-mnist', 'mnist', "
+        r"'fashion-mnist', "
+        r"or the path of a \.npy, \.npz, \.csv file$",
+        data.load_dataset,
+        "cifar10",
+    )
 
 
 def test_binarized_mnist_without_data_dir():
@@ -178,31 +184,42 @@ def test_binarized_mnist_without_data_dir():
 
 def test_data_dir_that_does_not_exist(tmp_path):
     missing = tmp_path / "nowhere"
-    raises_one_line(f"^the data directory {re.escape(str(missing))} does not exist; {HINT}$",
-                    data.load_binarized_mnist, missing)
+    raises_one_line(
+        f"^the data directory {re.escape(str(missing))} does not exist; {HINT}$", data.load_binarized_mnist, missing
+    )
 
 
 def test_data_dir_that_is_a_file(tmp_path, tiny_mnist):
     directory = write_npz(tmp_path, tiny_mnist)
-    raises_one_line(r"binarized_mnist\.npz is a file, not a directory; " + HINT,
-                    data.load_binarized_mnist, directory / "binarized_mnist.npz")
+    raises_one_line(
+        r"binarized_mnist\.npz is a file, not a directory; " + HINT,
+        data.load_binarized_mnist,
+        directory / "binarized_mnist.npz",
+    )
 
 
 def test_data_dir_with_neither_format(tmp_path, tiny_mnist):
-    raises_one_line(f"^the data directory {re.escape(str(tmp_path))} holds neither binarized_mnist.npz nor all "
-                    r"three binarized_mnist_\{train,valid,test\}\.amat files; " + HINT,
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        f"^the data directory {re.escape(str(tmp_path))} holds neither binarized_mnist.npz nor all "
+        r"three binarized_mnist_\{train,valid,test\}\.amat files; " + HINT,
+        data.load_binarized_mnist,
+        tmp_path,
+    )
     write_amat(tmp_path, {"train": tiny_mnist["train"], "test": tiny_mnist["test"]})
-    raises_one_line(r"\(it has only binarized_mnist_train\.amat, binarized_mnist_test\.amat\)",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"\(it has only binarized_mnist_train\.amat, binarized_mnist_test\.amat\)", data.load_binarized_mnist, tmp_path
+    )
 
 
 def test_npz_without_a_split(tmp_path, tiny_mnist):
     del tiny_mnist["valid"]
     write_npz(tmp_path, tiny_mnist)
-    raises_one_line(r"binarized_mnist\.npz has no array 'valid' \(it has train, test\); "
-                    r"it needs the arrays train, valid, test",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"binarized_mnist\.npz has no array 'valid' \(it has train, test\); "
+        r"it needs the arrays train, valid, test",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 @pytest.mark.parametrize("fmt", ["npz", "amat"])
@@ -221,16 +238,20 @@ def test_truncated_amat_names_the_short_line(tmp_path, tiny_mnist):
     path = tmp_path / "binarized_mnist_train.amat"
     text = path.read_bytes()
     path.write_bytes(text[: len(text) - 2 * 84 - 1])  # the last line loses its last 84 values and newline
-    raises_one_line(r"binarized_mnist_train\.amat line 20: expected 784 columns, got 700; "
-                    r"each line must hold one image, so the file may be truncated or corrupted$",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"binarized_mnist_train\.amat line 20: expected 784 columns, got 700; "
+        r"each line must hold one image, so the file may be truncated or corrupted$",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 def test_npz_of_one_dimensional_arrays(tmp_path, tiny_mnist):
     tiny_mnist["test"] = tiny_mnist["test"].ravel()
     write_npz(tmp_path, tiny_mnist)
-    raises_one_line(r"array 'test' in .* has shape \(3920,\); expected a 2-D array \(N, 784\)",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"array 'test' in .* has shape \(3920,\); expected a 2-D array \(N, 784\)", data.load_binarized_mnist, tmp_path
+    )
 
 
 @pytest.mark.parametrize("fmt", ["npz", "amat"])
@@ -256,8 +277,12 @@ def test_values_that_are_not_binary(tmp_path, tiny_mnist, fmt):
     else:
         write_amat(tmp_path, tiny_mnist, fmt="%g")
         name = r".*binarized_mnist_train\.amat"
-    raises_one_line(rf"^{name} has 3 values that are not 0 or 1 \(for example 0\.5\); "
-                    "a Bernoulli likelihood needs binary data", data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        rf"^{name} has 3 values that are not 0 or 1 \(for example 0\.5\); "
+        "a Bernoulli likelihood needs binary data",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 def test_npz_of_text(tmp_path, tiny_mnist):
@@ -269,9 +294,12 @@ def test_npz_of_text(tmp_path, tiny_mnist):
 def test_truncated_npz(tmp_path, tiny_mnist):
     path = write_npz(tmp_path, tiny_mnist) / "binarized_mnist.npz"
     path.write_bytes(path.read_bytes()[:5000])
-    raises_one_line(rf"^could not read {re.escape(str(path))} as an npz archive \(BadZipFile: File is not a zip "
-                    r"file\); the file may be truncated or corrupted; download or convert it again$",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        rf"^could not read {re.escape(str(path))} as an npz archive \(BadZipFile: File is not a zip "
+        r"file\); the file may be truncated or corrupted; download or convert it again$",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 @pytest.mark.parametrize("offset", [60, 400], ids=["in-the-header", "in-the-pixels"])
@@ -280,29 +308,43 @@ def test_corrupted_npz(tmp_path, tiny_mnist, offset):
     content = bytearray(path.read_bytes())
     content[content.index(b"train.npy") + offset] ^= 0xFF
     path.write_bytes(bytes(content))
-    raises_one_line(rf"^could not read {re.escape(str(path))} \(\w+: .*\); the file may be truncated or corrupted",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        rf"^could not read {re.escape(str(path))} \(\w+: .*\); the file may be truncated or corrupted",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 def test_npz_that_is_not_an_archive(tmp_path, tiny_mnist):
     tmp_path.joinpath("binarized_mnist.npz").write_text("0 1 0 1\n")
-    raises_one_line(r"could not read .*binarized_mnist\.npz as an npz archive \(ValueError: ",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"could not read .*binarized_mnist\.npz as an npz archive \(ValueError: ", data.load_binarized_mnist, tmp_path
+    )
     with open(tmp_path / "binarized_mnist.npz", "wb") as file:
         np.save(file, tiny_mnist["train"])
-    raises_one_line(r"binarized_mnist\.npz holds a single array, not an npz archive of the arrays train, valid, test",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"binarized_mnist\.npz holds a single array, not an npz archive of the arrays train, valid, test",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 def test_amat_with_text_that_is_not_a_number(tmp_path, tiny_mnist):
     write_amat(tmp_path, tiny_mnist)
     path = tmp_path / "binarized_mnist_valid.amat"
     path.write_bytes(path.read_bytes().replace(b"0", b"x", 1))
-    raises_one_line(r"binarized_mnist_valid\.amat holds text that is not a number \(ValueError: could not convert "
-                    r"string to float: 'x'\)", data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"binarized_mnist_valid\.amat holds text that is not a number \(ValueError: could not convert "
+        r"string to float: 'x'\)",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
     path.write_bytes(b"\x00\xff\xfe" * 100)
-    raises_one_line(r"binarized_mnist_valid\.amat is not a text file of numbers \(UnicodeDecodeError: ",
-                    data.load_binarized_mnist, tmp_path)
+    raises_one_line(
+        r"binarized_mnist_valid\.amat is not a text file of numbers \(UnicodeDecodeError: ",
+        data.load_binarized_mnist,
+        tmp_path,
+    )
 
 
 # ----------------------------------------------------------------------------- users' files
@@ -314,8 +356,11 @@ def test_continuous_digits_dequantize_the_pixels_with_a_fixed_seed():
     assert not digits.binary and digits.train.dtype == np.float32
     values = np.concatenate([digits.train, digits.test])
     np.testing.assert_array_equal(np.floor(values.astype(np.float64) * 17), images)  # each pixel's own bin
-    np.testing.assert_array_equal(values, data.load_dataset("digits", continuous=True).train.tolist()
-                                  + data.load_dataset("digits", continuous=True).test.tolist())
+    np.testing.assert_array_equal(
+        values,
+        data.load_dataset("digits", continuous=True).train.tolist()
+        + data.load_dataset("digits", continuous=True).test.tolist(),
+    )
     # U[0, 1) noise: the fractional parts have mean 1/2 to within 4 standard errors (1/sqrt(12 n)).
     fraction = values.astype(np.float64) * 17 - images
     assert abs(fraction.mean() - 0.5) < 4 / np.sqrt(12 * fraction.size)
@@ -346,8 +391,7 @@ def test_every_format_gives_the_same_split(tmp_path, rows):
 
 def test_an_npz_with_train_and_test_is_used_as_it_is(tmp_path, rows):
     labels = np.arange(10) % 3
-    np.savez(tmp_path / "s.npz", train=rows[:7] > 1, test=rows[7:] > 1, train_labels=labels[:7],
-             test_labels=labels[7:])
+    np.savez(tmp_path / "s.npz", train=rows[:7] > 1, test=rows[7:] > 1, train_labels=labels[:7], test_labels=labels[7:])
     loaded = data.load_file(tmp_path / "s.npz")
     assert loaded.binary and loaded.train.shape == (7, 4) and loaded.test.shape == (3, 4)
     np.testing.assert_array_equal(loaded.test_labels, labels[7:])
@@ -377,8 +421,9 @@ def test_bad_users_files_get_one_line(tmp_path, rows):
     raises_one_line("has no rows of numbers", data.load_file, tmp_path / "empty.csv")
     raises_one_line("line 2: expected 3 comma-separated values, got 2", data.load_file, tmp_path / "ragged.csv")
     raises_one_line("line 2: 'abc' is not a number", data.load_file, tmp_path / "text.csv")
-    raises_one_line(r"1 values that are NaN or infinite \(the first in row 2, column 1\)", data.load_file,
-                    tmp_path / "inf.npy")
+    raises_one_line(
+        r"1 values that are NaN or infinite \(the first in row 2, column 1\)", data.load_file, tmp_path / "inf.npy"
+    )
     raises_one_line("data files must be .npy, .npz, .csv", data.load_file, tmp_path / "data.txt")
     raises_one_line("does not exist", data.load_file, tmp_path / "absent.npy")
     raises_one_line("too few to hold out test-fraction 0.01", data.load_file, tmp_path / "good.npy", 0.01)

@@ -17,8 +17,10 @@ from lvmjax.data import DataError
 
 IMAGES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
-HINT = ("mnist needs data_dir, a directory holding its four IDX files train-images-idx3-ubyte, "
-        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain or gzipped (.gz)")
+HINT = (
+    "mnist needs data_dir, a directory holding its four IDX files train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain or gzipped (.gz)"
+)
 TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
 
@@ -73,8 +75,9 @@ def snapshot(directory):
 # ----------------------------------------------------------------------------- loading
 
 
-@pytest.mark.parametrize("gzipped", [(False,) * 4, (True,) * 4, (True, False, False, True)],
-                         ids=["plain", "gzipped", "mixed"])
+@pytest.mark.parametrize(
+    "gzipped", [(False,) * 4, (True,) * 4, (True, False, False, True)], ids=["plain", "gzipped", "mixed"]
+)
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_round_trip(tmp_path, tiny_idx, gzipped, name):
     directory = write_idx_dir(tmp_path / "idx", tiny_idx, gzipped)
@@ -145,16 +148,24 @@ def test_missing_data_dir_and_files(tmp_path, tiny_idx):
     raises_one_line(f"^{re.escape(HINT)}$", data.load_dataset, "mnist")
     raises_one_line(f"^{re.escape(HINT.replace('mnist', 'fashion-mnist', 1))}$", data.load_dataset, "fashion-mnist")
     missing = tmp_path / "nowhere"
-    raises_one_line(f"^the data directory {re.escape(str(missing))} does not exist; {re.escape(HINT)}$",
-                    data.load_mnist, missing)
-    raises_one_line(f"^the data directory {re.escape(str(tmp_path))} lacks train-images-idx3-ubyte, "
-                    r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, plain or \.gz; "
-                    f"{re.escape(HINT)}$", data.load_mnist, tmp_path)
+    raises_one_line(
+        f"^the data directory {re.escape(str(missing))} does not exist; {re.escape(HINT)}$", data.load_mnist, missing
+    )
+    raises_one_line(
+        f"^the data directory {re.escape(str(tmp_path))} lacks train-images-idx3-ubyte, "
+        r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, plain or \.gz; "
+        f"{re.escape(HINT)}$",
+        data.load_mnist,
+        tmp_path,
+    )
     write_idx_dir(tmp_path, tiny_idx, (True, False, False, False))
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    raises_one_line(r"lacks t10k-labels-idx1-ubyte, plain or \.gz \(it has only train-images-idx3-ubyte\.gz, "
-                    r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte\); mnist needs data_dir",
-                    data.load_mnist, tmp_path)
+    raises_one_line(
+        r"lacks t10k-labels-idx1-ubyte, plain or \.gz \(it has only train-images-idx3-ubyte\.gz, "
+        r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte\); mnist needs data_dir",
+        data.load_mnist,
+        tmp_path,
+    )
     raises_one_line(r"is a file, not a directory", data.load_mnist, tmp_path / "t10k-images-idx3-ubyte")
 
 
@@ -172,12 +183,18 @@ def header(code, *shape):
 def test_truncated_and_overlong_files(tmp_path, tiny_idx):
     good = idx_bytes(tiny_idx["train"][0])
     cases = [
-        (good[:-100], r"is truncated: its header promises a 12x28x28 array of unsigned bytes, 9408 bytes after the "
-                      r"header, but it holds 9308; download it again$"),
+        (
+            good[:-100],
+            r"is truncated: its header promises a 12x28x28 array of unsigned bytes, 9408 bytes after the "
+            r"header, but it holds 9308; download it again$",
+        ),
         (good[:10], r"is truncated: its header has 3 dimensions, 16 bytes, but the file holds 10; download it again$"),
         (good[:3], r"is truncated: it holds 3 bytes, fewer than the 4 of an IDX file's magic number"),
-        (good + b"\x00" * 7, r"holds 7 bytes more than its header promises \(a 12x28x28 array of unsigned bytes, "
-                             r"9408 bytes after the header\); the file is corrupted, so download it again$"),
+        (
+            good + b"\x00" * 7,
+            r"holds 7 bytes more than its header promises \(a 12x28x28 array of unsigned bytes, "
+            r"9408 bytes after the header\); the file is corrupted, so download it again$",
+        ),
     ]
     for gzipped in (False, True):
         for content, message in cases:
@@ -188,16 +205,26 @@ def test_truncated_and_overlong_files(tmp_path, tiny_idx):
 def test_not_idx_data(tmp_path, tiny_idx):
     good = idx_bytes(tiny_idx["test"][1])
     directory, path = corrupt(tmp_path, tiny_idx, LABELS["test"], b"\x08\x03" + good[2:])
-    raises_one_line(f"^{re.escape(str(path))} is neither an IDX file nor gzipped: it starts with the bytes 0x0803, "
-                    "where an IDX file starts with 0x0000 and a gzip file with 0x1f8b; download it again$",
-                    data.load_mnist, directory)
+    raises_one_line(
+        f"^{re.escape(str(path))} is neither an IDX file nor gzipped: it starts with the bytes 0x0803, "
+        "where an IDX file starts with 0x0000 and a gzip file with 0x1f8b; download it again$",
+        data.load_mnist,
+        directory,
+    )
     directory, path = corrupt(tmp_path, tiny_idx, LABELS["test"], b"<!DOCTYPE html><title>403 Forbidden</title>")
-    raises_one_line(rf"^{re.escape(str(path))} is neither .* \(it looks like a web page: was the download refused\?\)",
-                    data.load_mnist, directory)
+    raises_one_line(
+        rf"^{re.escape(str(path))} is neither .* \(it looks like a web page: was the download refused\?\)",
+        data.load_mnist,
+        directory,
+    )
     directory, path = corrupt(tmp_path, tiny_idx, LABELS["test"], b"\x00\x00\x07" + good[3:])
-    raises_one_line(f"^{re.escape(str(path))} has the IDX type code 0x07, not one of 0x08 \\(unsigned byte\\), "
-                    r"0x09 \(signed byte\), 0x0b \(short\), 0x0c \(int\), 0x0d \(float\), 0x0e \(double\); "
-                    "the file is corrupted, so download it again$", data.load_mnist, directory)
+    raises_one_line(
+        f"^{re.escape(str(path))} has the IDX type code 0x07, not one of 0x08 \\(unsigned byte\\), "
+        r"0x09 \(signed byte\), 0x0b \(short\), 0x0c \(int\), 0x0d \(float\), 0x0e \(double\); "
+        "the file is corrupted, so download it again$",
+        data.load_mnist,
+        directory,
+    )
 
 
 def test_damaged_gzip(tmp_path, tiny_idx):
@@ -206,12 +233,18 @@ def test_damaged_gzip(tmp_path, tiny_idx):
     flipped[len(flipped) // 2] ^= 0xFF
     directory = write_idx_dir(tmp_path, tiny_idx, (True, False, False, False))
     path = directory / (IMAGES["train"] + ".gz")
-    for content, error in [(compressed[: len(compressed) // 2], r"EOFError: Compressed file ended .+"),
-                           (bytes(flipped), r"\w+: .+"),  # zlib's error or a CRC mismatch, depending on the byte
-                           (compressed[:2] + b"garbage" * 20, r"\w+: .+")]:
+    for content, error in [
+        (compressed[: len(compressed) // 2], r"EOFError: Compressed file ended .+"),
+        (bytes(flipped), r"\w+: .+"),  # zlib's error or a CRC mismatch, depending on the byte
+        (compressed[:2] + b"garbage" * 20, r"\w+: .+"),
+    ]:
         path.write_bytes(content)
-        raises_one_line(f"^could not decompress {re.escape(str(path))} \\({error}\\); the gzip file is truncated or "
-                        "corrupted, so download it again$", data.load_mnist, directory)
+        raises_one_line(
+            f"^could not decompress {re.escape(str(path))} \\({error}\\); the gzip file is truncated or "
+            "corrupted, so download it again$",
+            data.load_mnist,
+            directory,
+        )
     path.write_bytes(np.random.default_rng(0).bytes(500))  # garbage that is not even gzip
     raises_one_line(f"^{re.escape(str(path))} is neither an IDX file nor gzipped", data.load_mnist, directory)
 
@@ -221,15 +254,25 @@ def test_images_and_labels_of_the_wrong_kind(tmp_path, tiny_idx):
     images_rule = r"but the images of mnist are unsigned bytes of shape \(N, 28, 28\) with N >= 1; check that it is"
     labels_rule = r"but the labels of mnist are unsigned bytes of shape \(N,\); check that it is the right file"
     cases = [
-        (IMAGES["train"], idx_bytes(train_images[:, :27, :27]),
-         rf"holds uint8 values of shape \(12, 27, 27\), {images_rule}"),
+        (
+            IMAGES["train"],
+            idx_bytes(train_images[:, :27, :27]),
+            rf"holds uint8 values of shape \(12, 27, 27\), {images_rule}",
+        ),
         (IMAGES["train"], idx_bytes(train_labels), rf"holds uint8 values of shape \(12,\), {images_rule}"),
-        (IMAGES["train"], idx_bytes(train_images.astype(np.int32)), rf"holds int32 values of shape \(12, 28, 28\), "
-                                                                   f"{images_rule}"),
+        (
+            IMAGES["train"],
+            idx_bytes(train_images.astype(np.int32)),
+            rf"holds int32 values of shape \(12, 28, 28\), "
+            f"{images_rule}",
+        ),
         (IMAGES["train"], header(0x08, 0, 28, 28), rf"holds uint8 values of shape \(0, 28, 28\), {images_rule}"),
         (LABELS["train"], idx_bytes(train_images), rf"holds uint8 values of shape \(12, 28, 28\), {labels_rule}"),
-        (LABELS["train"], idx_bytes(np.where(train_labels == train_labels[3], 10, train_labels)),
-         r"has the label 10, but the labels of mnist are the classes 0\.\.9; the file is corrupted"),
+        (
+            LABELS["train"],
+            idx_bytes(np.where(train_labels == train_labels[3], 10, train_labels)),
+            r"has the label 10, but the labels of mnist are the classes 0\.\.9; the file is corrupted",
+        ),
     ]
     for base, content, message in cases:
         directory, path = corrupt(tmp_path, tiny_idx, base, content)
@@ -240,9 +283,12 @@ def test_images_and_labels_that_differ_in_number(tmp_path, tiny_idx):
     directory, labels_path = corrupt(tmp_path, tiny_idx, LABELS["test"], idx_bytes(tiny_idx["test"][1][:4]))
     images_path = directory / IMAGES["test"]
     before = snapshot(directory)
-    raises_one_line(f"^{re.escape(str(labels_path))} has 4 labels but {re.escape(str(images_path))} has 5 images; "
-                    "they must be the same test split of mnist, so download both files again$",
-                    data.load_mnist, directory)
+    raises_one_line(
+        f"^{re.escape(str(labels_path))} has 4 labels but {re.escape(str(images_path))} has 5 images; "
+        "they must be the same test split of mnist, so download both files again$",
+        data.load_mnist,
+        directory,
+    )
     assert snapshot(directory) == before
 
 
@@ -293,8 +339,9 @@ def test_bernoulli_models_train_on_fresh_binarizations_and_test_on_a_fixed_one(t
     from lvmjax.app.specs import neural
 
     directory = write_idx_dir(tmp_path / "mnist", tiny_idx)
-    config = app.FitConfig(model="vae", data="mnist", data_dir=str(directory), epochs=1, batch_size=4,
-                            hidden=(8,), latent_dim=2)
+    config = app.FitConfig(
+        model="vae", data="mnist", data_dir=str(directory), epochs=1, batch_size=4, hidden=(8,), latent_dim=2
+    )
     dataset = app.load_data(config)
     grey = data.load_mnist(directory)
     np.testing.assert_array_equal(dataset.train, grey.train)  # grey levels, binarized in each step

@@ -73,7 +73,8 @@ def test_latent_states_are_the_terms_of_the_exact_marginal():
     log_joints = jax.vmap(lambda z: lvmjax.log_joint(binary_latent_model, params, x, z))(states)
     exact = lvmjax.log_marginal_exact(binary_latent_model, params, x)
     np.testing.assert_allclose(jnp.sum(jnp.exp(log_joints - exact)), 1.0, rtol=1e-5)
-    gaussian = lvmjax.LatentVariableModel(lambda params: distrax.MultivariateNormalDiag(jnp.zeros(2)),
-                                          binary_latent_model.likelihood)
+    gaussian = lvmjax.LatentVariableModel(
+        lambda params: distrax.MultivariateNormalDiag(jnp.zeros(2)), binary_latent_model.likelihood
+    )
     with pytest.raises(TypeError, match=r"^latent_states needs a finite discrete prior"):
         lvmjax.latent_states(gaussian, params)

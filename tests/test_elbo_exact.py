@@ -39,8 +39,12 @@ def test_elbo_exact_is_log_marginal_minus_kl_and_log_marginal_exact_at_the_poste
 
     def compute(params, x):
         at_posterior = lvmjax.elbo_exact(MODEL, params, gaussian_mixture.posterior(params, x), x)
-        return (exact(params, LOGITS, x), closed_form(params, LOGITS, x), at_posterior,
-                lvmjax.log_marginal_exact(MODEL, params, x))
+        return (
+            exact(params, LOGITS, x),
+            closed_form(params, LOGITS, x),
+            at_posterior,
+            lvmjax.log_marginal_exact(MODEL, params, x),
+        )
 
     values, expected, at_posterior, log_marginals = jax.jit(jax.vmap(compute))(params, points)
     assert np.all(expected < log_marginals - 0.05)  # the KL is not negligible
@@ -58,8 +62,9 @@ def test_elbo_exact_matches_brute_force_sum_over_binary_states():
         z = np.array(state, np.float64)
         log_q = np.sum(z * q_logits - np.logaddexp(0.0, q_logits))
         log_prior = np.sum(z * p["prior_logits"] - np.logaddexp(0.0, p["prior_logits"]))
-        log_likelihood = multivariate_normal.logpdf(np.asarray(x, np.float64), p["weight"] @ z + p["bias"],
-                                                    np.diag(p["scale"] ** 2))
+        log_likelihood = multivariate_normal.logpdf(
+            np.asarray(x, np.float64), p["weight"] @ z + p["bias"], np.diag(p["scale"] ** 2)
+        )
         total += np.exp(log_q) * (log_prior + log_likelihood - log_q)
     value = jax.jit(lambda params, x: lvmjax.elbo_exact(binary_latent_model, params, q, x))(params, x)
     np.testing.assert_allclose(value, total, rtol=1e-5)
@@ -72,10 +77,12 @@ def gradients(gaussian_mixture_setup):
 
     def compute(params, x):
         posterior_logits = gaussian_mixture.posterior(params, x).logits
-        return (jax.grad(exact, argnums=(0, 1))(params, LOGITS, x),
-                jax.grad(closed_form, argnums=(0, 1))(params, LOGITS, x),
-                jax.grad(exact, argnums=(0, 1))(params, posterior_logits, x),
-                jax.grad(gaussian_mixture.log_marginal)(params, x))
+        return (
+            jax.grad(exact, argnums=(0, 1))(params, LOGITS, x),
+            jax.grad(closed_form, argnums=(0, 1))(params, LOGITS, x),
+            jax.grad(exact, argnums=(0, 1))(params, posterior_logits, x),
+            jax.grad(gaussian_mixture.log_marginal)(params, x),
+        )
 
     return jax.jit(compute)(params, x)
 

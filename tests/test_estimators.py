@@ -54,11 +54,14 @@ def test_exact_posterior_makes_every_bound_tight_linear_gaussian(linear_gaussian
     exact = linear_gaussian.log_marginal(params, x)
     posterior = linear_gaussian.posterior(params, x)
     model = linear_gaussian.model
-    weights, elbo, iwae, estimate = compiled(lambda key: (
-        lvmjax.log_weights(key, model, params, posterior, x, num_samples),
-        lvmjax.elbo(key, model, params, posterior, x, num_samples),
-        lvmjax.iwae_bound(key, model, params, posterior, x, num_samples),
-        lvmjax.log_marginal_is(key, model, params, posterior, x, num_samples)))
+    weights, elbo, iwae, estimate = compiled(
+        lambda key: (
+            lvmjax.log_weights(key, model, params, posterior, x, num_samples),
+            lvmjax.elbo(key, model, params, posterior, x, num_samples),
+            lvmjax.iwae_bound(key, model, params, posterior, x, num_samples),
+            lvmjax.log_marginal_is(key, model, params, posterior, x, num_samples),
+        )
+    )
     assert weights.shape == (num_samples,)
     np.testing.assert_allclose(weights, exact, rtol=0, atol=2e-5)
     np.testing.assert_allclose(elbo, exact, rtol=0, atol=2e-5)
@@ -73,10 +76,13 @@ def test_exact_posterior_makes_every_bound_tight_gaussian_mixture(gaussian_mixtu
     exact = gaussian_mixture.log_marginal(params, x)
     posterior = gaussian_mixture.posterior(params, x)
     model = gaussian_mixture.model
-    weights, value, estimate = compiled(lambda key: (
-        lvmjax.log_weights(key, model, params, posterior, x, num_samples),
-        lvmjax.elbo(key, model, params, posterior, x, num_samples, gradient="score"),
-        lvmjax.log_marginal_is(key, model, params, posterior, x, num_samples)))
+    weights, value, estimate = compiled(
+        lambda key: (
+            lvmjax.log_weights(key, model, params, posterior, x, num_samples),
+            lvmjax.elbo(key, model, params, posterior, x, num_samples, gradient="score"),
+            lvmjax.log_marginal_is(key, model, params, posterior, x, num_samples),
+        )
+    )
     np.testing.assert_allclose(weights, exact, rtol=0, atol=2e-5)
     np.testing.assert_allclose(value, exact, rtol=0, atol=2e-5)
     np.testing.assert_allclose(estimate.log_marginal, exact, rtol=0, atol=2e-5)
@@ -101,8 +107,9 @@ def test_log_marginal_is_elbo_plus_kl_linear_gaussian(linear_gaussian_setup, cov
     # The Monte Carlo ELBO, in both of its forms, is unbiased for that exact ELBO.
     model = linear_gaussian.model
     for analytic_kl in (False, True):
-        values = repeated(lambda key, analytic_kl=analytic_kl: lvmjax.elbo(
-            key, model, params, q, x, 1, analytic_kl=analytic_kl))
+        values = repeated(
+            lambda key, analytic_kl=analytic_kl: lvmjax.elbo(key, model, params, q, x, 1, analytic_kl=analytic_kl)
+        )
         assert_within_stderr(values, exact_elbo)
 
 
@@ -118,8 +125,11 @@ def test_log_marginal_is_elbo_plus_kl_gaussian_mixture(gaussian_mixture_setup):
     np.testing.assert_allclose(enumerated_elbo + kl, gaussian_mixture.log_marginal(params, x), rtol=1e-5)
 
     for analytic_kl in (False, True):
-        values = repeated(lambda key, analytic_kl=analytic_kl: lvmjax.elbo(
-            key, model, params, q, x, 1, analytic_kl=analytic_kl, gradient="score"))
+        values = repeated(
+            lambda key, analytic_kl=analytic_kl: lvmjax.elbo(
+                key, model, params, q, x, 1, analytic_kl=analytic_kl, gradient="score"
+            )
+        )
         assert_within_stderr(values, enumerated_elbo)
 
 
@@ -133,11 +143,13 @@ def test_bounds_are_ordered_in_expectation(linear_gaussian_setup):
     exact = float(linear_gaussian.log_marginal(params, x))
 
     def bounds(key):
-        return jnp.stack([
-            lvmjax.elbo(key, model, params, q, x, 1),
-            lvmjax.iwae_bound(key, model, params, q, x, 5),
-            lvmjax.iwae_bound(key, model, params, q, x, 50),
-        ])
+        return jnp.stack(
+            [
+                lvmjax.elbo(key, model, params, q, x, 1),
+                lvmjax.iwae_bound(key, model, params, q, x, 5),
+                lvmjax.iwae_bound(key, model, params, q, x, 50),
+            ]
+        )
 
     values = np.asarray(repeated(bounds, 10_000), np.float64)  # (reps, 3)
     # Paired differences (the same z_0, z_1, ... enter every K) and the gap to log p(x).
@@ -148,7 +160,9 @@ def test_bounds_are_ordered_in_expectation(linear_gaussian_setup):
     # The IWAE bound with K = 1 is the ELBO, draw for draw.
     np.testing.assert_allclose(
         repeated(lambda key: lvmjax.iwae_bound(key, model, params, q, x, 1), 10),
-        repeated(lambda key: lvmjax.elbo(key, model, params, q, x, 1), 10), rtol=1e-6)
+        repeated(lambda key: lvmjax.elbo(key, model, params, q, x, 1), 10),
+        rtol=1e-6,
+    )
 
 
 # --- Importance sampling and naive Monte Carlo ------------------------------------------
@@ -188,10 +202,13 @@ def test_naive_monte_carlo_has_far_larger_stderr_than_importance_sampling():
     exact = float(linear_gaussian.log_marginal(params, x))
     posterior = linear_gaussian.posterior(params, x)
     good_q = distrax.MultivariateNormalTri(posterior.mean(), 1.2 * posterior.scale_tri)
-    naive_large, naive, guided = compiled(lambda key: (
-        lvmjax.log_marginal_naive_mc(key, model, params, x, 100_000, chunk_size=1000),
-        lvmjax.log_marginal_naive_mc(key, model, params, x, 1000),
-        lvmjax.log_marginal_is(key, model, params, good_q, x, 1000)))
+    naive_large, naive, guided = compiled(
+        lambda key: (
+            lvmjax.log_marginal_naive_mc(key, model, params, x, 100_000, chunk_size=1000),
+            lvmjax.log_marginal_naive_mc(key, model, params, x, 1000),
+            lvmjax.log_marginal_is(key, model, params, good_q, x, 1000),
+        )
+    )
     assert abs(float(naive_large.log_marginal) - exact) < 4 * float(naive_large.stderr)
     assert abs(float(guided.log_marginal) - exact) < 4 * float(guided.stderr)
     assert float(naive.stderr) > 10 * float(guided.stderr), (naive, guided)
@@ -202,8 +219,9 @@ def test_naive_monte_carlo_has_far_larger_stderr_than_importance_sampling():
 def test_naive_monte_carlo_on_binary_latents(binary_latent_setup, proposal):
     params, x = binary_latent_setup
     exact = float(lvmjax.log_marginal_exact(binary_latent_model, params, x))
-    estimate = compiled(lambda key: lvmjax.log_marginal_naive_mc(
-        key, binary_latent_model, params, x, 5000, proposal=proposal))
+    estimate = compiled(
+        lambda key: lvmjax.log_marginal_naive_mc(key, binary_latent_model, params, x, 5000, proposal=proposal)
+    )
     assert abs(float(estimate.log_marginal) - exact) < 4 * float(estimate.stderr)
     assert float(estimate.stderr) < 0.2
 
@@ -211,11 +229,11 @@ def test_naive_monte_carlo_on_binary_latents(binary_latent_setup, proposal):
 def test_uniform_proposal_is_the_seed_texts_formula(binary_latent_setup):
     """log p̂ = log |Z| + log (1/K) Σ_j p(x, z_j), with z_j uniform over {0, 1}^d."""
     params, x = binary_latent_setup
-    estimate = compiled(lambda key: lvmjax.log_marginal_naive_mc(
-        key, binary_latent_model, params, x, 64, proposal="uniform"))
+    estimate = compiled(
+        lambda key: lvmjax.log_marginal_naive_mc(key, binary_latent_model, params, x, 64, proposal="uniform")
+    )
     uniform = distrax.Independent(distrax.Bernoulli(logits=jnp.zeros(5), dtype=jnp.float32), 1)
-    z = jax.vmap(lambda k: uniform.sample(seed=k))(
-        jax.vmap(jax.random.fold_in, (None, 0))(KEY, jnp.arange(64)))
+    z = jax.vmap(lambda k: uniform.sample(seed=k))(jax.vmap(jax.random.fold_in, (None, 0))(KEY, jnp.arange(64)))
     log_joints = jax.vmap(lambda z_j: lvmjax.log_joint(binary_latent_model, params, x, z_j))(z)
     formula = 5 * np.log(2.0) + jax.nn.logsumexp(log_joints) - np.log(64)
     np.testing.assert_allclose(estimate.log_marginal, formula, rtol=1e-6)
@@ -264,6 +282,7 @@ def test_score_gradient_has_larger_variance_than_reparameterized(linear_gaussian
         def value(mean):
             q = distrax.MultivariateNormalDiag(mean, jnp.full(2, 0.3))
             return lvmjax.elbo(key, model, params, q, x, 4, gradient=gradient)
+
         return jax.grad(value)(jnp.zeros(2))
 
     reparam = repeated(lambda key: gradient_of_mean(key, "reparam"), 500)
@@ -277,11 +296,17 @@ def test_score_gradient_has_larger_variance_than_reparameterized(linear_gaussian
 def test_log_marginal_exact_matches_gaussian_mixture_closed_form():
     for seed in range(3):
         params, x = make_gaussian_mixture(seed=seed)
-        expected = np.log(sum(
-            np.exp(float(jax.nn.log_softmax(params.logits)[k])) * multivariate_normal.pdf(
-                np.asarray(x, np.float64), np.asarray(params.means[k], np.float64),
-                np.asarray(params.scale_tril[k] @ params.scale_tril[k].T, np.float64))
-            for k in range(3)))
+        expected = np.log(
+            sum(
+                np.exp(float(jax.nn.log_softmax(params.logits)[k]))
+                * multivariate_normal.pdf(
+                    np.asarray(x, np.float64),
+                    np.asarray(params.means[k], np.float64),
+                    np.asarray(params.scale_tril[k] @ params.scale_tril[k].T, np.float64),
+                )
+                for k in range(3)
+            )
+        )
         np.testing.assert_allclose(lvmjax.log_marginal_exact(gaussian_mixture.model, params, x), expected, rtol=1e-5)
         np.testing.assert_allclose(gaussian_mixture.log_marginal(params, x), expected, rtol=1e-5)
 
@@ -294,10 +319,10 @@ def test_log_marginal_exact_matches_brute_force_sum_over_binary_states():
     for state in itertools.product([0, 1], repeat=6):
         z = np.array(state, np.float64)
         prior = np.prod(np.where(z == 1, prior_probs, 1.0 - prior_probs))
-        total += prior * multivariate_normal.pdf(np.asarray(x, np.float64), p["weight"] @ z + p["bias"],
-                                                 np.diag(p["scale"] ** 2))
-    np.testing.assert_allclose(lvmjax.log_marginal_exact(binary_latent_model, params, x), np.log(total),
-                               rtol=1e-5)
+        total += prior * multivariate_normal.pdf(
+            np.asarray(x, np.float64), p["weight"] @ z + p["bias"], np.diag(p["scale"] ** 2)
+        )
+    np.testing.assert_allclose(lvmjax.log_marginal_exact(binary_latent_model, params, x), np.log(total), rtol=1e-5)
 
 
 # --- Chunking ---------------------------------------------------------------------------
@@ -307,25 +332,33 @@ def test_chunked_and_unchunked_importance_sampling_agree(linear_gaussian_setup):
     params, x = linear_gaussian_setup
     q = mediocre_q(params, x)
     model = linear_gaussian.model
-    whole, *chunked = compiled(lambda key: [
-        lvmjax.log_marginal_is(key, model, params, q, x, 6000, chunk_size=chunk_size)
-        for chunk_size in (None, 1000, 1500, 6000)])
+    whole, *chunked = compiled(
+        lambda key: [
+            lvmjax.log_marginal_is(key, model, params, q, x, 6000, chunk_size=chunk_size)
+            for chunk_size in (None, 1000, 1500, 6000)
+        ]
+    )
     for estimate in chunked:
         np.testing.assert_allclose(estimate.log_marginal, whole.log_marginal, rtol=1e-6)
         np.testing.assert_allclose(estimate.stderr, whole.stderr, rtol=1e-4)
         np.testing.assert_allclose(estimate.ess, whole.ess, rtol=1e-4)
-    naive, naive_chunked = compiled(lambda key: [
-        lvmjax.log_marginal_naive_mc(key, model, params, x, 6000, chunk_size=chunk_size)
-        for chunk_size in (None, 500)])
+    naive, naive_chunked = compiled(
+        lambda key: [
+            lvmjax.log_marginal_naive_mc(key, model, params, x, 6000, chunk_size=chunk_size)
+            for chunk_size in (None, 500)
+        ]
+    )
     np.testing.assert_allclose(naive_chunked.log_marginal, naive.log_marginal, rtol=1e-6)
 
 
 def test_more_samples_extend_the_same_draws(linear_gaussian_setup):
     params, x = linear_gaussian_setup
     q = mediocre_q(params, x)
-    many, few = compiled(lambda key: [
-        lvmjax.log_weights(key, linear_gaussian.model, params, q, x, num_samples)
-        for num_samples in (10, 4)])
+    many, few = compiled(
+        lambda key: [
+            lvmjax.log_weights(key, linear_gaussian.model, params, q, x, num_samples) for num_samples in (10, 4)
+        ]
+    )
     np.testing.assert_allclose(many[:4], few, rtol=1e-6)  # the same z_k; only rounding may differ
 
 
@@ -334,8 +367,11 @@ def test_chunked_memory_does_not_grow_with_num_samples(linear_gaussian_setup):
     q = mediocre_q(params, x)
 
     def temp_bytes(num_samples, chunk_size):
-        fn = jax.jit(lambda key: lvmjax.log_marginal_is(
-            key, linear_gaussian.model, params, q, x, num_samples, chunk_size=chunk_size))
+        fn = jax.jit(
+            lambda key: lvmjax.log_marginal_is(
+                key, linear_gaussian.model, params, q, x, num_samples, chunk_size=chunk_size
+            )
+        )
         return fn.lower(KEY).compile().memory_analysis().temp_size_in_bytes
 
     small = temp_bytes(1000, 1000)
@@ -358,19 +394,23 @@ def test_everything_runs_under_jit_and_vmap_in_both_precisions(dtype):
         batch = jnp.stack([x, x + 0.5, x - 0.5])
         keys = jax.random.split(KEY, 3)
         posterior = linear_gaussian.posterior(params, x)
-        phis = (jnp.stack([posterior.mean()] * 3) + jnp.arange(3, dtype=dtype)[:, None] * 0.1,
-                jnp.full((3, 2), 0.4, dtype))
+        phis = (
+            jnp.stack([posterior.mean()] * 3) + jnp.arange(3, dtype=dtype)[:, None] * 0.1,
+            jnp.full((3, 2), 0.4, dtype),
+        )
 
         def per_datapoint(key, x, mean, scale):
             q = distrax.MultivariateNormalDiag(mean, scale)
-            return jnp.stack([
-                lvmjax.elbo(key, model, params, q, x, 4),
-                lvmjax.elbo(key, model, params, q, x, 4, analytic_kl=True),
-                lvmjax.iwae_bound(key, model, params, q, x, 4),
-                lvmjax.log_marginal_is(key, model, params, q, x, 8, chunk_size=4).log_marginal,
-                lvmjax.log_marginal_naive_mc(key, model, params, x, 8).log_marginal,
-                jnp.mean(lvmjax.log_weights(key, model, params, q, x, 4)),
-            ])
+            return jnp.stack(
+                [
+                    lvmjax.elbo(key, model, params, q, x, 4),
+                    lvmjax.elbo(key, model, params, q, x, 4, analytic_kl=True),
+                    lvmjax.iwae_bound(key, model, params, q, x, 4),
+                    lvmjax.log_marginal_is(key, model, params, q, x, 8, chunk_size=4).log_marginal,
+                    lvmjax.log_marginal_naive_mc(key, model, params, x, 8).log_marginal,
+                    jnp.mean(lvmjax.log_weights(key, model, params, q, x, 4)),
+                ]
+            )
 
         batched = jax.jit(jax.vmap(per_datapoint))(keys, batch, *phis)
         assert batched.dtype == dtype and batched.shape == (3, 6)

@@ -33,6 +33,7 @@ def float64_log_marginal(params, x):
 def exact_encoder():
     """An AmortizedModel whose encoder is the exact posterior p(z | x) of the linear-Gaussian model:
     importance sampling from it gives log p(x) with every weight equal."""
+
     def encoder_output(params, x):
         posterior = linear_gaussian.posterior(params, x)
         scale_tril = posterior.scale_tri
@@ -123,28 +124,40 @@ def test_naive_monte_carlo_with_k_100000_finds_a_tiny_noise_marginal():
 
 GM_MEANS = np.array([[0.0, 0.0, 0.0], [1e3, -1e3, 5e2], [1e4, 1e4, -1e4]])
 GM_SCALES = np.array([1e-3, 1.0, 1e-3])
-GM_PARAMS = gaussian_mixture.Params(jnp.asarray([0.0, 1.0, -2.0], jnp.float32), jnp.asarray(GM_MEANS, jnp.float32),
-                                    jnp.asarray(GM_SCALES[:, None, None] * np.eye(3), jnp.float32))
+GM_PARAMS = gaussian_mixture.Params(
+    jnp.asarray([0.0, 1.0, -2.0], jnp.float32),
+    jnp.asarray(GM_MEANS, jnp.float32),
+    jnp.asarray(GM_SCALES[:, None, None] * np.eye(3), jnp.float32),
+)
 
 
 def float64_mixture_log_marginal(x):
     log_weights = np.asarray(jax.nn.log_softmax(GM_PARAMS.logits), np.float64)
-    return logsumexp([multivariate_normal.logpdf(np.asarray(x, np.float64), mean, scale**2 * np.eye(3))
-                      for mean, scale in zip(GM_MEANS, GM_SCALES, strict=True)] + log_weights)
+    return logsumexp(
+        [
+            multivariate_normal.logpdf(np.asarray(x, np.float64), mean, scale**2 * np.eye(3))
+            for mean, scale in zip(GM_MEANS, GM_SCALES, strict=True)
+        ]
+        + log_weights
+    )
 
 
 @jax.jit
 def _mixture_estimates(key, x):
     model = gaussian_mixture.model
-    return (gaussian_mixture.log_marginal(GM_PARAMS, x), lvmjax.log_marginal_exact(model, GM_PARAMS, x),
-            lvmjax.log_marginal_is(key, model, GM_PARAMS, gaussian_mixture.posterior(GM_PARAMS, x), x, 1),
-            lvmjax.log_marginal_naive_mc(key, model, GM_PARAMS, x, MANY, 10_000, proposal="uniform"))
+    return (
+        gaussian_mixture.log_marginal(GM_PARAMS, x),
+        lvmjax.log_marginal_exact(model, GM_PARAMS, x),
+        lvmjax.log_marginal_is(key, model, GM_PARAMS, gaussian_mixture.posterior(GM_PARAMS, x), x, 1),
+        lvmjax.log_marginal_naive_mc(key, model, GM_PARAMS, x, MANY, 10_000, proposal="uniform"),
+    )
 
 
-@pytest.mark.parametrize("x", [GM_MEANS[0] + 1e-3, GM_MEANS[1] + 0.5, GM_MEANS[2] - 2e-3, [5e3, 5e3, 0.0],
-                               GM_MEANS[2] + 100.0],
-                         ids=["in a tiny component", "1e3 out", "1e4 out, in a tiny component", "between",
-                              "100 from a tiny component"])
+@pytest.mark.parametrize(
+    "x",
+    [GM_MEANS[0] + 1e-3, GM_MEANS[1] + 0.5, GM_MEANS[2] - 2e-3, [5e3, 5e3, 0.0], GM_MEANS[2] + 100.0],
+    ids=["in a tiny component", "1e3 out", "1e4 out, in a tiny component", "between", "100 from a tiny component"],
+)
 def test_gaussian_mixture_with_tiny_far_components(x):
     """σ = 10⁻³ and 1, 10⁴ apart: log p(x) from the closed form, enumeration, IS with K = 1 from the exact
     posterior and naive MC with K = 100,000 uniform draws of z, all against float64 scipy."""
@@ -163,22 +176,29 @@ def test_bernoulli_mixture_with_nearly_certain_pixels():
     E-step and IS with K = 1 from the exact posterior, against float64 numpy."""
     rng = np.random.default_rng(0)
     logits = rng.choice([-50.0, 50.0, -20.0, 20.0], size=(4, 1000))
-    params = bernoulli_mixture.Params(jnp.asarray([0.0, 0.0, -30.0, 5.0], jnp.float32),
-                                      jnp.asarray(logits, jnp.float32))
+    params = bernoulli_mixture.Params(
+        jnp.asarray([0.0, 0.0, -30.0, 5.0], jnp.float32), jnp.asarray(logits, jnp.float32)
+    )
     prototypes = (logits > 0).astype(np.float32)
     flipped = prototypes.copy()
     flipped[:, :10] = 1 - flipped[:, :10]
     data = np.concatenate([prototypes, flipped])
-    log_joint = (np.asarray(jax.nn.log_softmax(params.logits), np.float64) + data @ log_expit(logits).T
-                 + (1 - data) @ log_expit(-logits).T)
+    log_joint = (
+        np.asarray(jax.nn.log_softmax(params.logits), np.float64)
+        + data @ log_expit(logits).T
+        + (1 - data) @ log_expit(-logits).T
+    )
     expected = logsumexp(log_joint, axis=1)
 
     @jax.jit
     def every_way(x):
-        return (bernoulli_mixture.log_marginal(params, x),
-                lvmjax.log_marginal_exact(bernoulli_mixture.model, params, x),
-                lvmjax.log_marginal_is(KEY, bernoulli_mixture.model, params, bernoulli_mixture.posterior(params, x),
-                                       x, 1).log_marginal)
+        return (
+            bernoulli_mixture.log_marginal(params, x),
+            lvmjax.log_marginal_exact(bernoulli_mixture.model, params, x),
+            lvmjax.log_marginal_is(
+                KEY, bernoulli_mixture.model, params, bernoulli_mixture.posterior(params, x), x, 1
+            ).log_marginal,
+        )
 
     values = np.stack(jax.vmap(every_way)(jnp.asarray(data)))  # (3 ways, 8 datapoints)
     np.testing.assert_allclose(values, np.broadcast_to(expected, values.shape), rtol=1e-6, atol=1e-4)
@@ -198,16 +218,18 @@ def clusters(offset, scale, num_per_cluster=100, seed=0):
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
-@pytest.mark.parametrize(("offset", "scale"), [(0.0, 1e-4), (1e3, 1e-3), (1e4, 1.0)],
-                         ids=["variance 1e-8", "variance 1e-6, 1e3 away", "1e4 away"])
+@pytest.mark.parametrize(
+    ("offset", "scale"),
+    [(0.0, 1e-4), (1e3, 1e-3), (1e4, 1.0)],
+    ids=["variance 1e-8", "variance 1e-6, 1e3 away", "1e4 away"],
+)
 def test_gaussian_mixture_em_finds_tiny_or_far_clusters(offset, scale, covariance_type):
     """EM from hard assignments to the true clusters: its fixed point is each cluster's own sample mean and
     covariance (plus reg_covar), in float64 from the float32 data; the mean log-likelihood of the fit is
     that of float64 scipy; the trace never decreases."""
     data, labels = clusters(offset, scale)
     start = gaussian_mixture.m_step(jnp.asarray(data), jnp.log(jax.nn.one_hot(labels, 3)), covariance_type)
-    params, info = gaussian_mixture.fit_em(KEY, jnp.asarray(data), 3, covariance_type, max_iter=20,
-                                           init_params=start)
+    params, info = gaussian_mixture.fit_em(KEY, jnp.asarray(data), 3, covariance_type, max_iter=20, init_params=start)
     assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(params))
     trace = np.asarray(info.objective)[: int(info.num_iterations)]
     assert np.all(np.isfinite(trace)) and np.all(np.diff(trace) >= -1e-5 * np.abs(trace[1:]))
@@ -219,10 +241,14 @@ def test_gaussian_mixture_em_finds_tiny_or_far_clusters(offset, scale, covarianc
         if covariance_type == "diag":
             covariance = np.diag(np.diag(covariance))
         np.testing.assert_allclose(params.means[k], members.mean(axis=0), rtol=0, atol=4 * F32_EPS * (offset + 10))
-        np.testing.assert_allclose(tril[k] @ tril[k].T, covariance + 1e-6 * np.eye(2), rtol=2e-3,
-                                   atol=1e-3 * scale**2)
-    log_densities = np.stack([multivariate_normal.logpdf(data64, np.asarray(params.means[k], np.float64),
-                                                         tril[k] @ tril[k].T) for k in range(3)], axis=1)
+        np.testing.assert_allclose(tril[k] @ tril[k].T, covariance + 1e-6 * np.eye(2), rtol=2e-3, atol=1e-3 * scale**2)
+    log_densities = np.stack(
+        [
+            multivariate_normal.logpdf(data64, np.asarray(params.means[k], np.float64), tril[k] @ tril[k].T)
+            for k in range(3)
+        ],
+        axis=1,
+    )
     expected = logsumexp(log_densities + np.asarray(jax.nn.log_softmax(params.logits), np.float64), axis=1).mean()
     np.testing.assert_allclose(gaussian_mixture.e_step(params, jnp.asarray(data))[1], expected, rtol=1e-5)
 
@@ -240,8 +266,11 @@ def test_bernoulli_mixture_em_on_noise_free_prototypes(alpha):
     params, info = bernoulli_mixture.fit_em(KEY, data, 3, alpha=alpha, beta=alpha)
     logits = np.asarray(params.probs_logits, np.float64)
     assert np.all(np.isfinite(logits)) and bool(info.converged)
-    log_joint = (np.asarray(jax.nn.log_softmax(params.logits), np.float64) + data @ log_expit(logits).T
-                 + (1 - data) @ log_expit(-logits).T)
+    log_joint = (
+        np.asarray(jax.nn.log_softmax(params.logits), np.float64)
+        + data @ log_expit(logits).T
+        + (1 - data) @ log_expit(-logits).T
+    )
     mean_log_likelihood = float(bernoulli_mixture.e_step(params, jnp.asarray(data))[1])
     np.testing.assert_allclose(mean_log_likelihood, logsumexp(log_joint, axis=1).mean(), rtol=1e-6)
     order = [int(np.argmin(np.sum((logits > 0) != prototype, axis=1))) for prototype in prototypes]
@@ -298,8 +327,11 @@ def test_factor_analysis_below_float32_resolution_warns_and_float64_resolves_it(
     float64 gives the float64 log-likelihood to 10⁻⁸."""
     data = factor_data(1e-3, 0.0)
     key = jax.random.PRNGKey(0)
-    with pytest.warns(RuntimeWarning, match=r"factor analysis in float32: the smallest noise variance, 1e-06, is "
-                                            r"below what S .* resolves in float32, .* fit in float64"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"factor analysis in float32: the smallest noise variance, 1e-06, is "
+        r"below what S .* resolves in float32, .* fit in float64",
+    ):
         linear_gaussian.fit_factor_analysis(key, data, 2, max_iter=FA_ITERATIONS, tol=0.0)
     data64 = data.astype(np.float64)
     with jax.enable_x64(True):

@@ -43,7 +43,7 @@ def ppca_em_fit(factor_data):
 
 
 def objective_trace(info):
-    return np.asarray(info.objective[:int(info.num_iterations)])
+    return np.asarray(info.objective[: int(info.num_iterations)])
 
 
 # --- Factor analysis by EM ---------------------------------------------------------------
@@ -73,10 +73,12 @@ def test_factor_analysis_reaches_scikit_learns_maximum_likelihood(factor_data):
     reference = FactorAnalysis(n_components=LATENT_DIM, svd_method="lapack", tol=1e-4, max_iter=10_000)
     with threadpool_limits(limits=1):  # OpenBLAS threads contend with XLA's: 100 times slower without
         reference.fit(factor_data.astype(np.float64))
-    np.testing.assert_allclose(mean_log_likelihood(params, factor_data),
-                               reference.score(factor_data.astype(np.float64)), atol=1e-3)
-    np.testing.assert_allclose(params.weight @ params.weight.T + jnp.diag(params.noise_variance),
-                               reference.get_covariance(), atol=1e-2)
+    np.testing.assert_allclose(
+        mean_log_likelihood(params, factor_data), reference.score(factor_data.astype(np.float64)), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        params.weight @ params.weight.T + jnp.diag(params.noise_variance), reference.get_covariance(), atol=1e-2
+    )
 
 
 # --- Probabilistic PCA -------------------------------------------------------------------
@@ -91,20 +93,21 @@ def test_ppca_closed_form_is_scikit_learns_ppca(factor_data):
     np.testing.assert_allclose(mean_log_likelihood(params, factor_data), reference.score(data), atol=1e-4)
     covariance = params.weight @ params.weight.T + params.noise_variance * jnp.eye(7)
     num_data = len(data)
-    np.testing.assert_allclose(np.asarray(covariance, np.float64) * num_data / (num_data - 1),
-                               reference.get_covariance(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(covariance, np.float64) * num_data / (num_data - 1), reference.get_covariance(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_ppca_em_converges_to_the_closed_form(factor_data, ppca_em_fit):
     params, _ = ppca_em_fit
     closed_form = linear_gaussian.fit_ppca(factor_data, LATENT_DIM)
-    np.testing.assert_allclose(mean_log_likelihood(params, factor_data),
-                               mean_log_likelihood(closed_form, factor_data), atol=1e-4)
+    np.testing.assert_allclose(
+        mean_log_likelihood(params, factor_data), mean_log_likelihood(closed_form, factor_data), atol=1e-4
+    )
     np.testing.assert_allclose(params.noise_variance, closed_form.noise_variance, rtol=1e-3)
     # W is determined up to a rotation; W Wᵀ is not. EM stops once the log-likelihood, flat at its
     # maximum, stops changing in float32, with θ still about √tol from the optimum.
-    np.testing.assert_allclose(params.weight @ params.weight.T, closed_form.weight @ closed_form.weight.T,
-                               atol=5e-2)
+    np.testing.assert_allclose(params.weight @ params.weight.T, closed_form.weight @ closed_form.weight.T, atol=5e-2)
 
 
 def test_ppca_em_never_decreases_the_log_likelihood(ppca_em_fit):
@@ -131,14 +134,17 @@ def with_value(data, value):
 
 
 @pytest.mark.parametrize("fit", FITS)
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda data: (with_value(data, np.nan), LATENT_DIM), r"data contains non-finite values \(NaN or inf\)"),
-    (lambda data: (with_value(data, -np.inf), LATENT_DIM), r"data contains non-finite values \(NaN or inf\)"),
-    (lambda data: (data, 0), "latent_dim must be at least 1"),
-    (lambda data: (data, 7), "latent_dim=7 must be below the data dimension D=7"),
-    (lambda data: (data[0], LATENT_DIM), r"data must be 2-D \(N datapoints, D dimensions\), got shape \(7,\)"),
-    (lambda data: (data[:1], LATENT_DIM), "fitting needs at least 2 datapoints, but data has N=1"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda data: (with_value(data, np.nan), LATENT_DIM), r"data contains non-finite values \(NaN or inf\)"),
+        (lambda data: (with_value(data, -np.inf), LATENT_DIM), r"data contains non-finite values \(NaN or inf\)"),
+        (lambda data: (data, 0), "latent_dim must be at least 1"),
+        (lambda data: (data, 7), "latent_dim=7 must be below the data dimension D=7"),
+        (lambda data: (data[0], LATENT_DIM), r"data must be 2-D \(N datapoints, D dimensions\), got shape \(7,\)"),
+        (lambda data: (data[:1], LATENT_DIM), "fitting needs at least 2 datapoints, but data has N=1"),
+    ],
+)
 def test_bad_input_raises(factor_data, fit, change, message):
     data, latent_dim = change(factor_data)
     with pytest.raises(ValueError, match=message):

@@ -23,22 +23,29 @@ def test_the_masks_hide_exactly_the_named_half():
     right = applications.observed_mask("right-half", 35, (7, 5)).reshape(7, 5)
     assert right[:, :3].all() and not right[:, 3:].any()
     # Even sides: opposite halves are complements, and top-half is the seed text's mask.
-    np.testing.assert_array_equal(applications.observed_mask("top-half", 64, (8, 8)),
-                                  ~applications.observed_mask("bottom-half", 64, (8, 8)))
-    np.testing.assert_array_equal(applications.observed_mask("top-half", 64, (8, 8)),
-                                  np.asarray(applications.top_half_missing((8, 8))))
+    np.testing.assert_array_equal(
+        applications.observed_mask("top-half", 64, (8, 8)), ~applications.observed_mask("bottom-half", 64, (8, 8))
+    )
+    np.testing.assert_array_equal(
+        applications.observed_mask("top-half", 64, (8, 8)), np.asarray(applications.top_half_missing((8, 8)))
+    )
     first = applications.observed_mask("random", 9, key=jax.random.PRNGKey(3))
     assert first.shape == (9,) and (~first).sum() == 4
     np.testing.assert_array_equal(first, applications.observed_mask("random", 9, key=jax.random.PRNGKey(3)))
-    assert any(not np.array_equal(first, applications.observed_mask("random", 9, key=jax.random.PRNGKey(seed)))
-               for seed in range(4, 8))
+    assert any(
+        not np.array_equal(first, applications.observed_mask("random", 9, key=jax.random.PRNGKey(seed)))
+        for seed in range(4, 8)
+    )
 
 
-@pytest.mark.parametrize("name, shape, message", [
-    ("upper", (8, 8), "unknown mask 'upper'"),
-    ("top-half", None, "needs images"),
-    ("left-half", (4, 4), "have 16 entries, not D = 64"),
-])
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [
+        ("upper", (8, 8), "unknown mask 'upper'"),
+        ("top-half", None, "needs images"),
+        ("left-half", (4, 4), "have 16 entries, not D = 64"),
+    ],
+)
 def test_a_mask_that_cannot_apply_is_refused(name, shape, message):
     with pytest.raises(ValueError, match=message):
         applications.observed_mask(name, 64, shape)
@@ -90,8 +97,9 @@ def test_svi_imputation_weighs_prior_draws_by_the_likelihood_of_the_observed_pix
 
 
 def test_imputation_under_the_mixture_is_the_exact_one_and_the_autoencoder_has_none():
-    params = bernoulli_mixture.Params(logits=jnp.zeros(2), probs_logits=jnp.asarray(
-        np.random.default_rng(1).normal(size=(2, 4)), jnp.float32))
+    params = bernoulli_mixture.Params(
+        logits=jnp.zeros(2), probs_logits=jnp.asarray(np.random.default_rng(1).normal(size=(2, 4)), jnp.float32)
+    )
     run = run_of("mob", params._asdict(), 4, (2, 2))
     data = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], np.float32)
     observed = applications.observed_mask("top-half", 4, (2, 2))

@@ -33,14 +33,18 @@ def test_e_step_is_bayes_rule_on_every_datapoint():
     np.testing.assert_allclose(mean_log_likelihood, marginals.mean(), rtol=1e-5)
     np.testing.assert_allclose(
         gaussian_mixture.component_log_probs(params, jnp.asarray(data)),
-        jax.vmap(gaussian_mixture.components(params).log_prob)(jnp.asarray(data)), rtol=1e-5, atol=1e-4)
+        jax.vmap(gaussian_mixture.components(params).log_prob)(jnp.asarray(data)),
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("covariance_type", gaussian_mixture.COVARIANCE_TYPES)
 def test_em_log_likelihood_never_decreases(covariance_type):
     data, _ = sample_mixture()
     _, info = jax.jit(lambda key, x: gaussian_mixture.fit_em(key, x, 4, covariance_type, max_iter=60, tol=0.0))(
-        KEY, jnp.asarray(data))
+        KEY, jnp.asarray(data)
+    )
     trace = np.asarray(info.objective)
     assert int(info.num_iterations) == 60 and not np.any(np.isnan(trace))
     assert np.all(np.diff(trace) >= -1e-5), np.diff(trace).min()
@@ -56,8 +60,11 @@ def _sklearn_start(params, covariance_type):
         precisions = precisions[:, 0, 0]
     logits = np.asarray(params.logits, np.float64)
     weights = np.exp(logits - logits.max())
-    return {"weights_init": weights / weights.sum(), "means_init": np.asarray(params.means, np.float64),
-            "precisions_init": precisions}
+    return {
+        "weights_init": weights / weights.sum(),
+        "means_init": np.asarray(params.means, np.float64),
+        "precisions_init": precisions,
+    }
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
@@ -70,13 +77,18 @@ def test_em_matches_scikit_learn_from_the_same_start(covariance_type, precision)
         data, _ = sample_mixture(dtype=precision)
         data = jnp.asarray(data)
         start = gaussian_mixture.initial_params(KEY, data, 3, covariance_type)
-        params, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, max_iter=20, tol=0.0,
-                                            init_params=start)
+        params, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, max_iter=20, tol=0.0, init_params=start)
         ours = float(gaussian_mixture.e_step(params, data)[1])
         ours_bic = float(gaussian_mixture.bic(params, data, covariance_type))
 
-    reference = sklearn_mixture.GaussianMixture(3, covariance_type=covariance_type, max_iter=20, tol=0.0,
-                                                reg_covar=1e-6, **_sklearn_start(start, covariance_type))
+    reference = sklearn_mixture.GaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        max_iter=20,
+        tol=0.0,
+        reg_covar=1e-6,
+        **_sklearn_start(start, covariance_type),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 20 iterations on purpose
         reference.fit(np.asarray(data, np.float64))
@@ -102,8 +114,9 @@ def test_em_recovers_well_separated_clusters():
     params, info = gaussian_mixture.fit_em(KEY, jnp.asarray(data), 3, n_init=3, tol=1e-6, max_iter=200)
     assert bool(info.converged)
     predicted = np.asarray(jnp.argmax(gaussian_mixture.e_step(params, jnp.asarray(data))[0], axis=1))
-    agreement = max(np.mean(predicted == np.asarray(perm)[labels])
-                    for perm in __import__("itertools").permutations(range(3)))
+    agreement = max(
+        np.mean(predicted == np.asarray(perm)[labels]) for perm in __import__("itertools").permutations(range(3))
+    )
     assert agreement > 0.97
     np.testing.assert_allclose(np.sort(jax.nn.softmax(params.logits)), [0.2, 0.3, 0.5], atol=0.04)
 
@@ -121,23 +134,28 @@ def test_a_collapsing_component_stays_finite_and_is_reported():
     params, info = gaussian_mixture.fit_em(KEY, jnp.asarray(data), 2, max_iter=50)
     assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(params))
     assert np.isfinite(np.asarray(info.objective)[: int(info.num_iterations)]).all()
-    np.testing.assert_array_equal(np.sort(np.asarray(gaussian_mixture.collapsed_components(params))),
-                                  [False, True])
+    np.testing.assert_array_equal(np.sort(np.asarray(gaussian_mixture.collapsed_components(params))), [False, True])
 
 
 def test_the_fitted_mixture_is_a_model_of_the_core():
     data, _ = sample_mixture(200)
     params, _ = gaussian_mixture.fit_em(KEY, jnp.asarray(data), 3)
     x = jnp.asarray(data[0])
-    np.testing.assert_allclose(lvmjax.log_marginal_exact(gaussian_mixture.model, params, x),
-                               gaussian_mixture.log_marginal(params, x), rtol=1e-5)
+    np.testing.assert_allclose(
+        lvmjax.log_marginal_exact(gaussian_mixture.model, params, x),
+        gaussian_mixture.log_marginal(params, x),
+        rtol=1e-5,
+    )
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ({"num_components": 11}, "num_components must be between 1 and the number of datapoints .10., got 11"),
-    ({"covariance_type": "tied"}, "covariance_type must be one of full, diag, spherical, got 'tied'"),
-    ({"n_init": 0}, "n_init must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"num_components": 11}, "num_components must be between 1 and the number of datapoints .10., got 11"),
+        ({"covariance_type": "tied"}, "covariance_type must be one of full, diag, spherical, got 'tied'"),
+        ({"n_init": 0}, "n_init must be at least 1"),
+    ],
+)
 def test_bad_arguments_are_refused(arguments, message):
     data = jnp.asarray(sample_mixture(10)[0])
     options = {"num_components": 2} | arguments

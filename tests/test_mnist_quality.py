@@ -109,8 +109,11 @@ def test_the_pytorch_iwae_bound_has_the_expectation_of_lvmjax_s():
     x = (np.random.default_rng(0).random(784) < 0.3).astype(np.float32)
     repeats = 200  # draws of IWAE_50(x) on each side, for the same image
     with torch.no_grad():
-        theirs = float(mnist_quality.torch_objective(encoder, decoder, model.num_samples)(
-            torch.from_numpy(np.tile(x, (repeats, 1)))))
+        theirs = float(
+            mnist_quality.torch_objective(encoder, decoder, model.num_samples)(
+                torch.from_numpy(np.tile(x, (repeats, 1)))
+            )
+        )
     keys = jax.random.split(jax.random.PRNGKey(0), repeats)
     ours = np.asarray(jax.jit(jax.vmap(mnist_quality.objective(model, vae), (0, None, None)))(keys, params, x))
     stderr = ours.std(ddof=1) / math.sqrt(repeats)

@@ -23,14 +23,17 @@ def test_log_joint_is_log_prior_plus_log_likelihood(linear_gaussian_setup):
     params, x = linear_gaussian_setup
     z = jnp.array([0.3, -1.1])
     p = as64(params)
-    expected = (multivariate_normal.logpdf(np.asarray(z, np.float64), np.zeros(2), np.eye(2))
-                + multivariate_normal.logpdf(np.asarray(x, np.float64), p.weight @ np.asarray(z, np.float64)
-                                             + p.bias, np.diag(p.noise_variance)))
+    expected = multivariate_normal.logpdf(
+        np.asarray(z, np.float64), np.zeros(2), np.eye(2)
+    ) + multivariate_normal.logpdf(
+        np.asarray(x, np.float64), p.weight @ np.asarray(z, np.float64) + p.bias, np.diag(p.noise_variance)
+    )
     np.testing.assert_allclose(lvmjax.log_joint(linear_gaussian.model, params, x, z), expected, rtol=1e-5)
     np.testing.assert_allclose(
-        lvmjax.log_likelihood(linear_gaussian.model, params, x, z)
-        + linear_gaussian.prior(params).log_prob(z),
-        expected, rtol=1e-5)
+        lvmjax.log_likelihood(linear_gaussian.model, params, x, z) + linear_gaussian.prior(params).log_prob(z),
+        expected,
+        rtol=1e-5,
+    )
 
 
 # --- Linear-Gaussian model --------------------------------------------------------------
@@ -61,7 +64,10 @@ def test_linear_gaussian_posterior_is_bayes_rule(linear_gaussian_setup):
     for z in (jnp.zeros(2), jnp.array([1.0, -2.0]), posterior.mean()):
         np.testing.assert_allclose(
             posterior.log_prob(z),
-            lvmjax.log_joint(linear_gaussian.model, params, x, z) - log_marginal, rtol=1e-4, atol=1e-4)
+            lvmjax.log_joint(linear_gaussian.model, params, x, z) - log_marginal,
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_linear_gaussian_exact_elbo_matches_numerical_integration():
@@ -70,13 +76,12 @@ def test_linear_gaussian_exact_elbo_matches_numerical_integration():
     q = distrax.MultivariateNormalDiag(jnp.array([0.4]), jnp.array([0.7]))
     nodes, weights = np.polynomial.hermite_e.hermegauss(40)  # ∫ f(t) exp(-t²/2) dt
     z = 0.4 + 0.7 * nodes
-    log_likelihoods = np.array([
-        float(lvmjax.log_likelihood(linear_gaussian.model, params, x, jnp.array([value], jnp.float32)))
-        for value in z])
+    log_likelihoods = np.array(
+        [float(lvmjax.log_likelihood(linear_gaussian.model, params, x, jnp.array([value], jnp.float32))) for value in z]
+    )
     expected_log_likelihood = np.sum(weights * log_likelihoods) / np.sqrt(2 * np.pi)
     kl = np.log(1 / 0.7) + (0.7**2 + 0.4**2) / 2 - 0.5
-    np.testing.assert_allclose(linear_gaussian.exact_elbo(params, q, x), expected_log_likelihood - kl,
-                               rtol=1e-5)
+    np.testing.assert_allclose(linear_gaussian.exact_elbo(params, q, x), expected_log_likelihood - kl, rtol=1e-5)
 
 
 # --- Gaussian mixture -------------------------------------------------------------------
@@ -86,9 +91,12 @@ def test_gaussian_mixture_marginal_and_responsibilities_match_numpy():
     params, x = make_gaussian_mixture()
     p = as64(params)
     mixing = np.exp(p.logits) / np.exp(p.logits).sum()
-    densities = np.array([
-        multivariate_normal.pdf(np.asarray(x, np.float64), p.means[k], p.scale_tril[k] @ p.scale_tril[k].T)
-        for k in range(3)])
+    densities = np.array(
+        [
+            multivariate_normal.pdf(np.asarray(x, np.float64), p.means[k], p.scale_tril[k] @ p.scale_tril[k].T)
+            for k in range(3)
+        ]
+    )
     np.testing.assert_allclose(gaussian_mixture.log_marginal(params, x), np.log(mixing @ densities), rtol=1e-5)
     responsibilities = mixing * densities / (mixing @ densities)
     np.testing.assert_allclose(gaussian_mixture.posterior(params, x).probs, responsibilities, rtol=1e-5)

@@ -34,7 +34,8 @@ def test_there_are_notebooks():
 def test_paired_ipynb_has_the_same_cells_and_no_outputs(path):
     source = jupytext.read(path)
     assert "ipynb" in source.metadata.get("jupytext", {}).get("formats", ""), (
-        f"{path.name} does not declare its pairing; its header needs `formats: ipynb,py:percent`")
+        f"{path.name} does not declare its pairing; its header needs `formats: ipynb,py:percent`"
+    )
     paired = path.with_suffix(".ipynb")
     assert paired.exists(), f"{paired.name} is missing; run `jupytext --to ipynb notebooks/{path.name}`"
     notebook = nbformat.read(paired, as_version=4)
@@ -42,9 +43,11 @@ def test_paired_ipynb_has_the_same_cells_and_no_outputs(path):
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, (
                 f"cell {index} of {paired.name} has outputs; regenerate it with "
-                f"`jupytext --to ipynb notebooks/{path.name}`")
+                f"`jupytext --to ipynb notebooks/{path.name}`"
+            )
     assert cells(notebook) == cells(source), (
-        f"{paired.name} and {path.name} differ; regenerate it with `jupytext --to ipynb notebooks/{path.name}`")
+        f"{paired.name} and {path.name} differ; regenerate it with `jupytext --to ipynb notebooks/{path.name}`"
+    )
 
 
 @pytest.fixture
@@ -62,8 +65,9 @@ def test_notebook_runs_at_the_small_size(path, kernel_of_this_interpreter, monke
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = jupytext.read(path)
     notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
-    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})  # run where a reader would
+    client = nbclient.NotebookClient(
+        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}
+    )  # run where a reader would
     try:
         client.execute()
     except CellExecutionError as error:

@@ -28,8 +28,7 @@ RTOL = 1e-5
 
 @pytest.fixture(scope="module")
 def four_devices():
-    completed = subprocess.run([sys.executable, str(WORKER)], capture_output=True, text=True, timeout=600,
-                               check=False)
+    completed = subprocess.run([sys.executable, str(WORKER)], capture_output=True, text=True, timeout=600, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout)
 
@@ -74,12 +73,21 @@ def _free_port() -> int:
 def _start_two_processes(options, port):
     processes = []
     for process_id in range(2):
-        environ = os.environ | {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-                                             "--xla_force_host_platform_device_count=2",
-                                parallel.COORDINATOR_ADDRESS: f"127.0.0.1:{port}", parallel.NUM_PROCESSES: "2",
-                                parallel.PROCESS_ID: str(process_id)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "lvmjax", *options], env=environ,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        environ = os.environ | {
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+            parallel.COORDINATOR_ADDRESS: f"127.0.0.1:{port}",
+            parallel.NUM_PROCESSES: "2",
+            parallel.PROCESS_ID: str(process_id),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "lvmjax", *options],
+                env=environ,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -89,8 +97,23 @@ def test_two_processes_killed_and_resumed_train_what_one_process_trains(tmp_path
     is complete, and two new processes resume the run: the result is the one-process run's."""
     epochs = 3  # an epoch of two processes takes seconds; the kill comes within 50 ms of the first checkpoint
     out = tmp_path / "run"
-    options = ["fit", "svi", "--epochs", str(epochs), "--hidden", "16", "--latent-dim", "3", "--batch-size", "64",
-               "--checkpoint-every", "1", "--quiet", "--out", str(out)]
+    options = [
+        "fit",
+        "svi",
+        "--epochs",
+        str(epochs),
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "3",
+        "--batch-size",
+        "64",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     processes = _start_two_processes(options, _free_port())
     deadline = time.monotonic() + 300
     while not (out / "checkpoints" / "1").is_dir():  # orbax renames a checkpoint into place when complete
@@ -110,8 +133,9 @@ def test_two_processes_killed_and_resumed_train_what_one_process_trains(tmp_path
     config = app.FitConfig(model="svi", epochs=epochs, hidden=(16,), latent_dim=3, batch_size=64)
     expected = app.fit(config, app.load_data(config))
     distributed = app.load_run(out)
-    for got, want in zip(jax.tree_util.tree_leaves(distributed.params), jax.tree_util.tree_leaves(expected.params),
-                         strict=True):
+    for got, want in zip(
+        jax.tree_util.tree_leaves(distributed.params), jax.tree_util.tree_leaves(expected.params), strict=True
+    ):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
     epochs_written = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs_written == list(range(1, epochs + 1))
@@ -130,10 +154,12 @@ def test_streaming_em_equals_em_and_holds_one_chunk_at_a_time():
     data = draw(2000)
     for covariance in ("full", "diag"):
         start = gaussian_mixture.initial_params(jax.random.PRNGKey(0), data, 3, covariance)
-        whole, _ = gaussian_mixture.fit_em(jax.random.PRNGKey(0), data, 3, covariance, max_iter=6, tol=0.0,
-                                           init_params=start)
-        streamed, info = distributed_em.fit_em_streaming(jax.random.PRNGKey(0), data, 3, covariance, max_iter=6,
-                                                         tol=0.0, chunk_size=700, init_params=start)
+        whole, _ = gaussian_mixture.fit_em(
+            jax.random.PRNGKey(0), data, 3, covariance, max_iter=6, tol=0.0, init_params=start
+        )
+        streamed, info = distributed_em.fit_em_streaming(
+            jax.random.PRNGKey(0), data, 3, covariance, max_iter=6, tol=0.0, chunk_size=700, init_params=start
+        )
         assert int(info.num_iterations) == 6
         for got, want in zip(streamed, whole, strict=True):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-5)
@@ -141,9 +167,15 @@ def test_streaming_em_equals_em_and_holds_one_chunk_at_a_time():
     def peak_device_bytes(data):
         baseline = sum(array.nbytes for array in jax.live_arrays())
         peaks = []
-        distributed_em.fit_em_streaming(jax.random.PRNGKey(1), data, 3, "full", max_iter=3, chunk_size=500,
-                                        progress=lambda *_: peaks.append(
-                                            sum(array.nbytes for array in jax.live_arrays())))
+        distributed_em.fit_em_streaming(
+            jax.random.PRNGKey(1),
+            data,
+            3,
+            "full",
+            max_iter=3,
+            chunk_size=500,
+            progress=lambda *_: peaks.append(sum(array.nbytes for array in jax.live_arrays())),
+        )
         return max(peaks) - baseline
 
     small, large = peak_device_bytes(draw(1000)), peak_device_bytes(draw(10000))
@@ -173,8 +205,14 @@ def test_evaluation_device_memory_does_not_grow_with_the_data_or_k(monkeypatch):
         subset = dataset._replace(test=np.asarray(dataset.train)[:num_test])
         baseline = sum(array.nbytes for array in jax.live_arrays())
         peaks = []
-        app.evaluate(config, params, subset, num_samples=num_samples, refine_steps=1,
-                      progress=lambda *_: peaks.append(sum(array.nbytes for array in jax.live_arrays())))
+        app.evaluate(
+            config,
+            params,
+            subset,
+            num_samples=num_samples,
+            refine_steps=1,
+            progress=lambda *_: peaks.append(sum(array.nbytes for array in jax.live_arrays())),
+        )
         return max(peaks) - baseline
 
     assert peak(120, 500) <= peak(40, 500) + 1024
@@ -198,13 +236,20 @@ def test_data_mesh_takes_the_devices_to_use():
     assert list(mesh.devices.flat) == cpu and mesh.axis_names == (parallel.DATA_AXIS,)
 
 
-@pytest.mark.parametrize(("environ", "message"), [
-    ({parallel.NUM_PROCESSES: "2"}, "JAX_COORDINATOR_ADDRESS, JAX_PROCESS_ID are not set"),
-    ({parallel.COORDINATOR_ADDRESS: "h:1", parallel.NUM_PROCESSES: "two", parallel.PROCESS_ID: "0"},
-     "JAX_NUM_PROCESSES must be an integer, got 'two'"),
-    ({parallel.COORDINATOR_ADDRESS: "h:1", parallel.NUM_PROCESSES: "2", parallel.PROCESS_ID: "2"},
-     "between 0 and JAX_NUM_PROCESSES - 1 = 1, got 2"),
-])
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({parallel.NUM_PROCESSES: "2"}, "JAX_COORDINATOR_ADDRESS, JAX_PROCESS_ID are not set"),
+        (
+            {parallel.COORDINATOR_ADDRESS: "h:1", parallel.NUM_PROCESSES: "two", parallel.PROCESS_ID: "0"},
+            "JAX_NUM_PROCESSES must be an integer, got 'two'",
+        ),
+        (
+            {parallel.COORDINATOR_ADDRESS: "h:1", parallel.NUM_PROCESSES: "2", parallel.PROCESS_ID: "2"},
+            "between 0 and JAX_NUM_PROCESSES - 1 = 1, got 2",
+        ),
+    ],
+)
 def test_initialize_distributed_names_what_is_wrong(environ, message):
     with pytest.raises(ValueError, match=message):
         parallel.initialize_distributed(environ)

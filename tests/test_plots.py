@@ -28,8 +28,13 @@ def test_an_imputation_grid_has_a_row_per_method_and_marks_missing_pixels():
     originals = np.eye(4)[:, :4].repeat(4, axis=1)  # (4, 16)
     observed = np.ones((4, 16), bool)
     observed[:, :8] = False
-    figure = plots.imputation_grid(originals, observed, {"mixture": originals * 0.5, "vae": originals},
-                                   image_shape=(4, 4), title="top half missing")
+    figure = plots.imputation_grid(
+        originals,
+        observed,
+        {"mixture": originals * 0.5, "vae": originals},
+        image_shape=(4, 4),
+        title="top half missing",
+    )
     assert len(figure.axes) == 4 * 4
     labels = [axis.get_ylabel() for axis in figure.axes[::4]]
     assert labels == ["original", "observed", "mixture", "vae"]
@@ -84,8 +89,10 @@ def test_image_rows_label_each_row_and_caption_each_image():
 
 def test_estimates_versus_samples_draws_bars_of_two_standard_errors():
     ks = [1, 10, 100]
-    estimates = {"naive": ([-60.0, -30.0, -20.0], [np.nan, 2.0, 1.0]), "good": ([-16.0, -15.5, -15.2],
-                                                                               [np.nan, 0.1, 0.05])}
+    estimates = {
+        "naive": ([-60.0, -30.0, -20.0], [np.nan, 2.0, 1.0]),
+        "good": ([-16.0, -15.5, -15.2], [np.nan, 0.1, 0.05]),
+    }
     figure = plots.estimates_versus_samples(ks, estimates, reference={"exact": -15.0}, zoom=["good"])
     left, middle, right = figure.axes
     assert [text.get_text() for text in left.get_legend().get_texts()] == ["exact", "naive", "good"]

@@ -52,12 +52,20 @@ def _linear_gaussian_bounds(key, shift, log_scale):
     model, q = linear_gaussian.model, gaussian_q(shift, log_scale)
 
     def one(key):
-        return (lvmjax.log_weights(key, model, LG_PARAMS, q, LG_X, 32), lvmjax.elbo(key, model, LG_PARAMS, q, LG_X, 32),
-                jnp.stack([lvmjax.iwae_bound(key, model, LG_PARAMS, q, LG_X, count) for count in SAMPLE_COUNTS]))
+        return (
+            lvmjax.log_weights(key, model, LG_PARAMS, q, LG_X, 32),
+            lvmjax.elbo(key, model, LG_PARAMS, q, LG_X, 32),
+            jnp.stack([lvmjax.iwae_bound(key, model, LG_PARAMS, q, LG_X, count) for count in SAMPLE_COUNTS]),
+        )
 
     weights, elbos, bounds = jax.vmap(one)(jax.random.split(key, NUM_KEYS))
-    return weights, elbos, bounds.T, linear_gaussian.exact_elbo(LG_PARAMS, q, LG_X), linear_gaussian.log_marginal(
-        LG_PARAMS, LG_X)
+    return (
+        weights,
+        elbos,
+        bounds.T,
+        linear_gaussian.exact_elbo(LG_PARAMS, q, LG_X),
+        linear_gaussian.log_marginal(LG_PARAMS, LG_X),
+    )
 
 
 @SETTINGS
@@ -109,8 +117,12 @@ def _mixture_bounds(key, logits):
         return jnp.mean(weights), estimate.log_marginal
 
     elbos, estimates = jax.vmap(one)(jax.random.split(key, NUM_KEYS))
-    return (elbos, estimates, lvmjax.elbo_exact(gaussian_mixture.model, GM_PARAMS, q, GM_X),
-            lvmjax.log_marginal_exact(gaussian_mixture.model, GM_PARAMS, GM_X))
+    return (
+        elbos,
+        estimates,
+        lvmjax.elbo_exact(gaussian_mixture.model, GM_PARAMS, q, GM_X),
+        lvmjax.log_marginal_exact(gaussian_mixture.model, GM_PARAMS, GM_X),
+    )
 
 
 @SETTINGS
@@ -144,29 +156,37 @@ def random_gaussian_mixture(seed, num_components=4, data_dim=2):
     means = 4 * np.stack([np.cos(np.arange(num_components)), np.sin(np.arange(num_components))], axis=1)
     labels = np.arange(NUM_DATA) % num_components
     data = means[labels] + np.einsum("nde,ne->nd", tril[labels], rng.normal(size=(NUM_DATA, data_dim)))
-    params = gaussian_mixture.Params(jnp.asarray(rng.normal(size=num_components), jnp.float32),
-                                     jnp.asarray(means + rng.normal(size=means.shape), jnp.float32),
-                                     jnp.asarray(tril, jnp.float32))
+    params = gaussian_mixture.Params(
+        jnp.asarray(rng.normal(size=num_components), jnp.float32),
+        jnp.asarray(means + rng.normal(size=means.shape), jnp.float32),
+        jnp.asarray(tril, jnp.float32),
+    )
     return params, jnp.asarray(data, jnp.float32)
 
 
 def random_bernoulli_mixture(seed, num_components=4, data_dim=6):
     rng = np.random.default_rng(seed)
-    params = bernoulli_mixture.Params(jnp.asarray(rng.normal(size=num_components), jnp.float32),
-                                      jnp.asarray(2 * rng.normal(size=(num_components, data_dim)), jnp.float32))
+    params = bernoulli_mixture.Params(
+        jnp.asarray(rng.normal(size=num_components), jnp.float32),
+        jnp.asarray(2 * rng.normal(size=(num_components, data_dim)), jnp.float32),
+    )
     return params, jnp.asarray(rng.uniform(size=(NUM_DATA, data_dim)) < 0.5, jnp.float32)
 
 
-MIXTURES = {"gaussian": (gaussian_mixture, random_gaussian_mixture),
-            "bernoulli": (bernoulli_mixture, random_bernoulli_mixture)}
+MIXTURES = {
+    "gaussian": (gaussian_mixture, random_gaussian_mixture),
+    "bernoulli": (bernoulli_mixture, random_bernoulli_mixture),
+}
 
 
 @jax.jit
 def _mixture_outputs(gaussian_params, gaussian_data, bernoulli_params, bernoulli_data):
     """Per model: (log p(x_i), log r_ik of the posterior, log r_ik of the E-step, mean log-likelihood)."""
     outputs = {}
-    for name, params, data in (("gaussian", gaussian_params, gaussian_data),
-                               ("bernoulli", bernoulli_params, bernoulli_data)):
+    for name, params, data in (
+        ("gaussian", gaussian_params, gaussian_data),
+        ("bernoulli", bernoulli_params, bernoulli_data),
+    ):
         module = MIXTURES[name][0]
         log_marginals = jax.vmap(module.log_marginal, in_axes=(None, 0))(params, data)
         posteriors = jax.vmap(lambda x, module=module, params=params: module.posterior(params, x).logits)(data)
@@ -182,10 +202,13 @@ def permute_components(params, order):
 @given(seed=seeds, order=st.permutations(range(4)))
 def test_permuting_the_components_leaves_log_p_and_permutes_the_responsibilities(seed, order):
     (gaussian, gaussian_data), (bernoulli, bernoulli_data) = (
-        random_gaussian_mixture(seed), random_bernoulli_mixture(seed))
+        random_gaussian_mixture(seed),
+        random_bernoulli_mixture(seed),
+    )
     before = _mixture_outputs(gaussian, gaussian_data, bernoulli, bernoulli_data)
-    after = _mixture_outputs(permute_components(gaussian, order), gaussian_data,
-                             permute_components(bernoulli, order), bernoulli_data)
+    after = _mixture_outputs(
+        permute_components(gaussian, order), gaussian_data, permute_components(bernoulli, order), bernoulli_data
+    )
     for name in MIXTURES:
         log_marginals, posteriors, log_responsibilities, mean_log_likelihood = before[name]
         permuted = after[name]
@@ -199,8 +222,9 @@ def test_permuting_the_components_leaves_log_p_and_permutes_the_responsibilities
 def _em_from_a_fixed_start(gaussian_start, gaussian_data, bernoulli_start, bernoulli_data):
     """Five EM iterations of each mixture from θ_0 that does not depend on the data's order:
     (θ_5, the E-step's log r_ik at θ_5, the objective trace)."""
-    gaussian, info = gaussian_mixture.fit_em(jax.random.PRNGKey(0), gaussian_data, 4, "full", max_iter=5, tol=0.0,
-                                             init_params=gaussian_start)
+    gaussian, info = gaussian_mixture.fit_em(
+        jax.random.PRNGKey(0), gaussian_data, 4, "full", max_iter=5, tol=0.0, init_params=gaussian_start
+    )
     gaussian_trace = info.objective
 
     def bernoulli_step(params, _):
@@ -208,23 +232,30 @@ def _em_from_a_fixed_start(gaussian_start, gaussian_data, bernoulli_start, berno
         return bernoulli_mixture.m_step(bernoulli_data, log_responsibilities), mean_log_likelihood
 
     bernoulli, bernoulli_trace = jax.lax.scan(bernoulli_step, bernoulli_start, None, length=5)
-    return {"gaussian": (gaussian, gaussian_mixture.e_step(gaussian, gaussian_data)[0], gaussian_trace),
-            "bernoulli": (bernoulli, bernoulli_mixture.e_step(bernoulli, bernoulli_data)[0], bernoulli_trace)}
+    return {
+        "gaussian": (gaussian, gaussian_mixture.e_step(gaussian, gaussian_data)[0], gaussian_trace),
+        "bernoulli": (bernoulli, bernoulli_mixture.e_step(bernoulli, bernoulli_data)[0], bernoulli_trace),
+    }
 
 
 @SETTINGS
 @given(seed=seeds, order=st.permutations(range(NUM_DATA)))
 def test_permuting_the_datapoints_permutes_em_s_outputs_and_leaves_the_fit(seed, order):
     (gaussian, gaussian_data), (bernoulli, bernoulli_data) = (
-        random_gaussian_mixture(seed), random_bernoulli_mixture(seed))
+        random_gaussian_mixture(seed),
+        random_bernoulli_mixture(seed),
+    )
     order = np.asarray(order)
     before = _em_from_a_fixed_start(gaussian, gaussian_data, bernoulli, bernoulli_data)
     after = _em_from_a_fixed_start(gaussian, gaussian_data[order], bernoulli, bernoulli_data[order])
     for name in MIXTURES:
         (params, log_responsibilities, trace), (permuted_params, permuted_responsibilities, permuted_trace) = (
-            before[name], after[name])
-        for leaf, permuted_leaf in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(permuted_params),
-                                       strict=True):
+            before[name],
+            after[name],
+        )
+        for leaf, permuted_leaf in zip(
+            jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(permuted_params), strict=True
+        ):
             np.testing.assert_allclose(permuted_leaf, leaf, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(permuted_responsibilities, log_responsibilities[order], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(permuted_trace, trace, rtol=1e-5)
@@ -235,8 +266,9 @@ def test_permuting_the_datapoints_permutes_em_s_outputs_and_leaves_the_fit(seed,
 
 SINGLE = {  # functions of (key, one datapoint) of the linear-Gaussian model (D = 4)
     "linear_gaussian.log_marginal": lambda key, x: linear_gaussian.log_marginal(LG_PARAMS, x),
-    "log_marginal_is": lambda key, x: lvmjax.log_marginal_is(key, linear_gaussian.model, LG_PARAMS,
-                                                             linear_gaussian.posterior(LG_PARAMS, x), x, 8),
+    "log_marginal_is": lambda key, x: lvmjax.log_marginal_is(
+        key, linear_gaussian.model, LG_PARAMS, linear_gaussian.posterior(LG_PARAMS, x), x, 8
+    ),
 }
 
 
@@ -258,7 +290,8 @@ def test_a_vmapped_function_of_one_datapoint_gives_the_batch_of_its_single_resul
     singles = [_single(keys[i], batch[i]) for i in range(batch_size)]
     for name in SINGLE:
         expected = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[single[name] for single in singles])
-        for got, want in zip(jax.tree_util.tree_leaves(batched[name]), jax.tree_util.tree_leaves(expected),
-                             strict=True):
+        for got, want in zip(
+            jax.tree_util.tree_leaves(batched[name]), jax.tree_util.tree_leaves(expected), strict=True
+        ):
             assert got.shape == (batch_size, *np.shape(want)[1:])
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)

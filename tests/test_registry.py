@@ -17,22 +17,35 @@ from lvmjax.app.specs import gaussian_mixture as gaussian_mixture_spec
 from lvmjax.errors import RunError
 
 SPECS = registry.specs()
-TINY = {"epochs": 1, "batch_size": 16, "hidden": (8,), "latent_dim": 2, "components": 2, "max_iter": 5,
-        "num_samples": None}
+TINY = {
+    "epochs": 1,
+    "batch_size": 16,
+    "hidden": (8,),
+    "latent_dim": 2,
+    "components": 2,
+    "max_iter": 5,
+    "num_samples": None,
+}
 pytestmark = pytest.mark.standard_promotion  # optax mixes integer step counts and floats
 CAPABILITIES = ("generative", "impute", "latent_codes")
 
 
 def _tiny(dataset):
     """64 training and 16 test rows: enough for every model, compiled in seconds."""
-    return dataset._replace(train=dataset.train[:64], test=dataset.test[:16],
-                            train_labels=dataset.train_labels[:64], test_labels=dataset.test_labels[:16])
+    return dataset._replace(
+        train=dataset.train[:64],
+        test=dataset.test[:16],
+        train_labels=dataset.train_labels[:64],
+        test_labels=dataset.test_labels[:16],
+    )
 
 
 @pytest.fixture(scope="module")
 def datasets():
-    return {kind: _tiny(app.load_data(app.FitConfig(model=next(s.name for s in SPECS if s.data_kind is kind))))
-            for kind in DataKind}
+    return {
+        kind: _tiny(app.load_data(app.FitConfig(model=next(s.name for s in SPECS if s.data_kind is kind))))
+        for kind in DataKind
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +55,12 @@ def fitted(datasets, tmp_path_factory):
     for spec in SPECS:
         config = app.FitConfig(model=spec.name, **TINY)
         result = app.fit(config, datasets[spec.data_kind])
-        run_dir = app.save_run(tmp_path_factory.mktemp(spec.name) / "run", config, result,
-                               num_train=datasets[spec.data_kind].train.shape[0])
+        run_dir = app.save_run(
+            tmp_path_factory.mktemp(spec.name) / "run",
+            config,
+            result,
+            num_train=datasets[spec.data_kind].train.shape[0],
+        )
         runs[spec.name] = (config, result, app.load_run(run_dir), run_dir)
     return runs
 
@@ -88,9 +105,10 @@ def test_saved_parameters_match_the_template(spec, fitted):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
 def test_evaluation_reports_the_common_metrics(spec, fitted, datasets):
-    config, result, run, run_dir = fitted[spec.name]
-    report = app.evaluate(config, run.params, datasets[spec.data_kind], num_samples=4, refine_steps=2,
-                          per_datapoint=True)
+    config, _, run, _ = fitted[spec.name]
+    report = app.evaluate(
+        config, run.params, datasets[spec.data_kind], num_samples=4, refine_steps=2, per_datapoint=True
+    )
     assert report["model"] == spec.name and report["num_test"] == 16
     if spec.nll_method is None:
         assert report["test_nll"] is None
@@ -104,7 +122,7 @@ def test_evaluation_reports_the_common_metrics(spec, fitted, datasets):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
 def test_capabilities_give_arrays_of_the_data_shape(spec, fitted, datasets):
-    config, result, run, run_dir = fitted[spec.name]
+    config, result, run, _ = fitted[spec.name]
     dataset = datasets[spec.data_kind]
     key = jax.random.key(0)
     if spec.generative is not None:
@@ -130,8 +148,24 @@ def test_a_new_spec_reaches_the_command_line_unchanged(monkeypatch, tmp_path, ca
         cli.main(["fit", "--help"])
     assert "toy-mixture: a spec added in a test" in " ".join(capsys.readouterr().out.split())
     run_dir = tmp_path / "toy"
-    assert cli.main(["fit", "toy-mixture", "--data", "digits", "--out", str(run_dir), "--components", "2",
-                     "--max-iter", "3", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "toy-mixture",
+                "--data",
+                "digits",
+                "--out",
+                str(run_dir),
+                "--components",
+                "2",
+                "--max-iter",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["evaluate", str(run_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == "toy-mixture" and np.isfinite(report["test_nll"])

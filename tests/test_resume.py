@@ -17,8 +17,19 @@ from lvmjax.errors import RunError
 
 pytestmark = pytest.mark.standard_promotion
 
-OPTIONS = ["--epochs", "6", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500", "--checkpoint-every", "2",
-           "--quiet"]
+OPTIONS = [
+    "--epochs",
+    "6",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--batch-size",
+    "500",
+    "--checkpoint-every",
+    "2",
+    "--quiet",
+]
 
 
 def fit_cli(out, *extra):
@@ -51,8 +62,9 @@ def test_a_finished_run_keeps_its_last_training_checkpoint(whole):
     assert [entry["epoch"] for entry in metrics] == [1, 2, 3, 4, 5, 6]
 
 
-def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_same_run(uninterrupted, tmp_path, capsys,
-                                                                          monkeypatch):
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_same_run(
+    uninterrupted, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "interrupted"
     original = app.fit
 
@@ -61,13 +73,15 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_same_run(unint
             progress(epoch, metrics)
             if epoch == 3:
                 raise KeyboardInterrupt
+
         return original(config, dataset, progress_then_stop, checkpoints, mesh)
 
     monkeypatch.setattr(app, "fit", interrupt_after_epoch_three)
     assert fit_cli(out) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"lvmjax: interrupted; {out} keeps its last checkpoint (epoch 2); repeat the command with "
-                   "--resume to continue"]
+    assert err == [
+        f"lvmjax: interrupted; {out} keeps its last checkpoint (epoch 2); repeat the command with --resume to continue"
+    ]
     monkeypatch.setattr(app, "fit", original)
     with pytest.raises(RunError, match=r"unfinished \(it stopped after epoch 2\).*with resume\."):
         app.load_run(out)
@@ -99,8 +113,11 @@ def test_resume_refuses_what_it_cannot_continue(whole, tmp_path, capsys):
     assert fit_cli(whole, "--resume") == 2
     assert "is a finished run; there is nothing to resume" in capsys.readouterr().err
     out = tmp_path / "partial"
-    app.start_run(out, app.FitConfig(model="vae", epochs=6, hidden=(16,), latent_dim=2, batch_size=500),
-                   app.load_data(app.FitConfig(model="vae")))
+    app.start_run(
+        out,
+        app.FitConfig(model="vae", epochs=6, hidden=(16,), latent_dim=2, batch_size=500),
+        app.load_data(app.FitConfig(model="vae")),
+    )
     assert fit_cli(out, "--resume", "--lr", "0.01") == 2
     err = capsys.readouterr().err.strip()
     assert "--lr differs (saved 0.001, given 0.01); repeat the original command's settings with --resume" in err
@@ -122,9 +139,11 @@ def test_non_finite_steps_are_skipped_until_too_many_in_a_row_stop_the_run(tmp_p
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and "Traceback" not in error
     # epoch 1: one step applied, then steps − 1 skipped; epoch 2: all skipped, the limit reached within it
-    assert (f"{2 * steps - 1} training steps in a row had a non-finite objective or gradient (NaN or inf) by the "
-            f"end of epoch 2, so training stopped; lower --lr. {out} keeps its last checkpoint (epoch 1); fit again "
-            "into a new --out.") in error
+    assert (
+        f"{2 * steps - 1} training steps in a row had a non-finite objective or gradient (NaN or inf) by the "
+        f"end of epoch 2, so training stopped; lower --lr. {out} keeps its last checkpoint (epoch 1); fit again "
+        "into a new --out."
+    ) in error
     assert app.Checkpoints(out, every=1).latest_epoch() == 1
     # The checkpoint reads back: --resume continues from epoch 1 (its history carries the skips in a row)
     # and stops in epoch 2 with the same line.

@@ -34,8 +34,9 @@ def moments(distribution):
 def run_svi(params, data, family, schedule, epochs, theta_optimizer, seed=0):
     # A decaying step size makes the noisy φ iterates settle at the optimum.
     phi_optimizer = optax.adam(optax.exponential_decay(0.1, 20 * epochs, 0.01), b2=0.99)
-    step = svi.make_svi_step(linear_gaussian.model, family, theta_optimizer, phi_optimizer, num_samples=64,
-                             schedule=schedule, inner_steps=20)
+    step = svi.make_svi_step(
+        linear_gaussian.model, family, theta_optimizer, phi_optimizer, num_samples=64, schedule=schedule, inner_steps=20
+    )
     key_init, key_epochs = jax.random.split(jax.random.PRNGKey(seed))
     state = svi.init_svi(key_init, family, params, NUM_DATA, theta_optimizer, phi_optimizer)
     epoch = jax.jit(training.make_epoch(step, 16))
@@ -101,8 +102,9 @@ def test_inner_loop_stops_at_the_tolerance(problem):
     params, data = problem
     family = mean_field_gaussian(2)
     optimizer = optax.sgd(1e-6)  # moves φ by far less than the tolerance
-    step = jax.jit(svi.make_svi_step(linear_gaussian.model, family, optimizer, optimizer, inner_steps=50,
-                                     inner_tolerance=1e-3))
+    step = jax.jit(
+        svi.make_svi_step(linear_gaussian.model, family, optimizer, optimizer, inner_steps=50, inner_tolerance=1e-3)
+    )
     state = svi.init_svi(jax.random.PRNGKey(0), family, params, NUM_DATA, optimizer, optimizer)
     _, info = step(state, jax.random.PRNGKey(1), (jnp.arange(4), data[:4]))
     assert int(info.inner_steps) == 1
@@ -168,16 +170,17 @@ def test_the_joint_step_reports_the_minibatch_elbo_and_its_theta_gradient(proble
     family = mean_field_gaussian(2)
     optimizer = optax.adam(1e-2)
     state = svi.init_svi(jax.random.key(0), family, params, NUM_DATA, optimizer, optimizer)
-    step = jax.jit(svi.make_svi_step(linear_gaussian.model, family, optimizer, optimizer, num_samples=3,
-                                     schedule="joint"))
+    step = jax.jit(
+        svi.make_svi_step(linear_gaussian.model, family, optimizer, optimizer, num_samples=3, schedule="joint")
+    )
     indices = jnp.array([2, 4, 8, 16])
     _, info = step(state, jax.random.key(1), (indices, data[indices]))
     phi = jax.tree.map(lambda leaf: leaf[indices], state.phi)
 
     def mean_elbo(theta):
-        elbos = jax.vmap(lambda key, phi_i, x: lvmjax.elbo(key, linear_gaussian.model, theta,
-                                                           family.distribution(phi_i), x, 3))(
-            jax.random.split(jax.random.key(1), 4), phi, data[indices])
+        elbos = jax.vmap(
+            lambda key, phi_i, x: lvmjax.elbo(key, linear_gaussian.model, theta, family.distribution(phi_i), x, 3)
+        )(jax.random.split(jax.random.key(1), 4), phi, data[indices])
         return jnp.mean(elbos)
 
     value, grads = jax.jit(jax.value_and_grad(mean_elbo))(params)

@@ -60,12 +60,15 @@ def test_q_that_is_not_a_distribution_is_refused(estimator):
 
 
 @each_estimator
-@pytest.mark.parametrize(("num_samples", "error", "message"), [
-    (0, ValueError, "num_samples must be at least 1, got 0"),
-    (-3, ValueError, "num_samples must be at least 1, got -3"),
-    (2.5, TypeError, "num_samples must be an int, got float 2.5"),
-    (True, TypeError, "num_samples must be an int, got the bool True"),
-])
+@pytest.mark.parametrize(
+    ("num_samples", "error", "message"),
+    [
+        (0, ValueError, "num_samples must be at least 1, got 0"),
+        (-3, ValueError, "num_samples must be at least 1, got -3"),
+        (2.5, TypeError, "num_samples must be an int, got float 2.5"),
+        (True, TypeError, "num_samples must be an int, got the bool True"),
+    ],
+)
 def test_bad_sample_counts_are_refused(estimator, num_samples, error, message):
     with pytest.raises(error, match=message):
         estimator(Q, X, num_samples)
@@ -94,12 +97,18 @@ def test_non_finite_values_are_named(estimator, where):
         estimator(q, x, 3, params=params)
 
 
-@pytest.mark.parametrize(("chunk_size", "message"), [
-    (0, "chunk_size must be at least 1, got 0"),
-    (2000, "chunk_size=2000 is larger than num_samples=1000"),
-    (300, "chunk_size=300 does not divide num_samples=1000 into equal chunks; the nearest divisors are 250 and 500"),
-    (1.5, "chunk_size must be an int"),
-])
+@pytest.mark.parametrize(
+    ("chunk_size", "message"),
+    [
+        (0, "chunk_size must be at least 1, got 0"),
+        (2000, "chunk_size=2000 is larger than num_samples=1000"),
+        (
+            300,
+            "chunk_size=300 does not divide num_samples=1000 into equal chunks; the nearest divisors are 250 and 500",
+        ),
+        (1.5, "chunk_size must be an int"),
+    ],
+)
 def test_chunk_sizes_that_do_not_split_the_work_are_refused(chunk_size, message):
     with pytest.raises((ValueError, TypeError), match=message):
         lvmjax.log_marginal_is(KEY, MODEL, PARAMS, Q, X, 1000, chunk_size=chunk_size)
@@ -173,13 +182,23 @@ def test_reference_models_check_the_datapoint():
         gaussian_mixture.posterior(params, jnp.stack([x] * 5))
 
 
-@pytest.mark.parametrize(("values", "name", "message"), [
-    (np.concatenate([np.full(1234, 0.5), np.ones(10)]), "x",
-     r"^x has 1234 values that are not 0 or 1 \(for example 0\.5\); a Bernoulli likelihood "
-     r"needs binary data, so binarize it first \(e\.g\. x >= 0\.5\)$"),
-    (np.array([0.0, np.nan, 1.0, np.inf]), "images", r"^images has 2 values that are not 0 or 1 \(for example nan\)"),
-    (np.array([0, 255, 1], np.uint8), "counts", r"^counts has 1 values that are not 0 or 1 \(for example 255\)"),
-])
+@pytest.mark.parametrize(
+    ("values", "name", "message"),
+    [
+        (
+            np.concatenate([np.full(1234, 0.5), np.ones(10)]),
+            "x",
+            r"^x has 1234 values that are not 0 or 1 \(for example 0\.5\); a Bernoulli likelihood "
+            r"needs binary data, so binarize it first \(e\.g\. x >= 0\.5\)$",
+        ),
+        (
+            np.array([0.0, np.nan, 1.0, np.inf]),
+            "images",
+            r"^images has 2 values that are not 0 or 1 \(for example nan\)",
+        ),
+        (np.array([0, 255, 1], np.uint8), "counts", r"^counts has 1 values that are not 0 or 1 \(for example 255\)"),
+    ],
+)
 def test_check_binary_refuses_values_other_than_0_and_1_in_one_line(values, name, message):
     with pytest.raises(DataError, match=message) as info:
         _validation.check_binary(values, name)

@@ -29,7 +29,7 @@ def in_batches(evaluate_batch: Callable, key, test: np.ndarray, progress: Callab
     if progress is not None:
         progress(0, num_batches)
     for index in range(num_batches):
-        batch = test[index * size: (index + 1) * size]
+        batch = test[index * size : (index + 1) * size]
         padding = size - batch.shape[0]
         if padding:
             batch = np.concatenate([batch, np.broadcast_to(batch[:1], (padding, batch.shape[1]))])

@@ -22,8 +22,9 @@ def _this_process_only(ocp) -> dict:
     if jax.process_count() == 1:
         return {}
     process = jax.process_index()
-    return {"multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=process,
-                                                                          active_processes={process})}
+    return {
+        "multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=process, active_processes={process})
+    }
 
 
 def _this_process_checkpointer(ocp):
@@ -46,7 +47,9 @@ def saved_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
     try:
         stored = _this_process_checkpointer(ocp).metadata(path).item_metadata
-        return {jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in jax.tree_util.tree_leaves_with_path(stored)}
+        return {
+            jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in jax.tree_util.tree_leaves_with_path(stored)
+        }
     except Exception as error:  # orbax raises many types for a missing or damaged checkpoint
         raise RunError(f"cannot read the checkpoint in {path} ({type(error).__name__}).") from None
 
@@ -89,15 +92,17 @@ class Checkpoints:
             if self._writes:
                 directory.mkdir(parents=True, exist_ok=True)
             options |= {"create": False, "read_only": not self._writes}
-        self._manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, enable_async_checkpointing=False, **options))
+        self._manager = ocp.CheckpointManager(
+            directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False, **options)
+        )
 
     def save(self, epoch: int, state, history: list[dict]) -> None:
         if not self._writes:
             return
         ocp = self._ocp
-        self._manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                          history=ocp.args.JsonSave(history)))
+        self._manager.save(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history))
+        )
 
     def latest_epoch(self) -> int | None:
         return self._manager.latest_step()
@@ -110,11 +115,14 @@ class Checkpoints:
         ocp = self._ocp
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
-            restored = self._manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
+            restored = self._manager.restore(
+                epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore())
+            )
         except Exception as error:  # orbax raises many types for a damaged or mismatched checkpoint
-            raise CheckpointError(f"cannot read the checkpoint of epoch {epoch} in {self._manager.directory} "
-                                  f"({type(error).__name__}): it is damaged or does not match config.json.") from None
+            raise CheckpointError(
+                f"cannot read the checkpoint of epoch {epoch} in {self._manager.directory} "
+                f"({type(error).__name__}): it is damaged or does not match config.json."
+            ) from None
         return restored.state, list(restored.history)
 
     def wait(self) -> None:

@@ -17,6 +17,7 @@ __all__ = ["ancestral", "impute_vae_all", "interpolate_all", "reconstruct_all"]
 @functools.partial(jax.jit, static_argnames=("model", "num", "means"))
 def ancestral(key, model: LatentVariableModel, params, num: int, means: bool):
     """`num` draws z ~ p(z), x ~ p(x | z) (`lvmjax.sample`); with `means`, E[x | z] of z ~ p(z) instead of x."""
+
     def one(key):
         if means:  # x is never drawn
             return model.likelihood(params, model.prior(params).sample(seed=key)).mean()
@@ -40,6 +41,7 @@ def interpolate_all(vae, params, starts, ends, num_steps: int):
 @functools.partial(jax.jit, static_argnames=("vae", "num_samples"))
 def impute_vae_all(key, vae, params, data, observed, num_samples: int):
     """`applications.impute_vae` of every row of `data` (one mask), key fold_in(key, row)."""
+
     def one(args):
         index, x = args
         return applications.impute_vae(jax.random.fold_in(key, index), vae, params, x, observed, num_samples)[1]

@@ -66,8 +66,16 @@ class FitConfig:
             raise RunError(f"{{covariance}} must be one of {', '.join(COVARIANCE_TYPES)}, got {self.covariance!r}.")
         if not 0 < self.test_fraction < 1:
             raise RunError(f"{{test_fraction}} must be strictly between 0 and 1, got {self.test_fraction}.")
-        for name in ("epochs", "batch_size", "latent_dim", "svi_inner_steps", "max_skipped_steps", "components",
-                     "max_iter", "n_init"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "latent_dim",
+            "svi_inner_steps",
+            "max_skipped_steps",
+            "components",
+            "max_iter",
+            "n_init",
+        ):
             if getattr(self, name) < 1:
                 raise RunError(f"{{{name}}} must be at least 1, got {getattr(self, name)}.")
         if self.num_samples is not None and self.num_samples < 1:
@@ -107,8 +115,10 @@ def check_mesh(config: FitConfig, mesh: Mesh | None) -> Mesh | None:
         several = ", ".join(other.name for other in registry.specs() if other.devices)
         raise RunError(f"{config.model} trains on one device; several devices are for {several}.")
     if "batch_size" in spec.options and config.batch_size % mesh.size:
-        raise RunError(f"{{batch_size}} {config.batch_size} must be a multiple of the {mesh.size} devices, "
-                       "so that each takes the same share of every minibatch.")
+        raise RunError(
+            f"{{batch_size}} {config.batch_size} must be a multiple of the {mesh.size} devices, "
+            "so that each takes the same share of every minibatch."
+        )
     return mesh
 
 

@@ -23,20 +23,26 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
     """
     spec = config.spec
     real = spec.data_kind is DataKind.REAL
-    dataset = data_lib.load_dataset(config.data, data_dir if data_dir is not None else config.data_dir,
-                                    continuous=real, test_fraction=config.test_fraction, seed=config.seed)
+    dataset = data_lib.load_dataset(
+        config.data,
+        data_dir if data_dir is not None else config.data_dir,
+        continuous=real,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
     if not real and dataset.grey_levels:
         test = data_lib.binarize_split(dataset.test)
         if spec.checkpointed:
             return dataset._replace(test=test)
-        return dataset._replace(train=data_lib.binarize_split(dataset.train), test=test, binary=True,
-                                grey_levels=False)
+        return dataset._replace(train=data_lib.binarize_split(dataset.train), test=test, binary=True, grey_levels=False)
     if not real:
         # Both splits: the test split's log p(x) of a Bernoulli model is no probability for grey levels.
         _validation.check_binary(dataset.train, f"the training split of {dataset.name}")
         _validation.check_binary(dataset.test, f"the test split of {dataset.name}")
     elif dataset.binary:
         binary = ", ".join(other.name for other in registry.specs() if other.data_kind is DataKind.BINARY)
-        raise RunError(f"{config.model} models real-valued data, but every value of {dataset.name} is 0 or 1 "
-                       f"(a Gaussian fitted to it collapses onto the corners); use a binary model ({binary}).")
+        raise RunError(
+            f"{config.model} models real-valued data, but every value of {dataset.name} is 0 or 1 "
+            f"(a Gaussian fitted to it collapses onto the corners); use a binary model ({binary})."
+        )
     return dataset

@@ -17,8 +17,14 @@ from lvmjax.errors import RunError
 __all__ = ["evaluate", "evaluate_run", "load_run_data"]
 
 
-def evaluate_run(run_dir: str | os.PathLike, num_samples: int = 5000, data_dir: str | None = None,
-                 refine_steps: int = 200, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    num_samples: int = 5000,
+    data_dir: str | None = None,
+    refine_steps: int = 200,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
@@ -31,14 +37,23 @@ def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = N
     """The data `run` was fitted to (`load_data`), refused if its columns do not match the model's."""
     dataset = load_data(run.config, data_dir)
     if dataset.test.shape[1] != run.data_dim:
-        raise RunError(f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
-                       f"on {run.data_dim}; use it on the data it was fitted to.")
+        raise RunError(
+            f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
+            f"on {run.data_dim}; use it on the data it was fitted to."
+        )
     return dataset
 
 
-def evaluate(config: FitConfig, params, dataset: Dataset, num_samples: int = 5000, refine_steps: int = 200,
-             seed: int = 0, per_datapoint: bool = False,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate(
+    config: FitConfig,
+    params,
+    dataset: Dataset,
+    num_samples: int = 5000,
+    refine_steps: int = 200,
+    seed: int = 0,
+    per_datapoint: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Test-split metrics of a fitted model, in nats per datapoint (`ModelSpec.evaluate`).
 
     - vae, iwae: test ELBO of the encoder's q; test NLL = −log p(x) importance-sampled with
@@ -65,7 +80,11 @@ def evaluate(config: FitConfig, params, dataset: Dataset, num_samples: int = 500
     """
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
-    report = {"model": config.model, "dataset": dataset.name, "num_test": int(np.shape(dataset.test)[0]),
-              "num_samples": num_samples}
+    report = {
+        "model": config.model,
+        "dataset": dataset.name,
+        "num_test": int(np.shape(dataset.test)[0]),
+        "num_samples": num_samples,
+    }
     settings = EvaluationSettings(num_samples, refine_steps, seed, per_datapoint, progress)
     return report | config.spec.evaluate(config, params, dataset, settings)

@@ -28,8 +28,17 @@ from lvmjax.app.rundir import read_history
 from lvmjax.app.spec import Run
 from lvmjax.errors import RunError
 
-__all__ = ["generate", "impute", "imputation_figure", "latent_codes", "one_per_label", "plot_run",
-           "principal_plane", "samples_figure", "squared_error"]
+__all__ = [
+    "generate",
+    "imputation_figure",
+    "impute",
+    "latent_codes",
+    "one_per_label",
+    "plot_run",
+    "principal_plane",
+    "samples_figure",
+    "squared_error",
+]
 
 
 def principal_plane(points) -> tuple[np.ndarray, list[float]]:
@@ -117,8 +126,11 @@ def samples_figure(run: Run, images: np.ndarray, draw: bool = False):
         what = "binary draws x ~ p(x | z)" if draw else "pixel probabilities E[x | z]"
     else:
         what = "draws x ~ p(x | z), clipped to [0, 1]"
-    return plots.image_mosaic(_display(images, run), _image_shape(run),
-                              title=f"{run.spec.name}: {len(images)} generated images ({what}, z ~ p(z))")
+    return plots.image_mosaic(
+        _display(images, run),
+        _image_shape(run),
+        title=f"{run.spec.name}: {len(images)} generated images ({what}, z ~ p(z))",
+    )
 
 
 def imputation_figure(run: Run, truth, observed, imputed, mask: str, labels=None):
@@ -126,12 +138,18 @@ def imputation_figure(run: Run, truth, observed, imputed, mask: str, labels=None
     chosen = one_per_label(labels, min(10, len(truth)))
     observed_rows = np.broadcast_to(observed, (len(chosen), len(observed)))
     name = run.spec.name
-    return plots.imputation_grid(truth[chosen], observed_rows, {name: _display(imputed[chosen], run)},
-                                 _image_shape(run), title=f"{name}: imputation, {mask} missing")
+    return plots.imputation_grid(
+        truth[chosen],
+        observed_rows,
+        {name: _display(imputed[chosen], run)},
+        _image_shape(run),
+        title=f"{name}: imputation, {mask} missing",
+    )
 
 
-def plot_run(key, run: Run, run_dir: str | Path, dataset: data_lib.Dataset, out_dir: Path,
-             num_samples: int = 1000) -> dict[str, Path]:
+def plot_run(
+    key, run: Run, run_dir: str | Path, dataset: data_lib.Dataset, out_dir: Path, num_samples: int = 1000
+) -> dict[str, Path]:
     """Writes every figure that the run's model can make into `out_dir`; returns name -> path.
 
     training (the objective per epoch or EM iteration), samples and imputation of the
@@ -149,9 +167,15 @@ def plot_run(key, run: Run, run_dir: str | Path, dataset: data_lib.Dataset, out_
         written[name] = path
 
     history = read_history(run_dir)
-    save("training", plots.curves({spec.objective(run.config): [entry["train_objective"] for entry in history]},
-                                  spec.history_unit, "training objective per datapoint (nats)",
-                                  title=f"{spec.name}: training"))
+    save(
+        "training",
+        plots.curves(
+            {spec.objective(run.config): [entry["train_objective"] for entry in history]},
+            spec.history_unit,
+            "training objective per datapoint (nats)",
+            title=f"{spec.name}: training",
+        ),
+    )
     key_samples, key_impute = jax.random.split(key)
     chosen = one_per_label(dataset.test_labels, min(10, len(dataset.test)))
     if spec.generative is not None and shape is not None:
@@ -164,21 +188,37 @@ def plot_run(key, run: Run, run_dir: str | Path, dataset: data_lib.Dataset, out_
         save("imputation", imputation_figure(run, truth, observed, imputed, "top-half", labels))
     if spec.encoder and shape is not None:
         originals = jnp.asarray(dataset.test[chosen])
-        rows = {"test image": dataset.test[chosen],
-                spec.name: np.asarray(reconstruct_all(run.vae, run.params, originals))}
+        rows = {
+            "test image": dataset.test[chosen],
+            spec.name: np.asarray(reconstruct_all(run.vae, run.params, originals)),
+        }
         save("reconstructions", plots.image_rows(rows, shape, title=f"{spec.name}: reconstructions E[x | z = f(x)]"))
         if len(chosen) >= 2:
             pairs = min(3, len(chosen) // 2)
-            paths = np.asarray(interpolate_all(run.vae, run.params, originals[0:2 * pairs:2],
-                                               originals[1:2 * pairs:2], 10))
-            save("interpolations", plots.image_rows({f"path {index + 1}": path for index, path in enumerate(paths)},
-                                                    shape, title=f"{spec.name}: decoded path between two codes"))
+            paths = np.asarray(
+                interpolate_all(run.vae, run.params, originals[0 : 2 * pairs : 2], originals[1 : 2 * pairs : 2], 10)
+            )
+            save(
+                "interpolations",
+                plots.image_rows(
+                    {f"path {index + 1}": path for index, path in enumerate(paths)},
+                    shape,
+                    title=f"{spec.name}: decoded path between two codes",
+                ),
+            )
     if spec.component_means is not None and shape is not None:
         weights, means = spec.component_means(run)
         order = np.argsort(-weights)
         captions = [f"{100 * weights[index]:.1f}%" for index in order]
-        save("components", plots.image_rows({"mean": _display(means[order], run)}, shape, {"mean": captions},
-                                            title=f"{spec.name}: component means, by weight π_k"))
+        save(
+            "components",
+            plots.image_rows(
+                {"mean": _display(means[order], run)},
+                shape,
+                {"mean": captions},
+                title=f"{spec.name}: component means, by weight π_k",
+            ),
+        )
     if spec.latent_codes is not None:
         codes, labels, what = latent_codes(run, dataset)
         plane, ratio = principal_plane(codes)

@@ -15,8 +15,13 @@ from lvmjax.data import Dataset
 __all__ = ["fit"]
 
 
-def fit(config: FitConfig, dataset: Dataset | None = None, progress: Callable[[int, dict], None] | None = None,
-        checkpoints: Checkpoints | None = None, mesh: Mesh | None = None) -> FitResult:
+def fit(
+    config: FitConfig,
+    dataset: Dataset | None = None,
+    progress: Callable[[int, dict], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    mesh: Mesh | None = None,
+) -> FitResult:
     """Fits the model of `config` on the training split; `progress(step, entry)` after each history entry.
 
     With `checkpoints` (models trained over epochs), the training state is saved every

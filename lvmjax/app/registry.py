@@ -15,12 +15,15 @@ from lvmjax.errors import RunError
 __all__ = ["get", "names", "specs"]
 
 # In the order of the seed texts: the amortized and non-amortized neural models, then the classical ones.
-_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    *neural.SPECS,
-    gaussian_mixture.SPEC,
-    bernoulli_mixture.SPEC,
-    *linear_gaussian.SPECS,
-)}
+_SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        *neural.SPECS,
+        gaussian_mixture.SPEC,
+        bernoulli_mixture.SPEC,
+        *linear_gaussian.SPECS,
+    )
+}
 
 
 def names() -> tuple[str, ...]:

@@ -149,6 +149,7 @@ def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult, n
     if not num_train and isinstance(result.params, dict) and "phi" in result.params:
         num_train = len(jax.tree.leaves(result.params["phi"])[0])
     description = _describe(config, result.data_dim, result.image_shape, num_train)
+
     def fill(staging: Path) -> None:
         finish_run(staging, result)
 
@@ -162,25 +163,31 @@ def resume_run(run_dir: str | os.PathLike, config: FitConfig) -> Path:
     if (run_dir / CHECKPOINT_DIR).exists():
         raise RunError(f"{run_dir} is a finished run; there is nothing to resume.")
     if not config.spec.checkpointed:
-        raise RunError(f"{config.model} is fitted in one go, without checkpoints; there is nothing to resume, "
-                       "so fit it again into a new {run_dir}.")
+        raise RunError(
+            f"{config.model} is fitted in one go, without checkpoints; there is nothing to resume, "
+            "so fit it again into a new {run_dir}."
+        )
     for field in dataclasses.fields(FitConfig):
         given, stored = getattr(config, field.name), getattr(saved, field.name)
         if given != stored:
-            raise RunError(f"resuming continues {run_dir} as config.json describes it, but "
-                           f"{{{field.name}}} differs (saved {stored!r}, given {given!r}); "
-                           "repeat the original command's settings with {resume}.")
+            raise RunError(
+                f"resuming continues {run_dir} as config.json describes it, but "
+                f"{{{field.name}}} differs (saved {stored!r}, given {given!r}); "
+                "repeat the original command's settings with {resume}."
+            )
     return run_dir
 
 
 def read_config(run_dir: Path) -> FitConfig:
     """The `FitConfig` of RUN_DIR/config.json; a `RunError` that says what is wrong otherwise."""
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir} does not exist; make it with 'lvmjax fit'." if not run_dir.exists()
-                       else f"{run_dir} is a file, not a run directory; make one with 'lvmjax fit'.")
+        raise RunError(
+            f"{run_dir} does not exist; make it with 'lvmjax fit'."
+            if not run_dir.exists()
+            else f"{run_dir} is a file, not a run directory; make one with 'lvmjax fit'."
+        )
     if not (run_dir / CONFIG_FILE).is_file():
-        raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; "
-                       "make one with 'lvmjax fit'.")
+        raise RunError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}; make one with 'lvmjax fit'.")
     try:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
         if not isinstance(description, dict):
@@ -198,19 +205,26 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     spec = config.spec
     if not (run_dir / CHECKPOINT_DIR).exists():
         checkpoints = run_dir / CHECKPOINTS_DIR
-        epochs = sorted(int(path.name) for path in checkpoints.iterdir() if path.name.isdigit()) \
-            if checkpoints.is_dir() else []
+        epochs = (
+            sorted(int(path.name) for path in checkpoints.iterdir() if path.name.isdigit())
+            if checkpoints.is_dir()
+            else []
+        )
         where = f"after epoch {epochs[-1]}" if epochs else "before its first checkpoint"
-        raise RunError(f"the run in {run_dir} is unfinished (it stopped {where}); continue it by repeating "
-                       "its 'lvmjax fit' command with {resume}.")
+        raise RunError(
+            f"the run in {run_dir} is unfinished (it stopped {where}); continue it by repeating "
+            "its 'lvmjax fit' command with {resume}."
+        )
     try:
         description = json.loads((run_dir / CONFIG_FILE).read_text())
         data_dim = int(description["data_dim"])
         num_train = int(description.get("num_train", 0))
         image_shape = tuple(description["image_shape"]) if description.get("image_shape") else None
-        if image_shape is not None and (len(image_shape) != 2 or not all(
-                isinstance(side, int) and side >= 1 for side in image_shape)
-                or image_shape[0] * image_shape[1] != data_dim):
+        if image_shape is not None and (
+            len(image_shape) != 2
+            or not all(isinstance(side, int) and side >= 1 for side in image_shape)
+            or image_shape[0] * image_shape[1] != data_dim
+        ):
             raise ValueError(f"image_shape {list(image_shape)} is not (height, width) of {data_dim} pixels")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise RunError(f"{run_dir / CONFIG_FILE} is damaged ({error}).") from None
@@ -218,12 +232,15 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     checkpoint = run_dir / CHECKPOINT_DIR
     with precision_scope(config):  # the parameters as the run computed them (float64 ones stay float64)
         template = spec.template(config, data_dim, image_shape, num_train)
-        expected = {jax.tree_util.keystr(key): tuple(leaf.shape)
-                    for key, leaf in jax.tree_util.tree_leaves_with_path(template)}
+        expected = {
+            jax.tree_util.keystr(key): tuple(leaf.shape) for key, leaf in jax.tree_util.tree_leaves_with_path(template)
+        }
         if checkpoints_lib.saved_shapes(checkpoint) != expected:
-            raise RunError(f"the checkpoint in {checkpoint} does not match {CONFIG_FILE} (a {config.model} model "
-                           f"for {data_dim}-dimensional data with {spec.size(config)}); the run directory was "
-                           "changed after 'lvmjax fit' wrote it.")
+            raise RunError(
+                f"the checkpoint in {checkpoint} does not match {CONFIG_FILE} (a {config.model} model "
+                f"for {data_dim}-dimensional data with {spec.size(config)}); the run directory was "
+                "changed after 'lvmjax fit' wrote it."
+            )
         params = checkpoints_lib.read_params(checkpoint, template)
     return Run(config, params, data_dim, image_shape, networks, spec)
 

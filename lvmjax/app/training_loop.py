@@ -19,10 +19,18 @@ from lvmjax.errors import TrainingDiverged
 __all__ = ["run_epochs"]
 
 
-def run_epochs(epoch: Callable, state: Any, data: Any, key_epochs, num_epochs: int, max_skipped_steps: int,
-               progress: Callable[[int, dict], None] | None = None, checkpoints: Checkpoints | None = None,
-               mesh: Mesh | None = None, place: Callable[[Any, Mesh], Any] = parallel.replicate
-               ) -> tuple[Any, list[dict], float]:
+def run_epochs(
+    epoch: Callable,
+    state: Any,
+    data: Any,
+    key_epochs,
+    num_epochs: int,
+    max_skipped_steps: int,
+    progress: Callable[[int, dict], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    mesh: Mesh | None = None,
+    place: Callable[[Any, Mesh], Any] = parallel.replicate,
+) -> tuple[Any, list[dict], float]:
     """Runs `epoch(state, key, data) -> (state, info)` for epochs 1 … num_epochs; returns (state, history, seconds).
 
     Epoch t uses the t-th of the keys `jax.random.split(key_epochs, num_epochs)`, so a run
@@ -53,14 +61,16 @@ def run_epochs(epoch: Callable, state: Any, data: Any, key_epochs, num_epochs: i
         skipped = np.asarray(info.skipped)
         in_a_row = _longest_run_of_skips(skipped, in_a_row, max_skipped_steps, number)
         objective = np.asarray(info.objective)[~skipped]
-        entry = {"epoch": number, "train_objective": float(objective.mean()) if objective.size else math.nan,
-                 "seconds": seconds_before + time.perf_counter() - start}
+        entry = {
+            "epoch": number,
+            "train_objective": float(objective.mean()) if objective.size else math.nan,
+            "seconds": seconds_before + time.perf_counter() - start,
+        }
         if skipped.any() or in_a_row:
             entry |= {"skipped_steps": int(skipped.sum()), "skipped_in_a_row": in_a_row}
         history.append(entry)
         if checkpoints is not None and (number % checkpoints.every == 0 or number == num_epochs):
-            checkpoints.save(number, _as_on_one_device(state, one_device_state) if mesh is not None else state,
-                             history)
+            checkpoints.save(number, _as_on_one_device(state, one_device_state) if mesh is not None else state, history)
         if progress is not None:
             progress(number, entry)
     if mesh is not None:
@@ -86,6 +96,8 @@ def _longest_run_of_skips(skipped: np.ndarray, in_a_row: int, limit: int, epoch:
         in_a_row = in_a_row + 1 if flag else 0
         longest = max(longest, in_a_row)
     if longest >= limit:
-        raise TrainingDiverged(f"{longest} training steps in a row had a non-finite objective or gradient (NaN or inf) "
-                               f"by the end of epoch {epoch}, so training stopped; lower {{lr}}.")
+        raise TrainingDiverged(
+            f"{longest} training steps in a row had a non-finite objective or gradient (NaN or inf) "
+            f"by the end of epoch {epoch}, so training stopped; lower {{lr}}."
+        )
     return in_a_row

@@ -26,7 +26,6 @@ from lvmjax.types import Array, Params
 __all__ = ["EMInfo", "best_restart", "converged", "run_em", "run_em_on_host"]
 
 
-
 class EMInfo(NamedTuple):
     """How an EM run went."""
 

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-
 def prior(logits: Array) -> distrax.Categorical:
     """p(z) = Categorical(π), π = softmax(logits), logits of shape (K,)."""
     return distrax.Categorical(logits=logits)

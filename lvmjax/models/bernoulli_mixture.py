@@ -127,8 +127,7 @@ def e_step(params: Params, data: Array) -> tuple[Array, Array]:
     """
     log_probs = jax.nn.log_sigmoid(params.probs_logits)  # log μ_kd
     log_complements = jax.nn.log_sigmoid(-params.probs_logits)  # log(1 - μ_kd)
-    log_joint = (jax.nn.log_softmax(params.logits)
-                 + data @ log_probs.T + (1 - data) @ log_complements.T)
+    log_joint = jax.nn.log_softmax(params.logits) + data @ log_probs.T + (1 - data) @ log_complements.T
     log_marginals = jax.nn.logsumexp(log_joint, axis=1, keepdims=True)
     return log_joint - log_marginals, jnp.mean(log_marginals)
 
@@ -176,12 +175,10 @@ def log_parameter_prior(params: Params, alpha: float = 2.0, beta: float = 2.0) -
     log_probs = jax.nn.log_sigmoid(params.probs_logits)
     log_complements = jax.nn.log_sigmoid(-params.probs_logits)
     log_normalizer = jnp.asarray(betaln(alpha, beta), params.probs_logits.dtype)
-    return (jnp.sum((alpha - 1) * log_probs + (beta - 1) * log_complements)
-            - params.probs_logits.size * log_normalizer)
+    return jnp.sum((alpha - 1) * log_probs + (beta - 1) * log_complements) - params.probs_logits.size * log_normalizer
 
 
-def initial_params(key: Array, data: Array, num_components: int, alpha: float = 2.0,
-                   beta: float = 2.0) -> Params:
+def initial_params(key: Array, data: Array, num_components: int, alpha: float = 2.0, beta: float = 2.0) -> Params:
     """θ_0: `m_step` on hard assignments of every datapoint to its nearest k-means++ centre.
 
     On binary data the squared Euclidean distance of `_mixture.kmeans_plus_plus`
@@ -206,8 +203,16 @@ def initial_params(key: Array, data: Array, num_components: int, alpha: float = 
     return m_step(data, jnp.log(assignments), alpha, beta)
 
 
-def fit_em(key: Array, data: Array, num_components: int, max_iter: int = 100, tol: float = 1e-4,
-           alpha: float = 2.0, beta: float = 2.0, n_init: int = 1) -> tuple[Params, EMInfo]:
+def fit_em(
+    key: Array,
+    data: Array,
+    num_components: int,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    alpha: float = 2.0,
+    beta: float = 2.0,
+    n_init: int = 1,
+) -> tuple[Params, EMInfo]:
     """Fits a mixture of Bernoullis by MAP-EM (Bishop 2006, §9.3.3), from `n_init` starts in parallel.
 
     Each restart starts from `initial_params` (k-means++ centres, hard

@@ -143,7 +143,8 @@ def _map_blocks(fn: Callable[[Array], Any], data_t: Array) -> Any:
     def write(index, outputs):
         values = fn(jax.lax.dynamic_slice_in_dim(data_t, starts[index], size, axis=1))
         return jax.tree.map(
-            lambda out, value: jax.lax.dynamic_update_slice_in_dim(out, value, starts[index], axis=-1), outputs, values)
+            lambda out, value: jax.lax.dynamic_update_slice_in_dim(out, value, starts[index], axis=-1), outputs, values
+        )
 
     zeros = jax.tree.map(lambda shape: jnp.zeros((*shape.shape[:-1], data_t.shape[1]), shape.dtype), shapes)
     return jax.lax.fori_loop(0, len(starts), write, zeros)
@@ -160,8 +161,11 @@ def _sum_blocks(statistics: Callable[[Array, Array], Any], data_t: Array, log_re
         r_t = jnp.where(new, jnp.exp(log_r_t), 0)
         return jax.tree.map(jnp.add, total, statistics(x_t, r_t)), None
 
-    shapes = jax.eval_shape(statistics, jax.ShapeDtypeStruct((data_t.shape[0], size), data_t.dtype),
-                            jax.ShapeDtypeStruct((log_responsibilities_t.shape[0], size), data_t.dtype))
+    shapes = jax.eval_shape(
+        statistics,
+        jax.ShapeDtypeStruct((data_t.shape[0], size), data_t.dtype),
+        jax.ShapeDtypeStruct((log_responsibilities_t.shape[0], size), data_t.dtype),
+    )
     zeros = jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)
     return jax.lax.scan(add, zeros, jnp.arange(len(starts)))[0]
 
@@ -219,6 +223,7 @@ def _component_log_probs_fn(params: Params, diagonal: bool) -> Callable[[Array],
         def log_probs(x_t):
             projected = (stacked @ (x_t - shift[:, None])).reshape(num_components, data_dim, -1) - offsets[:, :, None]
             return constant[:, None] - 0.5 * jnp.sum(projected**2, axis=1)
+
     return log_probs
 
 
@@ -231,8 +236,9 @@ def _by_structure(fn: Callable[..., Any], params: Params, data: Array) -> Any:
     when params are concrete, so that only one form is compiled, and by `lax.cond` when traced."""
     diagonal = _is_diagonal(params.scale_tril)
     if isinstance(diagonal, jax.core.Tracer):
-        return jax.lax.cond(diagonal, functools.partial(fn, diagonal=True), functools.partial(fn, diagonal=False),
-                            params, data)
+        return jax.lax.cond(
+            diagonal, functools.partial(fn, diagonal=True), functools.partial(fn, diagonal=False), params, data
+        )
     return fn(params, data, diagonal=bool(diagonal))
 
 
@@ -317,8 +323,9 @@ def sufficient_statistics(data_t: Array, log_responsibilities_t: Array, covarian
     shift = jnp.mean(data_t, axis=1)
     tiny = 10 * jnp.finfo(data_t.dtype).eps
     if covariance_type == "full":
-        raw_counts, sums = _sum_blocks(lambda x_t, r_t: (jnp.sum(r_t, axis=1), r_t @ (x_t - shift[:, None]).T),
-                                       data_t, log_responsibilities_t)
+        raw_counts, sums = _sum_blocks(
+            lambda x_t, r_t: (jnp.sum(r_t, axis=1), r_t @ (x_t - shift[:, None]).T), data_t, log_responsibilities_t
+        )
         counts = raw_counts + tiny
         means = shift + sums / counts[:, None]
 
@@ -347,8 +354,11 @@ def sufficient_statistics(data_t: Array, log_responsibilities_t: Array, covarian
     amplification = jnp.max(sums_of_squares / (counts[:, None] * variances + jnp.finfo(data_t.dtype).tiny), axis=1)
     _, worst = jax.lax.top_k(amplification, min(EXACT_COMPONENTS, len(counts)))
     worst_means = means[worst][:, :, None]
-    exact = _sum_blocks(lambda x_t, r_t: jnp.einsum("jn,jdn->jd", r_t, (x_t[None, :, :] - worst_means)**2),
-                        data_t, log_responsibilities_t[worst])
+    exact = _sum_blocks(
+        lambda x_t, r_t: jnp.einsum("jn,jdn->jd", r_t, (x_t[None, :, :] - worst_means) ** 2),
+        data_t,
+        log_responsibilities_t[worst],
+    )
     return Statistics(raw_counts, means, variances.at[worst].set(exact / counts[worst][:, None]))
 
 
@@ -375,12 +385,13 @@ def combine_statistics(first: Statistics, second: Statistics) -> Statistics:
     return Statistics(counts, means, first_weight * first.covariances + second_weight * second.covariances + spread)
 
 
-def params_from_statistics(statistics: Statistics, num_data: int | Array, covariance_type: str = "full",
-                           reg_covar: float = 1e-6) -> Params:
+def params_from_statistics(
+    statistics: Statistics, num_data: int | Array, covariance_type: str = "full", reg_covar: float = 1e-6
+) -> Params:
     """The M-step's θ from the `Statistics` of all N datapoints:
 
-        π_k = N_k / N,   μ_k,   Σ_k + reg_covar · I   (its diagonal for "diag", the mean of that times I
-        for "spherical")
+    π_k = N_k / N,   μ_k,   Σ_k + reg_covar · I   (its diagonal for "diag", the mean of that times I
+    for "spherical")
     """
     counts, means, covariances = statistics
     counts = counts + 10 * jnp.finfo(counts.dtype).eps
@@ -397,13 +408,16 @@ def params_from_statistics(statistics: Statistics, num_data: int | Array, covari
 
 def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
     """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
-    return params_from_statistics(sufficient_statistics(data_t, log_responsibilities_t, covariance_type),
-                                  data_t.shape[1], covariance_type, reg_covar)
+    return params_from_statistics(
+        sufficient_statistics(data_t, log_responsibilities_t, covariance_type),
+        data_t.shape[1],
+        covariance_type,
+        reg_covar,
+    )
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
-def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "full",
-           reg_covar: float = 1e-6) -> Params:
+def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "full", reg_covar: float = 1e-6) -> Params:
     """The M-step: the θ that maximizes Σ_i Σ_k r_ik log p(x_i, z = k; θ).
 
         N_k = Σ_i r_ik,   π_k = N_k / N,   μ_k = Σ_i r_ik x_i / N_k,
@@ -436,15 +450,17 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     return _m_step(data.T, log_responsibilities.T, covariance_type, reg_covar)
 
 
-def initial_params(key: Array, data: Array, num_components: int, covariance_type: str = "full",
-                   reg_covar: float = 1e-6) -> Params:
+def initial_params(
+    key: Array, data: Array, num_components: int, covariance_type: str = "full", reg_covar: float = 1e-6
+) -> Params:
     """θ_0: the M-step on hard assignments of every datapoint to its nearest k-means++ centre."""
     centres = kmeans_plus_plus(key, data, num_components)
     return m_step(data, _mixture.nearest_centre(centres, data), covariance_type, reg_covar)
 
 
-def check_fit_options(num_data: int, num_components: int, covariance_type: str, reg_covar: float, n_init: int,
-                      max_iter: int) -> tuple[int, int]:
+def check_fit_options(
+    num_data: int, num_components: int, covariance_type: str, reg_covar: float, n_init: int, max_iter: int
+) -> tuple[int, int]:
     """The checks of `fit_em`'s options against N datapoints (shared by `lvmjax.distributed_em`); n_init and
     max_iter as ints."""
     if covariance_type not in COVARIANCE_TYPES:
@@ -457,9 +473,17 @@ def check_fit_options(num_data: int, num_components: int, covariance_type: str, 
     return n_init, max_iter
 
 
-def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = "full",
-           max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, n_init: int = 1,
-           init_params: Params | None = None) -> tuple[Params, EMInfo]:
+def fit_em(
+    key: Array,
+    data: Array,
+    num_components: int,
+    covariance_type: str = "full",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    n_init: int = 1,
+    init_params: Params | None = None,
+) -> tuple[Params, EMInfo]:
     """Maximum-likelihood Gaussian mixture by EM, with k-means++ starts and parallel restarts.
 
     Each restart starts from `initial_params` (or `init_params`), then iterates
@@ -486,10 +510,8 @@ def fit_em(key: Array, data: Array, num_components: int, covariance_type: str = 
       log-likelihood per datapoint at each iterate).
     """
     data = _validation.check_data_matrix(data)
-    n_init, max_iter = check_fit_options(data.shape[0], num_components, covariance_type, reg_covar, n_init,
-                                         max_iter)
-    return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init,
-                   init_params)
+    n_init, max_iter = check_fit_options(data.shape[0], num_components, covariance_type, reg_covar, n_init, max_iter)
+    return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params)
 
 
 @functools.partial(jax.jit, static_argnames=("num_components", "covariance_type", "max_iter", "n_init"))
@@ -502,8 +524,11 @@ def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar
         return _m_step(data_t, log_responsibilities_t, covariance_type, reg_covar), mean_log_likelihood
 
     def restart(key):
-        start = init_params if init_params is not None else initial_params(
-            key, data, num_components, covariance_type, reg_covar)
+        start = (
+            init_params
+            if init_params is not None
+            else initial_params(key, data, num_components, covariance_type, reg_covar)
+        )
         return run_em(step, start, max_iter, tol)
 
     keys = jax.random.split(key, n_init)

@@ -17,7 +17,6 @@ ground truth against which lvmjax's estimators are tested.
 form and `fit_ppca_em` by EM (Tipping & Bishop 1999).
 """
 
-
 from __future__ import annotations
 
 import functools
@@ -36,7 +35,22 @@ from lvmjax.model import LatentVariableModel
 from lvmjax.models._em import EMInfo, run_em
 from lvmjax.types import Array
 
-__all__ = ["Params", "bic", "exact_elbo", "fit_factor_analysis", "fit_ppca", "fit_ppca_em", "likelihood", "log_likelihood_error_bound", "log_marginal", "marginal", "model", "num_free_parameters", "posterior", "prior"]
+__all__ = [
+    "Params",
+    "bic",
+    "exact_elbo",
+    "fit_factor_analysis",
+    "fit_ppca",
+    "fit_ppca_em",
+    "likelihood",
+    "log_likelihood_error_bound",
+    "log_marginal",
+    "marginal",
+    "model",
+    "num_free_parameters",
+    "posterior",
+    "prior",
+]
 
 
 class Params(NamedTuple):
@@ -55,14 +69,12 @@ def prior(params: Params) -> distrax.Distribution:
     """p(z) = N(0, I_d)."""
     latent_dim = params.weight.shape[-1]
     dtype = params.weight.dtype
-    return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim, dtype),
-                                          jnp.ones(latent_dim, dtype))
+    return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim, dtype), jnp.ones(latent_dim, dtype))
 
 
 def likelihood(params: Params, z: Array) -> distrax.Distribution:
     """p(x | z; θ) = N(W z + b, Ψ)."""
-    return distrax.MultivariateNormalDiag(params.weight @ z + params.bias,
-                                          jnp.sqrt(_noise_variance(params)))
+    return distrax.MultivariateNormalDiag(params.weight @ z + params.bias, jnp.sqrt(_noise_variance(params)))
 
 
 model = LatentVariableModel(prior=prior, likelihood=likelihood)
@@ -91,8 +103,9 @@ def log_marginal(params: Params, x: Array) -> Array:
     weight_over_noise, cholesky = _posterior_precision_cholesky(params)
     z = jax.scipy.linalg.cho_solve((cholesky, True), weight_over_noise.T @ (x - params.bias))
     latent_dim = cholesky.shape[0]
-    log_posterior_at_mean = (-0.5 * latent_dim * jnp.log(2 * jnp.pi).astype(z.dtype)
-                             + jnp.sum(jnp.log(jnp.diagonal(cholesky))))
+    log_posterior_at_mean = -0.5 * latent_dim * jnp.log(2 * jnp.pi).astype(z.dtype) + jnp.sum(
+        jnp.log(jnp.diagonal(cholesky))
+    )
     return likelihood(params, z).log_prob(x) + prior(params).log_prob(z) - log_posterior_at_mean
 
 
@@ -108,8 +121,7 @@ def posterior(params: Params, x: Array) -> distrax.Distribution:
     """Exact p(z | x; θ) = N(M⁻¹ Wᵀ Ψ⁻¹ (x - b), M⁻¹), M = I + Wᵀ Ψ⁻¹ W, for one x of shape (D,)."""
     _validation.check_event_shape(x, marginal(params), "x", "the linear-Gaussian model")
     weight_over_noise, cholesky = _posterior_precision_cholesky(params)
-    covariance = jax.scipy.linalg.cho_solve((cholesky, True), jnp.eye(cholesky.shape[0],
-                                                                      dtype=cholesky.dtype))
+    covariance = jax.scipy.linalg.cho_solve((cholesky, True), jnp.eye(cholesky.shape[0], dtype=cholesky.dtype))
     covariance = 0.5 * (covariance + covariance.T)
     mean = covariance @ (weight_over_noise.T @ (x - params.bias))
     return distrax.MultivariateNormalFullCovariance(mean, covariance)
@@ -132,9 +144,8 @@ def exact_elbo(params: Params, q: distrax.Distribution, x: Array) -> Array:
     _validation.check_event_shape(x, marginal(params), "x", "the linear-Gaussian model")
     noise_variance = _noise_variance(params)
     mean, covariance = q.mean(), q.covariance()
-    expected_log_likelihood = (
-        likelihood(params, mean).log_prob(x)
-        - 0.5 * jnp.sum((params.weight @ covariance * params.weight).sum(-1) / noise_variance)
+    expected_log_likelihood = likelihood(params, mean).log_prob(x) - 0.5 * jnp.sum(
+        (params.weight @ covariance * params.weight).sum(-1) / noise_variance
     )
     return expected_log_likelihood - q.kl_divergence(prior(params))
 
@@ -171,8 +182,7 @@ def _mean_log_marginal(params: Params, data_covariance: Array) -> Array:
     noise_variance = _noise_variance(params)
     whitened = jax.scipy.linalg.solve_triangular(cholesky, weight_over_noise.T, lower=True)  # L⁻¹ Wᵀ Ψ⁻¹
     log_determinant = 2 * jnp.sum(jnp.log(jnp.diag(cholesky))) + jnp.sum(jnp.log(noise_variance))
-    trace = (jnp.sum(jnp.diag(data_covariance) / noise_variance)
-             - jnp.sum((whitened @ data_covariance) * whitened))
+    trace = jnp.sum(jnp.diag(data_covariance) / noise_variance) - jnp.sum((whitened @ data_covariance) * whitened)
     data_dim = data_covariance.shape[0]
     return -0.5 * (data_dim * math.log(2 * math.pi) + log_determinant + trace)
 
@@ -193,7 +203,8 @@ def _em_step(params: Params, data_covariance: Array, min_noise_variance: Array) 
     """
     weight_over_noise, cholesky = _posterior_precision_cholesky(params)
     posterior_covariance = jax.scipy.linalg.cho_solve(
-        (cholesky, True), jnp.eye(cholesky.shape[0], dtype=cholesky.dtype))  # M⁻¹
+        (cholesky, True), jnp.eye(cholesky.shape[0], dtype=cholesky.dtype)
+    )  # M⁻¹
     projection = jax.scipy.linalg.cho_solve((cholesky, True), weight_over_noise.T)  # β, shape (d, D)
     cross_moment = data_covariance @ projection.T  # (1/N) Σ_i (x_i - x̄) E[z_i]ᵀ, shape (D, d)
     second_moment = posterior_covariance + projection @ cross_moment  # (1/N) Σ_i E[z_i z_iᵀ]
@@ -208,24 +219,31 @@ def _em_step(params: Params, data_covariance: Array, min_noise_variance: Array) 
 
 
 @functools.partial(jax.jit, static_argnames=("latent_dim", "max_iter", "isotropic"))
-def _fit_em(key: Array, data: Array, latent_dim: int, max_iter: int, tol: Array,
-            min_noise_variance: Array | None, isotropic: bool) -> tuple[Params, EMInfo]:
+def _fit_em(
+    key: Array,
+    data: Array,
+    latent_dim: int,
+    max_iter: int,
+    tol: Array,
+    min_noise_variance: Array | None,
+    isotropic: bool,
+) -> tuple[Params, EMInfo]:
     mean, data_covariance = _mean_and_covariance(data)
     variance = jnp.diag(data_covariance)
     if min_noise_variance is None:  # PPCA: a floor far below the data's scale, against σ² = 0
         min_noise_variance = jnp.finfo(data.dtype).eps * jnp.mean(variance)
     # θ_0: W Wᵀ and Ψ explain half of each variance each, in expectation over W.
-    weight = (jnp.sqrt(variance / (2 * latent_dim))[:, None]
-              * jax.random.normal(key, (data.shape[1], latent_dim), data.dtype))
+    weight = jnp.sqrt(variance / (2 * latent_dim))[:, None] * jax.random.normal(
+        key, (data.shape[1], latent_dim), data.dtype
+    )
     noise_variance = jnp.mean(variance) / 2 if isotropic else variance / 2
-    params = Params(weight=weight, bias=mean,
-                    noise_variance=jnp.maximum(noise_variance, min_noise_variance))
-    return run_em(lambda params: _em_step(params, data_covariance, min_noise_variance),
-                  params, max_iter, tol)
+    params = Params(weight=weight, bias=mean, noise_variance=jnp.maximum(noise_variance, min_noise_variance))
+    return run_em(lambda params: _em_step(params, data_covariance, min_noise_variance), params, max_iter, tol)
 
 
-def fit_factor_analysis(key: Array, data: Array, latent_dim: int, max_iter: int = 1000, tol: float = 1e-6,
-                        min_noise_variance: float = 1e-6) -> tuple[Params, EMInfo]:
+def fit_factor_analysis(
+    key: Array, data: Array, latent_dim: int, max_iter: int = 1000, tol: float = 1e-6, min_noise_variance: float = 1e-6
+) -> tuple[Params, EMInfo]:
     """Fits factor analysis, x ~ N(b, W Wᵀ + Ψ) with Ψ diagonal, by EM.
 
     b is the data mean x̄ (its maximum-likelihood estimate); W and Ψ come from
@@ -286,8 +304,12 @@ def log_likelihood_error_bound(noise_variance: Array, data: Array) -> float:
     Above 1 nat the fitted ψ and the log-likelihood are rounding noise.
     """
     rows = np.asarray(data)
-    return (rows.shape[1] * float(np.finfo(rows.dtype).eps) * float(np.max(np.var(rows, axis=0)))
-            / float(np.min(noise_variance)))
+    return (
+        rows.shape[1]
+        * float(np.finfo(rows.dtype).eps)
+        * float(np.max(np.var(rows, axis=0)))
+        / float(np.min(noise_variance))
+    )
 
 
 def _warn_if_below_resolution(noise_variance: Array, data: Array) -> None:
@@ -300,7 +322,9 @@ def _warn_if_below_resolution(noise_variance: Array, data: Array) -> None:
             f"is below what S = (1/N) Σ (x_i - x̄)(x_i - x̄)ᵀ resolves in {data.dtype}, so ψ and the "
             f"log-likelihood (off by up to {error_bound:.3g} nats per datapoint) are rounding noise; "
             "fit in float64: with jax.enable_x64(True), pass the data as float64.",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 @functools.partial(jax.jit, static_argnames="latent_dim")
@@ -344,8 +368,9 @@ def fit_ppca(data: Array, latent_dim: int) -> Params:
     return _fit_ppca(data, latent_dim)
 
 
-def fit_ppca_em(key: Array, data: Array, latent_dim: int, max_iter: int = 1000,
-                tol: float = 1e-7) -> tuple[Params, EMInfo]:
+def fit_ppca_em(
+    key: Array, data: Array, latent_dim: int, max_iter: int = 1000, tol: float = 1e-7
+) -> tuple[Params, EMInfo]:
     """Fits probabilistic PCA, x ~ N(b, W Wᵀ + σ² I), by EM (Tipping & Bishop 1999, eqs. 27-28).
 
     The E-step and M-step of `fit_factor_analysis` with Ψ = σ² I, so that

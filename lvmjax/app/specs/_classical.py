@@ -32,15 +32,25 @@ if TYPE_CHECKING:
     from lvmjax.data import Dataset
     from lvmjax.models._em import EMInfo
 
-__all__ = ["check_components", "exact_evaluation", "exact_imputation", "fit_by", "generative_of", "mixture_metrics",
-           "template_of"]
+__all__ = [
+    "check_components",
+    "exact_evaluation",
+    "exact_imputation",
+    "fit_by",
+    "generative_of",
+    "mixture_metrics",
+    "template_of",
+]
 
 FitModel = Callable[[Array, Array, "FitConfig", "Mesh | None"], tuple[Params, "EMInfo | None"]]
 """`fit_model(key, train, config, mesh) -> (Params, EMInfo or None)`: None for a closed form."""
 
 
-def fit_by(fit_model: FitModel, log_marginal: Callable[[Params, Array], Array],
-           check_fit: Callable[[FitConfig, Params, Array], None] | None = None) -> Callable[..., FitResult]:
+def fit_by(
+    fit_model: FitModel,
+    log_marginal: Callable[[Params, Array], Array],
+    check_fit: Callable[[FitConfig, Params, Array], None] | None = None,
+) -> Callable[..., FitResult]:
     """The application's fit of a classical model: `fit_model` on the training split, in the run's precision.
 
     The history is EM's objective at every iterate (`EMInfo.objective`), or for a
@@ -83,9 +93,11 @@ def template_of(fit_model: FitModel, num_rows: Callable[[FitConfig, int], int]):
     return template
 
 
-def exact_evaluation(log_marginal: Callable[[Params, Array], Array],
-                     num_free_parameters: Callable[[FitConfig, int], int],
-                     extra: Callable[[FitConfig, Params, Dataset], dict] | None = None) -> Callable[..., dict]:
+def exact_evaluation(
+    log_marginal: Callable[[Params, Array], Array],
+    num_free_parameters: Callable[[FitConfig, int], int],
+    extra: Callable[[FitConfig, Params, Dataset], dict] | None = None,
+) -> Callable[..., dict]:
     """Exact test metrics: −log p(x) needs no sampling, and with q = p(z | x) the ELBO is log p(x).
 
     Reports the test NLL (its standard error is 0), the training NLL and the BIC,
@@ -101,8 +113,9 @@ def exact_evaluation(log_marginal: Callable[[Params, Array], Array],
             test = jnp.asarray(dataset.test, jnp.result_type(float))
             test_log_marginals, train_log_marginals = log_marginals(params, test), log_marginals(params, train)
             num_train = train.shape[0]
-            bic = (-2 * float(jnp.sum(train_log_marginals))
-                   + num_free_parameters(config, train.shape[1]) * math.log(num_train))
+            bic = -2 * float(jnp.sum(train_log_marginals)) + num_free_parameters(config, train.shape[1]) * math.log(
+                num_train
+            )
             report = {
                 "num_samples": None,
                 "test_elbo": float(jnp.mean(test_log_marginals)),
@@ -140,8 +153,10 @@ def mixture_metrics(posterior: Callable, collapsed: Callable[[Params], Array] | 
 def check_components(config, num_data: int, data_dim: int) -> None:
     """`check` of a mixture: at most one component per training datapoint."""
     if config.components > num_data:
-        raise RunError(f"{{components}} must be between 1 and the number of training datapoints ({num_data}), "
-                       f"got {config.components}.")
+        raise RunError(
+            f"{{components}} must be between 1 and the number of training datapoints ({num_data}), "
+            f"got {config.components}."
+        )
 
 
 def generative_of(model: LatentVariableModel) -> Callable[[Run], tuple[LatentVariableModel, Params]]:

@@ -32,8 +32,9 @@ SPEC = ModelSpec(
     data_kind=DataKind.BINARY,
     options=frozenset({"components", "max_iter", "n_init", "precision"}),
     fit=_classical.fit_by(_fit, bernoulli_mixture.log_marginal),
-    evaluate=_classical.exact_evaluation(bernoulli_mixture.log_marginal, _num_free_parameters,
-                                         _classical.mixture_metrics(bernoulli_mixture.posterior)),
+    evaluate=_classical.exact_evaluation(
+        bernoulli_mixture.log_marginal, _num_free_parameters, _classical.mixture_metrics(bernoulli_mixture.posterior)
+    ),
     template=_classical.template_of(_fit, lambda config, data_dim: config.components),
     size=lambda config: f"{config.components} components",
     check=_classical.check_components,

@@ -38,7 +38,10 @@ SPEC = ModelSpec(
     options=frozenset({"components", "covariance", "max_iter", "n_init", "precision"}),
     fit=_classical.fit_by(_fit, gaussian_mixture.log_marginal),
     evaluate=_classical.exact_evaluation(
-        gaussian_mixture.log_marginal, _num_free_parameters, _classical.mixture_metrics(gaussian_mixture.posterior, gaussian_mixture.collapsed_components)),
+        gaussian_mixture.log_marginal,
+        _num_free_parameters,
+        _classical.mixture_metrics(gaussian_mixture.posterior, gaussian_mixture.collapsed_components),
+    ),
     template=_classical.template_of(_fit, lambda config, data_dim: config.components),
     size=lambda config: f"{config.components} components",
     check=_classical.check_components,

@@ -38,12 +38,16 @@ def _check_resolution(config, params, train) -> None:
     if bound <= 1:
         return
     dtype = np.dtype(train.dtype).name
-    cure = ("fit again with {precision} float64" if dtype == "float32"
-            else "standardize the data's columns (their scales differ too much even for float64)")
+    cure = (
+        "fit again with {precision} float64"
+        if dtype == "float32"
+        else "standardize the data's columns (their scales differ too much even for float64)"
+    )
     raise PrecisionError(
         f"{config.model} in {dtype}: the smallest noise variance, {float(jnp.min(params.noise_variance)):.3g}, "
         f"is below what {dtype} resolves in the data's covariance, so the log-likelihood is rounding noise (off by "
-        f"up to {bound:.3g} nats per datapoint) and nothing was saved; {cure}.")
+        f"up to {bound:.3g} nats per datapoint) and nothing was saved; {cure}."
+    )
 
 
 def _check(config, num_data: int, data_dim: int) -> None:
@@ -54,8 +58,9 @@ def _check(config, num_data: int, data_dim: int) -> None:
 def _latent_codes(run: Run, dataset):
     params = run.spec.model_params(run.params)
     with precision_scope(run.config):
-        codes = applications.latent_means(jax.jit(linear_gaussian.posterior), params,
-                                          jnp.asarray(dataset.test, jnp.result_type(float)))
+        codes = applications.latent_means(
+            jax.jit(linear_gaussian.posterior), params, jnp.asarray(dataset.test, jnp.result_type(float))
+        )
     return np.asarray(codes), dataset.test_labels, "E[z | x], the exact posterior mean, of the test data"
 
 

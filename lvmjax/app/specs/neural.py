@@ -38,8 +38,9 @@ OPTIONS = frozenset({"epochs", "batch_size", "latent_dim", "lr", "hidden", "arch
 
 def networks(config, data_dim: int, image_shape) -> amortized.AmortizedModel:
     """The encoder and decoder of a run (svi uses only the decoder); the same object for the same sizes."""
-    return amortized.make_vae(data_dim, config.latent_dim, hidden=config.hidden, architecture=config.architecture,
-                              image_shape=image_shape)
+    return amortized.make_vae(
+        data_dim, config.latent_dim, hidden=config.hidden, architecture=config.architecture, image_shape=image_shape
+    )
 
 
 def _optimizer(config, steps: int) -> optax.GradientTransformation:
@@ -70,8 +71,9 @@ def _train(config, dataset, trainer: training.Trainer, state, data, place, progr
     step = _binarizing(trainer.step, indexed=isinstance(data, tuple)) if dataset.grey_levels else trainer.step
     epoch = jax.jit(training.make_epoch(step, config.batch_size, mesh))
     key_epochs = jax.random.split(jax.random.key(config.seed), 3)[2]
-    return run_epochs(epoch, state, data, key_epochs, config.epochs, config.max_skipped_steps, progress,
-                      checkpoints, mesh, place)
+    return run_epochs(
+        epoch, state, data, key_epochs, config.epochs, config.max_skipped_steps, progress, checkpoints, mesh, place
+    )
 
 
 def _fit_amortized(objective: Callable) -> Callable:
@@ -85,8 +87,9 @@ def _fit_amortized(objective: Callable) -> Callable:
         optimizer = _optimizer(config, config.epochs * (num_data // config.batch_size))
         trainer = training.gradient_ascent(objective(config, vae), optimizer)
         state = trainer.init(key_init, vae.init(key_init))
-        state, history, seconds = _train(config, dataset, trainer, state, train, parallel.replicate, progress,
-                                         checkpoints, mesh)
+        state, history, seconds = _train(
+            config, dataset, trainer, state, train, parallel.replicate, progress, checkpoints, mesh
+        )
         return FitResult(state.params, history, seconds, data_dim, dataset.image_shape)
 
     return fit
@@ -98,13 +101,23 @@ def _fit_svi(config, dataset, *, progress=None, checkpoints=None, mesh=None) -> 
     vae = networks(config, data_dim, dataset.image_shape)
     key_init, key_phi, _ = jax.random.split(jax.random.key(config.seed), 3)
     optimizer = _optimizer(config, config.epochs * (num_data // config.batch_size))
-    trainer = svi.svi(vae.model, vae.family, optimizer, optax.adam(config.svi_lr), num_data, config.samples,
-                      analytic_kl=True, inner_steps=config.svi_inner_steps)
+    trainer = svi.svi(
+        vae.model,
+        vae.family,
+        optimizer,
+        optax.adam(config.svi_lr),
+        num_data,
+        config.samples,
+        analytic_kl=True,
+        inner_steps=config.svi_inner_steps,
+    )
     state = trainer.init(key_phi, {"decoder": vae.init(key_init)["decoder"]})
-    state, history, seconds = _train(config, dataset, trainer, state, (jnp.arange(num_data), train),
-                                     svi.shard_state, progress, checkpoints, mesh)
-    return FitResult({"decoder": state.theta["decoder"], "phi": state.phi}, history, seconds, data_dim,
-                     dataset.image_shape)
+    state, history, seconds = _train(
+        config, dataset, trainer, state, (jnp.arange(num_data), train), svi.shard_state, progress, checkpoints, mesh
+    )
+    return FitResult(
+        {"decoder": state.theta["decoder"], "phi": state.phi}, history, seconds, data_dim, dataset.image_shape
+    )
 
 
 def _template(config, data_dim: int, image_shape, num_train: int):
@@ -114,8 +127,10 @@ def _template(config, data_dim: int, image_shape, num_train: int):
 
 def _svi_template(config, data_dim: int, image_shape, num_train: int):
     vae = networks(config, data_dim, image_shape)
-    return {"decoder": _template(config, data_dim, image_shape, num_train)["decoder"],
-            "phi": jax.eval_shape(jax.vmap(vae.family.init), jax.random.split(jax.random.key(0), num_train))}
+    return {
+        "decoder": _template(config, data_dim, image_shape, num_train)["decoder"],
+        "phi": jax.eval_shape(jax.vmap(vae.family.init), jax.random.split(jax.random.key(0), num_train)),
+    }
 
 
 # --- Evaluation: compiled once per network and setting (the parameters are arguments, not
@@ -130,23 +145,27 @@ def _reconstruction_log_likelihoods(vae, params, test):
 @functools.partial(jax.jit, static_argnames=("vae", "svi_lr", "refine_steps", "num_samples", "chunk_size"))
 def _svi_test_metrics(key, vae, params, test, svi_lr, refine_steps, num_samples, chunk_size):
     phi0 = jax.vmap(vae.family.init)(jax.random.split(key, test.shape[0]))
-    phi = svi.fit_local(key, vae.model, vae.family, params, test, phi0, optax.adam(svi_lr), refine_steps * 2,
-                        analytic_kl=True)
+    phi = svi.fit_local(
+        key, vae.model, vae.family, params, test, phi0, optax.adam(svi_lr), refine_steps * 2, analytic_kl=True
+    )
 
     def per_datapoint(args):
         index, phi_i, x = args
         q = vae.family.distribution(phi_i)
         k = jax.random.fold_in(key, index)
-        return (elbo(k, vae.model, params, q, x, 100, analytic_kl=True),
-                log_marginal_is(k, vae.model, params, q, x, num_samples, chunk_size=chunk_size))
+        return (
+            elbo(k, vae.model, params, q, x, 100, analytic_kl=True),
+            log_marginal_is(k, vae.model, params, q, x, num_samples, chunk_size=chunk_size),
+        )
 
     return jax.lax.map(per_datapoint, (jnp.arange(test.shape[0]), phi, test), batch_size=64)
 
 
 @functools.partial(jax.jit, static_argnames=("vae", "refine_steps", "num_samples", "chunk_size"))
 def _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size):
-    return semi_amortized.amortization_gap(key, vae, params, test, refine_steps=refine_steps,
-                                           marginal_samples=num_samples, chunk_size=chunk_size)
+    return semi_amortized.amortization_gap(
+        key, vae, params, test, refine_steps=refine_steps, marginal_samples=num_samples, chunk_size=chunk_size
+    )
 
 
 def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -> dict:
@@ -154,9 +173,14 @@ def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -
     test = np.asarray(dataset.test)
     vae = networks(config, test.shape[1], dataset.image_shape)
     num_samples = settings.num_samples
-    gaps = in_batches(lambda key, batch: _gap_report(key, vae, params, batch, settings.refine_steps, num_samples,
-                                                     chunk_size(num_samples)),
-                      jax.random.key(settings.seed), test, settings.progress)
+    gaps = in_batches(
+        lambda key, batch: _gap_report(
+            key, vae, params, batch, settings.refine_steps, num_samples, chunk_size(num_samples)
+        ),
+        jax.random.key(settings.seed),
+        test,
+        settings.progress,
+    )
     report = {
         "test_elbo": float(jnp.mean(gaps.amortized_elbo)),
         "test_nll": -float(jnp.mean(gaps.log_marginal)),
@@ -176,11 +200,25 @@ def _evaluate_svi(config, params, dataset, settings: EvaluationSettings) -> dict
     vae = networks(config, test.shape[1], dataset.image_shape)
     num_samples = settings.num_samples
     elbos, estimate = in_batches(
-        lambda key, batch: _svi_test_metrics(key, vae, {"decoder": params["decoder"]}, batch, config.svi_lr,
-                                             settings.refine_steps, num_samples, chunk_size(num_samples)),
-        jax.random.key(settings.seed), test, settings.progress)
-    report = {"test_elbo": float(jnp.mean(elbos)), "test_nll": -float(jnp.mean(estimate.log_marginal)),
-              "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0])}
+        lambda key, batch: _svi_test_metrics(
+            key,
+            vae,
+            {"decoder": params["decoder"]},
+            batch,
+            config.svi_lr,
+            settings.refine_steps,
+            num_samples,
+            chunk_size(num_samples),
+        ),
+        jax.random.key(settings.seed),
+        test,
+        settings.progress,
+    )
+    report = {
+        "test_elbo": float(jnp.mean(elbos)),
+        "test_nll": -float(jnp.mean(estimate.log_marginal)),
+        "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0]),
+    }
     if settings.per_datapoint:
         report["test_log_marginals"] = jax.device_get(estimate.log_marginal).tolist()
     return report
@@ -190,8 +228,12 @@ def _evaluate_autoencoder(config, params, dataset, settings: EvaluationSettings)
     """No likelihood, so no test ELBO or NLL: the reconstruction term −log p(x | f(x)) instead."""
     test = np.asarray(dataset.test)
     vae = networks(config, test.shape[1], dataset.image_shape)
-    reconstruction = in_batches(lambda key, batch: _reconstruction_log_likelihoods(vae, params, batch),
-                                jax.random.key(settings.seed), test, settings.progress)
+    reconstruction = in_batches(
+        lambda key, batch: _reconstruction_log_likelihoods(vae, params, batch),
+        jax.random.key(settings.seed),
+        test,
+        settings.progress,
+    )
     return {"test_elbo": None, "test_nll": None, "test_reconstruction_nll": -float(jnp.mean(reconstruction))}
 
 
@@ -218,8 +260,9 @@ def _impute_with_prior(key, run: Run, data, observed, num_samples: int) -> np.nd
     vae = _networks_of(run)
     standard_normal = {"mean": jnp.zeros(vae.latent_dim), "log_scale": jnp.zeros(vae.latent_dim)}
     prior_proposal = vae._replace(encoder_output=lambda params, x: standard_normal)
-    return np.asarray(impute_vae_all(key, prior_proposal, {"decoder": run.params["decoder"]}, data, observed,
-                                     num_samples))
+    return np.asarray(
+        impute_vae_all(key, prior_proposal, {"decoder": run.params["decoder"]}, data, observed, num_samples)
+    )
 
 
 def _encoder_codes(run: Run, dataset):
@@ -228,46 +271,89 @@ def _encoder_codes(run: Run, dataset):
 
 
 def _phi_codes(run: Run, dataset):
-    return (np.asarray(run.params["phi"]["mean"]), dataset.train_labels,
-            "the means of the per-datapoint q(z; φ_i) of the training data")
+    return (
+        np.asarray(run.params["phi"]["mean"]),
+        dataset.train_labels,
+        "the means of the per-datapoint q(z; φ_i) of the training data",
+    )
 
 
 def _common(name: str, summary: str, **fields) -> ModelSpec:
-    return ModelSpec(name=name, summary=summary, data_kind=DataKind.BINARY, size=lambda c: f"latent-dim {c.latent_dim}",
-                     check=_check, history_unit="epoch", checkpointed=True, devices=True, networks=networks,
-                     **fields)
+    return ModelSpec(
+        name=name,
+        summary=summary,
+        data_kind=DataKind.BINARY,
+        size=lambda c: f"latent-dim {c.latent_dim}",
+        check=_check,
+        history_unit="epoch",
+        checkpointed=True,
+        devices=True,
+        networks=networks,
+        **fields,
+    )
 
 
 VAE = _common(
-    "vae", "amortized ELBO: a VAE's encoder and decoder trained together",
+    "vae",
+    "amortized ELBO: a VAE's encoder and decoder trained together",
     options=OPTIONS | {"num_samples"},
     fit=_fit_amortized(lambda config, vae: amortized.elbo_objective(vae, config.samples, analytic_kl=True)),
-    evaluate=_evaluate_amortized, template=_template, nll_method="importance sampling",
-    objective=lambda config: "ELBO", generative=_decoder, impute=_impute_with_encoder, latent_codes=_encoder_codes,
-    encoder=True)
+    evaluate=_evaluate_amortized,
+    template=_template,
+    nll_method="importance sampling",
+    objective=lambda config: "ELBO",
+    generative=_decoder,
+    impute=_impute_with_encoder,
+    latent_codes=_encoder_codes,
+    encoder=True,
+)
 
 IWAE = _common(
-    "iwae", "importance-weighted bound with K samples (Burda et al. 2016)",
-    options=OPTIONS | {"num_samples"}, default_num_samples=5,
+    "iwae",
+    "importance-weighted bound with K samples (Burda et al. 2016)",
+    options=OPTIONS | {"num_samples"},
+    default_num_samples=5,
     fit=_fit_amortized(lambda config, vae: amortized.iwae_objective(vae, config.samples)),
-    evaluate=_evaluate_amortized, template=_template, nll_method="importance sampling",
-    objective=lambda config: f"IWAE bound, K = {config.samples}", generative=_decoder, impute=_impute_with_encoder,
-    latent_codes=_encoder_codes, encoder=True)
+    evaluate=_evaluate_amortized,
+    template=_template,
+    nll_method="importance sampling",
+    objective=lambda config: f"IWAE bound, K = {config.samples}",
+    generative=_decoder,
+    impute=_impute_with_encoder,
+    latent_codes=_encoder_codes,
+    encoder=True,
+)
 
-_NO_LIKELIHOOD = ("ae is a deterministic autoencoder: it has no prior p(z), so it generates nothing and defines "
-                  "no p(x); use a vae run.")
+_NO_LIKELIHOOD = (
+    "ae is a deterministic autoencoder: it has no prior p(z), so it generates nothing and defines "
+    "no p(x); use a vae run."
+)
 AE = _common(
-    "ae", "deterministic autoencoder (same networks, reconstruction only)",
+    "ae",
+    "deterministic autoencoder (same networks, reconstruction only)",
     options=OPTIONS,
     fit=_fit_amortized(lambda config, vae: amortized.autoencoder_objective(vae)),
-    evaluate=_evaluate_autoencoder, template=_template, nll_method=None,
-    objective=lambda config: "log p(x | f(x))", latent_codes=_encoder_codes, encoder=True,
-    reasons={"generative": _NO_LIKELIHOOD, "impute": _NO_LIKELIHOOD})
+    evaluate=_evaluate_autoencoder,
+    template=_template,
+    nll_method=None,
+    objective=lambda config: "log p(x | f(x))",
+    latent_codes=_encoder_codes,
+    encoder=True,
+    reasons={"generative": _NO_LIKELIHOOD, "impute": _NO_LIKELIHOOD},
+)
 
 SVI = _common(
-    "svi", "non-amortized SVI with one φ_i per datapoint",
+    "svi",
+    "non-amortized SVI with one φ_i per datapoint",
     options=OPTIONS | {"num_samples", "svi_inner_steps", "svi_lr"},
-    fit=_fit_svi, evaluate=_evaluate_svi, template=_svi_template, nll_method="importance sampling",
-    objective=lambda config: "ELBO", generative=_decoder, impute=_impute_with_prior, latent_codes=_phi_codes)
+    fit=_fit_svi,
+    evaluate=_evaluate_svi,
+    template=_svi_template,
+    nll_method="importance sampling",
+    objective=lambda config: "ELBO",
+    generative=_decoder,
+    impute=_impute_with_prior,
+    latent_codes=_phi_codes,
+)
 
 SPECS = (VAE, IWAE, AE, SVI)
