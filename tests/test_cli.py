@@ -351,3 +351,24 @@ def test_tour_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert (tmp_path / "kept" / "notes.txt").read_text() == "keep me"
     one_line_error(capsys, "tour", "--data", "cifar", "--out", str(tmp_path / "t"), message="unknown dataset 'cifar'")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch, tmp_path, capsys):
+    """Only the library's own errors are user errors; anything else is a bug, shown in full."""
+
+    def broken_fit(*args, **kwargs):
+        raise ZeroDivisionError("a bug inside fit")
+
+    monkeypatch.setattr(app, "fit", broken_fit)
+    assert cli.main(["fit", "vae", "--data", "digits", "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: a bug inside fit" in err
+    assert "this is a bug in lvmjax, not a problem with your input; please report it" in err
+
+
+def test_library_errors_name_arguments_in_python_and_flags_on_the_command_line(tmp_path, capsys):
+    with pytest.raises(RunError, match=r"^batch_size 4096 is larger than the 1500 training datapoints\.$"):
+        app.fit(app.FitConfig(model="vae", batch_size=4096))
+    assert cli.main(["fit", "vae", "--batch-size", "4096", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == "lvmjax: error: --batch-size 4096 is larger than the 1500 training datapoints.\n"
+    assert not (tmp_path / "run").exists()
