@@ -35,6 +35,7 @@ __all__ = [
     "apply_if_finite",
     "ascent_step",
     "batch_objective",
+    "descent_step",
     "gradient_ascent",
     "init_train_state",
     "make_epoch",
@@ -109,7 +110,19 @@ def ascent_step(
       (the new parameters, the new optimizer state). Vmap it for a batch of
       independent parameters (SVI's φ_i, each with its own optimizer state).
     """
-    updates, opt_state = optimizer.update(jax.tree.map(jnp.negative, grads), opt_state, params)
+    return descent_step(optimizer, jax.tree.map(jnp.negative, grads), opt_state, params)
+
+
+def descent_step(
+    optimizer: optax.GradientTransformation, loss_grads: Params, opt_state: optax.OptState, params: Params
+) -> tuple[Params, optax.OptState]:
+    """The one call of optax: params ← params + optimizer(loss_grads), `loss_grads` = −∇ of the objective.
+
+    `ascent_step` negates and calls it; `make_train_step` negates before its guard and
+    calls it inside (where the negation sits changes how XLA fuses the gradient's
+    reductions on the CPU, and so the last bits of a long training run).
+    """
+    updates, opt_state = optimizer.update(loss_grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 
@@ -148,10 +161,11 @@ def make_train_step(
 
     def step(state, key, batch):
         value, grads = jax.value_and_grad(mean_objective)(state.params, key, batch)
-        grad_norm = optax.tree.norm(grads)
+        loss_grads = jax.tree.map(jnp.negative, grads)  # before the guard: see `descent_step`
+        grad_norm = optax.tree.norm(loss_grads)
 
         def apply(state):
-            return TrainState(*ascent_step(optimizer, grads, state.opt_state, state.params), state.step + 1)
+            return TrainState(*descent_step(optimizer, loss_grads, state.opt_state, state.params), state.step + 1)
 
         state, skipped = apply_if_finite(jnp.isfinite(value) & jnp.isfinite(grad_norm), apply, state, skip_nonfinite)
         return state, StepInfo(value, grad_norm, skipped)
