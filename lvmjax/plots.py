@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,9 +205,9 @@ def image_mosaic(
 
 
 def image_rows(
-    rows: dict[str, np.ndarray],
+    rows: Mapping[str, np.ndarray],
     image_shape: tuple[int, int],
-    captions: dict[str, Sequence[str]] | None = None,
+    captions: Mapping[str, Sequence[str]] | None = None,
     title: str | None = None,
     cell_inches: float = 0.7,
 ) -> Figure:

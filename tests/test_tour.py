@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
-from lvmjax import cli, runs, tour
-from lvmjax.data import DataError
+from lvmjax import cli, tour
+from lvmjax.app.rundir import write_dir
+from lvmjax.errors import DataError, RunError
+from lvmjax.tour.run import _check_out_dir
 
 pytestmark = pytest.mark.standard_promotion
 
@@ -40,9 +42,17 @@ def quick_tour(tmp_path_factory):
     root = tmp_path_factory.mktemp("tour")
     out_dir, record = root / "report", root / "record.json"
     environment = os.environ | {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()}
-    command = [sys.executable, "-W", "error",
-               "-W", "ignore:jax.core.pytype_aval_mappings is deprecated:DeprecationWarning",  # as in pyproject
-               "-c", RUNNER, str(out_dir), str(record)]
+    command = [
+        sys.executable,
+        "-W",
+        "error",
+        "-W",
+        "ignore:jax.core.pytype_aval_mappings is deprecated:DeprecationWarning",  # as in pyproject
+        "-c",
+        RUNNER,
+        str(out_dir),
+        str(record),
+    ]
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-5000:]
     recorded = json.loads(record.read_text())
@@ -64,8 +74,8 @@ def test_every_file_is_written_and_every_figure_is_a_png(quick_tour):
     out_dir, metrics, _ = quick_tour
     assert {path.name for path in out_dir.iterdir()} == {"report.html", "report.md", "metrics.json", "figures"}
     pngs = {path.name for path in (out_dir / "figures").iterdir()}
-    assert pngs == {f"{name}.png" for name in tour._FIGURES}
-    assert metrics["figures"] == {name: f"figures/{name}.png" for name in tour._FIGURES}
+    assert pngs == {f"{name}.png" for name in tour.FIGURES}
+    assert metrics["figures"] == {name: f"figures/{name}.png" for name in tour.FIGURES}
     for name in pngs:
         width, height = png_size((out_dir / "figures" / name).read_bytes())
         assert width > 100 and height > 50
@@ -89,8 +99,14 @@ def test_metrics_json_is_what_run_tour_returned_and_covers_every_model(quick_tou
         assert stored["models"][model]["num_samples"] == tour.QUICK.nll_samples
         assert stored["models"][model]["test_nll_stderr"] > 0
     assert stored["tour"]["quick"] is True and stored["tour"]["num_test"] == 297
-    assert set(stored["stages"]) >= {"load data", "evaluate", "estimators versus K", "figures", "report",
-                                     *(f"fit {model}" for model in tour.TOUR_MODELS)}
+    assert set(stored["stages"]) >= {
+        "load data",
+        "evaluate",
+        "estimators versus K",
+        "figures",
+        "report",
+        *(f"fit {model}" for model in tour.TOUR_MODELS),
+    }
     assert all(finite(seconds) and seconds >= 0 for seconds in stored["stages"].values())
     machine = stored["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["jax"] and machine["backend"]
@@ -162,7 +178,7 @@ def test_the_html_report_is_self_contained(quick_tour):
     out_dir, _, _ = quick_tour
     page = (out_dir / "report.html").read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == len(tour._FIGURES)
+    assert len(sources) == len(tour.FIGURES)
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "href=" not in page and "<link" not in page and "<script" not in page and "url(" not in page
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", page)
@@ -208,14 +224,14 @@ def test_an_existing_directory_is_refused_and_left_alone(tmp_path):
     out_dir = tmp_path / "taken"
     out_dir.mkdir()
     (out_dir / "notes.txt").write_text("mine")
-    with pytest.raises(runs.RunError, match=r"already exists .*nothing in it was changed") as error:
+    with pytest.raises(RunError, match=r"already exists .*nothing in it was changed") as error:
         tour.run_tour(out_dir, quick=True)
     assert "\n" not in str(error.value)
     assert [path.name for path in out_dir.iterdir()] == ["notes.txt"]
     assert (out_dir / "notes.txt").read_text() == "mine"
     assert [path.name for path in tmp_path.iterdir()] == ["taken"]  # no staging directory either
     (tmp_path / "file").write_text("x")
-    with pytest.raises(runs.RunError, match="already exists"):
+    with pytest.raises(RunError, match="already exists"):
         tour.run_tour(tmp_path / "file", quick=True)
 
 
@@ -223,7 +239,7 @@ def test_overwrite_replaces_only_an_earlier_tours_report_and_only_once_the_new_o
     out_dir = tmp_path / "taken"
     out_dir.mkdir()
     (out_dir / "notes.txt").write_text("mine")
-    with pytest.raises(runs.RunError, match="not the report of an earlier tour"):
+    with pytest.raises(RunError, match="not the report of an earlier tour"):
         tour.run_tour(out_dir, quick=True, overwrite=True)
     assert [path.name for path in out_dir.iterdir()] == ["notes.txt"]
 
@@ -231,13 +247,15 @@ def test_overwrite_replaces_only_an_earlier_tours_report_and_only_once_the_new_o
     earlier.mkdir()
     (earlier / "metrics.json").write_text(json.dumps({"tour": {"seed": 0}}))
     (earlier / "report.md").write_text("earlier")
-    tour._check_out_dir(earlier, overwrite=True)  # accepted
-    with pytest.raises(runs.RunError, match="already exists"):
-        tour._check_out_dir(earlier, overwrite=False)
-    staging = tmp_path / ".report.partial-1"
-    staging.mkdir()
-    (staging / "report.md").write_text("new")
-    tour._replace_dir(staging, earlier)
+    _check_out_dir(earlier, overwrite=True)  # accepted
+    with pytest.raises(RunError, match="already exists"):
+        _check_out_dir(earlier, overwrite=False)
+
+    def fill(staging):  # what the tour does: the new report, written beside the earlier one
+        (staging / "report.md").write_text("new")
+        assert (earlier / "report.md").read_text() == "earlier"  # untouched until the new one is whole
+
+    write_dir(earlier, fill, replace=True)
     assert [path.name for path in earlier.iterdir()] == ["report.md"]
     assert (earlier / "report.md").read_text() == "new"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report", "taken"]  # nothing set aside is left
@@ -246,6 +264,6 @@ def test_overwrite_replaces_only_an_earlier_tours_report_and_only_once_the_new_o
 def test_bad_data_is_refused_before_any_work(tmp_path):
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         tour.run_tour(tmp_path / "out", data="nope", quick=True)
-    with pytest.raises(runs.RunError, match="only digits has both"):
+    with pytest.raises(RunError, match="only digits has both"):
         tour.run_tour(tmp_path / "out", data="binarized-mnist", quick=True)
     assert list(tmp_path.iterdir()) == []

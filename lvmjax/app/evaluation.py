@@ -38,7 +38,7 @@ def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = N
     dataset = load_data(run.config, data_dir)
     if dataset.test.shape[1] != run.data_dim:
         raise RunError(
-            f"the test data has {dataset.test.shape[1]} columns but the model in {run_dir} was trained "
+            f"the test data has {dataset.test.shape[1]} columns but the model of {run_dir} was trained "
             f"on {run.data_dim}; use it on the data it was fitted to."
         )
     return dataset

@@ -1,0 +1,278 @@
+"""The tour's table and its report: the rows of every model, the report as blocks, and their Markdown.
+
+`report_blocks` writes the report once, as a list of blocks ("h", level, text),
+("p", text), ("table", header, rows) and ("figure", name, caption); `render_markdown`
+and `lvmjax.tour.html.render_html` each render them. Everything here reads the
+metrics (as metrics.json holds them), so a saved report can be rendered again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lvmjax.tour.experiments import ANOMALIES, DATA_NAMES, OVER_EPOCHS, SEMI_AMORTIZED, TOUR_MODELS
+from lvmjax.tour.figures import FIGURES_DIR, GENERATED
+
+__all__ = ["format_table", "jsonable", "render_markdown", "report_blocks", "table_sections"]
+
+_LABELS = {
+    "mob": "mob (EM)",
+    "gmm": "gmm (EM)",
+    "fa": "fa (EM)",
+    "ae": "ae",
+    "vae": "vae",
+    "iwae": "iwae (K = {num_samples})",
+    "svi": "svi",
+    SEMI_AMORTIZED: "semi-amortized vae",
+}
+_SECTIONS = {  # the title of each data's section of the table
+    "binary": "binary digits: nats per test image of 64 binary pixels",
+    "dequantized": "dequantized digits: nats of density per test image in [0, 1)^64 — a different unit, "
+    "not comparable with the binary section",
+}
+_HEADER = ("model", "data", "train s", "test ELBO", "test NLL", "± se", "NLL by", "approx. gap", "amort. gap")
+
+
+def _number(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _label(name: str, metrics: dict) -> str:
+    """The model's row label, with the settings of its configuration it names (the IWAE's K)."""
+    return _LABELS[name].format(**metrics["settings"]["configs"].get(name, {}))
+
+
+def table_sections(metrics: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """(title, rows) of each data's section of the table: its models in the order of the metrics."""
+    sections = []
+    for data, title in _SECTIONS.items():
+        rows: list[tuple[str, ...]] = []
+        for name, entry in metrics["models"].items():
+            if entry["data"] != data:
+                continue
+            seconds = _number(entry["train_seconds"], 1)
+            if "refine_seconds" in entry:  # trained, then refined on the test split
+                seconds = f"{seconds} + {entry['refine_seconds']:.2f}"
+            nll_by = (
+                entry["nll_method"] or f"none (reconstruction −log p(x|f(x)) = {entry['test_reconstruction_nll']:.2f})"
+            )
+            rows.append(
+                (
+                    _label(name, metrics),
+                    data,
+                    seconds,
+                    _number(entry["test_elbo"]),
+                    _number(entry["test_nll"]),
+                    _number(entry.get("test_nll_stderr"), 3),
+                    nll_by,
+                    _number(entry.get("approximation_gap")),
+                    _number(entry.get("amortization_gap")),
+                )
+            )
+        sections.append((title, rows))
+    return sections
+
+
+def format_table(metrics: dict) -> str:
+    """The tour's results as plain text: one row per model, in two sections (binary and dequantized data)."""
+    lines = []
+    for title, rows in table_sections(metrics):
+        widths = [max(len(row[column]) for row in (_HEADER, *rows)) for column in range(len(_HEADER))]
+        lines.append(title)
+        for row in (_HEADER, *rows):
+            lines.append(
+                "  ".join(
+                    cell.ljust(width) if column in (0, 1, 6) else cell.rjust(width)
+                    for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+                ).rstrip()
+            )
+        lines.append("")
+    lines.append(
+        "NLL = −log p(x) (lower is better); ELBO ≤ log p(x); gaps in nats: approximation = log p(x) − "
+        "ELBO(best q), amortization = ELBO(best q) − ELBO(encoder's q). train s includes compilation; "
+        "semi-amortized: the VAE's training + the refinement of the test φ_i."
+    )
+    return "\n".join(lines)
+
+
+def report_blocks(metrics: dict, captions: dict[str, str]) -> list[tuple]:
+    """The report as blocks ("h", level, text), ("p", text), ("table", header, rows), ("figure", name, caption)."""
+    tour, machine, settings, models = metrics["tour"], metrics["machine"], metrics["settings"], metrics["models"]
+    estimators, imputation = metrics["estimators"], metrics["imputation"]
+    blocks: list[tuple] = [
+        ("h", 1, f"lvmjax tour on {tour['data']}{' (quick)' if tour['quick'] else ''}"),
+        (
+            "p",
+            f"lvmjax {tour['lvmjax']}, {tour['date']}, seed {tour['seed']}. Every number below was computed in "
+            f"this run: {tour['num_train']} training and {tour['num_test']} test images, one split for every "
+            "model."
+            + (
+                " This is the quick tour: tiny budgets, so the numbers are a smoke test, not results."
+                if tour["quick"]
+                else ""
+            ),
+        ),
+        (
+            "p",
+            f"Machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
+            f"{machine['os']}; Python {machine['python']}, jax {machine['jax']} on the {machine['backend']} "
+            f"backend ({machine['num_devices']} × {machine['device']}). Load average (1, 5, 15 min) at the start "
+            f"{machine['load_average_start']}, at the end {machine['load_average_end']}: other work on the "
+            "machine inflates every time below.",
+        ),
+        ("h", 2, "Models on the test split"),
+    ]
+    for title, rows in table_sections(metrics):
+        blocks += [("p", title + "."), ("table", _HEADER, rows)]
+    configs = settings["configs"]
+    blocks += [
+        (
+            "p",
+            "NLL = −log p(x), lower is better: exact for the classical models (for which the exact posterior "
+            "is the q, so test ELBO = −test NLL), importance-sampled for the neural ones with K = "
+            f"{settings['nll_samples']} draws from the refined q per test image, with its standard error. "
+            "approx. gap = log p(x) − ELBO(q*) and amort. gap = ELBO(q*) − ELBO(q_φ(x)) (Cremer et al. 2018), "
+            f"with q* the encoder's q refined by {settings['refine_steps']} Adam steps per test image; for svi, "
+            f"whose φ_i are fitted by {2 * settings['refine_steps']} steps per test image, the whole gap "
+            "log p(x) − ELBO is shown as the approximation gap. The semi-amortized VAE is the VAE with q*: its "
+            f"ELBO closes the amortization gap of {_number(models[SEMI_AMORTIZED]['amortization_gap_closed'])} "
+            f"nats; refining the {tour['num_test']} test φ_i took {models[SEMI_AMORTIZED]['refine_seconds']:.2f} "
+            "s (run only). Training seconds include compilation. The binary and the dequantized NLLs are in "
+            "different units: one is the probability of 64 binary pixels, the other the density of 64 "
+            "real values in [0, 1) (its log minus 64 log 17 = "
+            f"{64 * math.log(17):.1f} nats bounds the log-probability of the 17-level image from below), so a "
+            "row of one section says nothing about a row of the other.",
+        ),
+        (
+            "p",
+            "Budgets: "
+            + ", ".join(f"{name} {configs[name]['epochs']} epochs" for name in OVER_EPOCHS)
+            + f" (batch {configs['vae']['batch_size']}, Adam {configs['vae']['lr']:g} cosine-decayed, MLP "
+            f"{tuple(configs['vae']['hidden'])}, latent dimension {configs['vae']['latent_dim']}; iwae with "
+            f"K = {configs['iwae']['num_samples']}, so that each of its epochs costs about "
+            f"{configs['iwae']['num_samples']} VAE epochs, and with Adam {configs['iwae']['lr']:g} to make up "
+            f"for its fewer epochs); EM for at most {settings['em_max_iter']} iterations: mob and gmm with "
+            f"{configs['gmm']['components']} components ({configs['gmm']['covariance']} covariances), fa "
+            f"with {configs['fa']['latent_dim']} factors. Iterations run: "
+            + ", ".join(f"{name} {models[name]['iterations']}" for name in TOUR_MODELS)
+            + ".",
+        ),
+        ("h", 2, "Estimating log p(x): naive Monte Carlo, importance sampling, the IWAE bound"),
+        ("figure", "estimators", captions["estimators"]),
+        (
+            "table",
+            ("K", "naive MC", "± se", "ESS", "importance sampling", "± se", "ESS", "IWAE bound", "± se"),
+            [
+                (
+                    str(k),
+                    _number(estimators["naive_mc"]["estimate"][i]),
+                    _number(estimators["naive_mc"]["stderr"][i], 3),
+                    _number(estimators["naive_mc"]["ess"][i], 1),
+                    _number(estimators["importance_sampling"]["estimate"][i]),
+                    _number(estimators["importance_sampling"]["stderr"][i], 3),
+                    _number(estimators["importance_sampling"]["ess"][i], 1),
+                    _number(estimators["iwae_bound"]["estimate"][i]),
+                    _number(estimators["iwae_bound"]["stderr"][i], 3),
+                )
+                for i, k in enumerate(estimators["num_samples"])
+            ],
+        ),
+        (
+            "p",
+            f"Means over the first {estimators['num_images']} test images; ESS = (Σ w)² / Σ w², the effective "
+            "number of samples out of K. The same key serves every K, so a larger K extends the draws of a "
+            "smaller one.",
+        ),
+        ("h", 2, "Generated digits"),
+    ]
+    blocks += [("figure", f"samples_{name}", captions[f"samples_{name}"]) for name in GENERATED]
+    blocks += [
+        ("h", 2, "Reconstruction and interpolation"),
+        ("figure", "reconstructions", captions["reconstructions"]),
+        ("figure", "interpolations", captions["interpolations"]),
+        ("h", 2, "Imputation: the upper half missing"),
+        ("figure", "imputation_binary", captions["imputation_binary"]),
+        ("figure", "imputation_dequantized", captions["imputation_dequantized"]),
+        (
+            "table",
+            ("data", "model", "mean squared error on the missing pixels"),
+            [
+                (data, name, _number(value, 4))
+                for data in DATA_NAMES.values()
+                for name, value in imputation[f"{data}_mse"].items()
+            ],
+        ),
+        (
+            "p",
+            f"Over all {tour['num_test']} test images; 'training mean' imputes every missing pixel by its mean "
+            "over the training images, the baseline a model has to beat. For the binary data the error of a "
+            "probability against the 0/1 truth is the Brier score.",
+        ),
+        ("h", 2, "The latent space"),
+        ("figure", "latent_space", captions["latent_space"]),
+        ("h", 2, "Anomaly scores"),
+        ("figure", "anomalies", captions["anomalies"]),
+        (
+            "table",
+            ("rank", *(column for name in ANOMALIES for column in (f"{name}: test image (label)", "−log p(x)"))),
+            [
+                (
+                    str(rank + 1),
+                    *(
+                        cell
+                        for entry in entries
+                        for cell in (f"{entry['index']} ({entry['label']})", _number(entry["nll"]))
+                    ),
+                )
+                for rank, entries in enumerate(zip(*(metrics["anomalies"][name] for name in ANOMALIES), strict=True))
+            ],
+        ),
+        ("h", 2, "Training"),
+        ("figure", "training_neural", captions["training_neural"]),
+        ("figure", "training_em", captions["training_em"]),
+        ("h", 2, "Wall-clock time of each stage"),
+        (
+            "table",
+            ("stage", "seconds"),
+            [(name, _number(seconds, 1)) for name, seconds in metrics["stages"].items()]
+            + [("total (up to writing the report)", _number(metrics["total_seconds"], 1))],
+        ),
+    ]
+    return blocks
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    """The report as Markdown: the figures are linked, from FIGURES_DIR beside report.md."""
+    lines = []
+    for block in blocks:
+        if block[0] == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif block[0] == "p":
+            lines += [block[1], ""]
+        elif block[0] == "table":
+            header, rows = block[1], block[2]
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("| " + " | ".join("---" for _ in header) + " |")
+            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+            lines.append("")
+        elif block[0] == "figure":
+            lines += [f"![{block[1]}]({FIGURES_DIR}/{block[1]}.png)", "", f"*{block[2]}*", ""]
+    return "\n".join(lines)
+
+
+def jsonable(value: Any) -> Any:
+    """Floats that JSON can hold (NaN and infinities become null), tuples as lists."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
