@@ -721,14 +721,33 @@ def _plot(args) -> int:
     return 0
 
 
-def _flag(argument: str) -> str:
-    """The command-line flag of a library argument named in an error (`LvmjaxError.render`)."""
-    return "--out" if argument in ("run_dir", "out_dir") else "--" + argument.replace("_", "-")
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of `parser` and of its subcommands."""
+    options = set()
+    for action in parser._actions:
+        options |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                options |= _option_strings(subparser)
+    return options
+
+
+def _flags(parser: argparse.ArgumentParser):
+    """`name_of(argument)` for `LvmjaxError.render`: the flag of a library argument named in an error, or the
+    argument's own name where this command line has no flag for it (as in Python)."""
+    options = _option_strings(parser)
+
+    def name_of(argument: str) -> str:
+        flag = "--out" if argument in ("run_dir", "out_dir") else "--" + argument.replace("_", "-")
+        return flag if flag in options else argument
+
+    return name_of
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         commands = {
             "tour": _tour,
             "fit": _fit,
@@ -741,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as error:
         print(error, file=sys.stderr)
     except LvmjaxError as error:
-        print(f"lvmjax: error: {' '.join(error.render(_flag).split())}", file=sys.stderr)
+        print(f"lvmjax: error: {' '.join(error.render(_flags(parser)).split())}", file=sys.stderr)
     except OSError as error:  # the user's file system: a permission, a full disk, a missing directory
         print(f"lvmjax: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
     except _Interrupted as interrupted:
