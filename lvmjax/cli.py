@@ -515,7 +515,7 @@ def _fit(args) -> int:
             result = app.fit(config, dataset, mesh=mesh)
         if not writes:
             return 0
-        run_dir = app.save_run(args.out, config, result, num_train=dataset.train.shape[0])
+        run_dir = app.save_run(args.out, config, result)
     else:
         if not args.resume:
             run_dir = app.start_run(args.out, config, dataset) if writes else Path(args.out)

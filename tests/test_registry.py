@@ -55,12 +55,7 @@ def fitted(datasets, tmp_path_factory):
     for spec in SPECS:
         config = app.FitConfig(model=spec.name, **TINY)
         result = app.fit(config, datasets[spec.data_kind])
-        run_dir = app.save_run(
-            tmp_path_factory.mktemp(spec.name) / "run",
-            config,
-            result,
-            num_train=datasets[spec.data_kind].train.shape[0],
-        )
+        run_dir = app.save_run(tmp_path_factory.mktemp(spec.name) / "run", config, result)
         runs[spec.name] = (config, result, app.load_run(run_dir), run_dir)
     return runs
 
@@ -97,7 +92,7 @@ def test_saved_parameters_match_the_template(spec, fitted):
     shapes = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), template)
     assert jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), jax.tree.map(np.asarray, result.params)) == shapes
     assert jax.tree.structure(run.params) == jax.tree.structure(template)
-    assert run.spec is spec
+    assert run.spec is spec and result.num_train == 64
     history = app.read_history(run_dir)
     assert history == json.loads(json.dumps(result.history))
     assert all(np.isfinite(entry["train_objective"]) for entry in history)

@@ -139,16 +139,12 @@ def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
     return run_dir
 
 
-def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult, num_train: int = 0) -> Path:
+def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult) -> Path:
     """Writes config.json, metrics.jsonl and the checkpoint; never touches an existing directory.
 
     Everything goes into a staging sibling that is renamed into place at the end.
-    `num_train` is the number of training datapoints (needed to read back a model
-    with one φ_i per training datapoint; found in the parameters where it is 0).
     """
-    if not num_train and isinstance(result.params, dict) and "phi" in result.params:
-        num_train = len(jax.tree.leaves(result.params["phi"])[0])
-    description = _describe(config, result.data_dim, result.image_shape, num_train)
+    description = _describe(config, result.data_dim, result.image_shape, result.num_train)
 
     def fill(staging: Path) -> None:
         finish_run(staging, result)

@@ -52,6 +52,7 @@ class FitResult(NamedTuple):
     seconds: float  # fitting time, compilation included
     data_dim: int
     image_shape: tuple[int, int] | None
+    num_train: int = 0  # training datapoints: the models with one φ_i per datapoint are read back by it
 
 
 class Run(NamedTuple):

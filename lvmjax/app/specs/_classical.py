@@ -75,7 +75,7 @@ def fit_by(
         if not all(math.isfinite(value) for value in trace):
             raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}.")
         history = [{"iteration": iteration, "train_objective": value} for iteration, value in enumerate(trace)]
-        return FitResult(params._asdict(), history, seconds, train.shape[1], dataset.image_shape)
+        return FitResult(params._asdict(), history, seconds, train.shape[1], dataset.image_shape, train.shape[0])
 
     return fit
 

@@ -90,7 +90,7 @@ def _fit_amortized(objective: Callable) -> Callable:
         state, history, seconds = _train(
             config, dataset, trainer, state, train, parallel.replicate, progress, checkpoints, mesh
         )
-        return FitResult(state.params, history, seconds, data_dim, dataset.image_shape)
+        return FitResult(state.params, history, seconds, data_dim, dataset.image_shape, num_data)
 
     return fit
 
@@ -116,7 +116,7 @@ def _fit_svi(config, dataset, *, progress=None, checkpoints=None, mesh=None) -> 
         config, dataset, trainer, state, (jnp.arange(num_data), train), svi.shard_state, progress, checkpoints, mesh
     )
     return FitResult(
-        {"decoder": state.theta["decoder"], "phi": state.phi}, history, seconds, data_dim, dataset.image_shape
+        {"decoder": state.theta["decoder"], "phi": state.phi}, history, seconds, data_dim, dataset.image_shape, num_data
     )
 
 
