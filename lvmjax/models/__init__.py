@@ -3,6 +3,8 @@
 - `linear_gaussian`: factor analysis and probabilistic PCA (Gaussian z).
 - `gaussian_mixture`: the mixture of Gaussians (categorical z), fitted by EM.
 - `bernoulli_mixture`: the mixture of Bernoullis for binary data, fitted by MAP-EM.
+- `hmm`: hidden Markov models for sequences (a Markov chain z_{1:T}), exact by the forward
+  algorithm, fitted by Baum–Welch.
 
 Each module holds its model, its exact log p(x) and posterior, and its EM. What
 the two mixtures share (the prior, marginal and posterior of a finite mixture,
@@ -13,6 +15,6 @@ variational inference for the mixture, by gradient steps, is `lvmjax.mixture_vi`
 both beside the other learning algorithms.
 """
 
-from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
+from lvmjax.models import bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian
 
-__all__ = ["bernoulli_mixture", "gaussian_mixture", "linear_gaussian"]
+__all__ = ["bernoulli_mixture", "gaussian_mixture", "hmm", "linear_gaussian"]

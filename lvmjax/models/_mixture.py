@@ -88,14 +88,18 @@ def posterior(
 # --- k-means++ seeding ------------------------------------------------------------------
 
 
-def kmeans_plus_plus(key: Array, data: Array, num_components: int) -> Array:
+def kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: Array | None = None) -> Array:
     """k-means++ seeding (Arthur & Vassilvitskii 2007): K datapoints, each next one drawn with
-    probability proportional to its squared distance from the nearest one already chosen. (K, D)."""
-    return _kmeans_plus_plus(key, data, num_components, data.shape[0])
+    probability proportional to its squared distance from the nearest one already chosen. (K, D).
+
+    With `num_valid` (may be traced), only the first `num_valid` rows are drawn from; the rest is padding.
+    """
+    return _kmeans_plus_plus(key, data, num_components, data.shape[0] if num_valid is None else num_valid)
 
 
-def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: int) -> Array:
-    """`kmeans_plus_plus` of the first `num_valid` rows of data (the rest is padding, never drawn)."""
+def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: int | Array) -> Array:
+    """`kmeans_plus_plus` of the first `num_valid` rows of data (the rest is padding, never drawn);
+    `num_valid` may be traced."""
     data = jnp.asarray(data)
     keys = jax.random.split(key, num_components)
     first = data[jax.random.randint(keys[0], (), 0, num_valid)]
@@ -106,7 +110,7 @@ def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: i
     def add_centre(k, carry):
         centres, distances = carry
         log_distances = jnp.log(jnp.maximum(distances, 1e-30))
-        if num_valid < data.shape[0]:
+        if not isinstance(num_valid, int) or num_valid < data.shape[0]:
             log_distances = jnp.where(valid, log_distances, -jnp.inf)
         index = jax.random.categorical(keys[k], log_distances)
         centre = data[index]
@@ -118,7 +122,7 @@ def _kmeans_plus_plus(key: Array, data: Array, num_components: int, num_valid: i
 
 
 @functools.partial(jax.jit, static_argnames=("num_components", "num_valid"))
-def kmeans_plus_plus_restarts(keys: Array, data: Array, num_components: int, num_valid: int) -> Array:
+def kmeans_plus_plus_restarts(keys: Array, data: Array, num_components: int, num_valid: int | Array) -> Array:
     """`kmeans_plus_plus` of the first `num_valid` rows of data (the rest padding) from each of the R `keys`,
     at once under `jax.vmap`: (R, K, D)."""
     return jax.vmap(lambda key: _kmeans_plus_plus(key, data, num_components, num_valid))(keys)
