@@ -125,6 +125,11 @@ class Dataset(NamedTuple):
     image_shape: tuple[int, int] | None  # (height, width) of one image, with height * width = D
     binary: bool  # every value is 0 or 1
     grey_levels: bool = False  # values in [0, 1] that a Bernoulli model binarizes: `binarize`, `binarize_split`
+    # Sequences (`lvmjax.time_series`): each split is its sequences' time steps, one after another, and
+    # these are their lengths (summing to N_train and N_test); None for data whose rows are independent.
+    train_lengths: np.ndarray | None = None
+    test_lengths: np.ndarray | None = None
+    test_follows_train: bool = False  # the test split is the continuation of the one training sequence
 
 
 def load_dataset(

@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from lvmjax.errors import ArgumentError
 
@@ -29,6 +30,7 @@ __all__ = [
     "imputation_grid",
     "latent_scatter",
     "save",
+    "segmented_series",
 ]
 
 MISSING_COLOUR = (0.85, 0.25, 0.2)  # the missing pixels of an observed image
@@ -134,6 +136,63 @@ def latent_scatter(embedding, labels=None, title: str | None = None) -> Figure:
     axis.set_ylabel("z₂")
     if title:
         axis.set_title(title)
+    return figure
+
+
+def segmented_series(
+    values,
+    states,
+    probabilities,
+    boundary: int | None = None,
+    title: str | None = None,
+    times=None,
+) -> Figure:
+    """A time series coloured by its hidden state, above the smoothed state probabilities.
+
+    Args:
+      values: (T, D) observations (each column drawn as a line, its points coloured by state).
+      states: (T,) ints, the state of each step (the Viterbi path).
+      probabilities: (T, K), p(z_t = k | x) (stacked areas).
+      boundary: draw a vertical line before this step (where the test steps begin).
+      times: (T,) x-axis values (default 0 … T - 1).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[:, None] if values.ndim == 1 else values
+    states = np.asarray(states)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    num_steps, num_states = probabilities.shape
+    if values.shape[0] != num_steps or states.shape != (num_steps,):
+        raise ArgumentError(
+            f"values {values.shape}, states {states.shape} and probabilities {probabilities.shape} must share T."
+        )
+    times = np.arange(num_steps) if times is None else np.asarray(times)
+    colours = matplotlib.colormaps["tab10"](np.arange(num_states) % 10)
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    series_axis, probability_axis = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    for column in range(values.shape[1]):
+        series_axis.plot(times, values[:, column], color="0.6", linewidth=0.8, zorder=1)
+        series_axis.scatter(times, values[:, column], c=colours[states], s=10, zorder=2)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"state {k}") for k in range(num_states)
+    ]
+    series_axis.legend(handles=handles, fontsize="small", ncols=min(num_states, 5))
+    series_axis.set_ylabel("x_t (points: the Viterbi state)")
+    probability_axis.stackplot(times, probabilities.T, colors=colours, alpha=0.8)
+    probability_axis.set_ylim(0, 1)
+    probability_axis.set_ylabel("p(z_t = k | x)")
+    probability_axis.set_xlabel("time step")
+    if boundary is not None:
+        for axis in (series_axis, probability_axis):
+            axis.axvline(times[boundary] - 0.5 if boundary < num_steps else times[-1], color="k", linestyle="--")
+        series_axis.annotate(
+            "test →",
+            (times[min(boundary, num_steps - 1)], 1.0),
+            xycoords=("data", "axes fraction"),
+            va="top",
+            fontsize="small",
+        )
+    if title:
+        series_axis.set_title(title)
     return figure
 
 

@@ -248,7 +248,7 @@ def test_baum_welch_matches_hmmlearn_from_the_same_start(name):
     emission, covariance = name.split("-") if "-" in name else (name, "full")
     start = hmm.initial_params(
         jax.random.key(1),
-        hmm._as_batch(sequences, None, emission)[0],
+        hmm.as_padded_batch(sequences, None, emission)[0],
         3,
         emission,
         covariance,

@@ -14,6 +14,7 @@ from lvmjax.app import figures as app_figures
 from lvmjax.app import registry
 from lvmjax.app.spec import DataKind
 from lvmjax.app.specs import gaussian_mixture as gaussian_mixture_spec
+from lvmjax.app.specs import hmm as hmm_spec
 from lvmjax.errors import RunError
 
 SPECS = registry.specs()
@@ -31,7 +32,13 @@ CAPABILITIES = ("generative", "impute", "latent_codes")
 
 
 def _tiny(dataset):
-    """64 training and 16 test rows: enough for every model, compiled in seconds."""
+    """64 training and 16 test rows (time steps of a sequence dataset): enough for every model, compiled in
+    seconds."""
+    if dataset.train_lengths is not None:  # one training sequence (the nile), its test steps after it
+        assert dataset.test_follows_train
+        return dataset._replace(
+            train=dataset.train[:64], test=dataset.test[:16], train_lengths=np.array([64]), test_lengths=np.array([16])
+        )
     return dataset._replace(
         train=dataset.train[:64],
         test=dataset.test[:16],
@@ -122,7 +129,12 @@ def test_capabilities_give_arrays_of_the_data_shape(spec, fitted, datasets):
     key = jax.random.key(0)
     if spec.generative is not None:
         images = app_figures.generate(key, run, 3)
-        assert images.shape == (3, result.data_dim) and np.all(np.isfinite(images))
+        # One datapoint per draw; for a sequence model one sequence (T, D), or (T,) of category indices.
+        if spec.data_kind is DataKind.SEQUENCES:
+            assert images.shape[0] == 3 and images.shape[-1] in (result.data_dim, hmm_spec.GENERATED_STEPS)
+        else:
+            assert images.shape == (3, result.data_dim)
+        assert np.all(np.isfinite(images))
     if spec.impute is not None:
         observed = np.arange(result.data_dim) < result.data_dim // 2
         imputed = app_figures.impute(key, run, dataset.test[:4], observed, 8)

@@ -11,6 +11,7 @@ from lvmjax.app import registry
 from lvmjax.app.spec import ModelSpec
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
+from lvmjax.models import hmm
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
 __all__ = ["ARCHITECTURES", "PRECISIONS", "FitConfig", "check_config_against_data", "check_mesh"]
@@ -32,14 +33,15 @@ class FitConfig:
     architecture, the svi settings and max_skipped_steps (a training step whose
     objective or gradient is not finite is skipped, and that many in a row stop the
     run); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
-    and n_init. latent_dim is the dimension of z for the neural models and for fa and
+    and n_init; the hidden Markov model states, emission, covariance, max_iter and n_init.
+    latent_dim is the dimension of z for the neural models and for fa and
     ppca. precision is the float type of the fit and of its evaluation ("float64" for
     data whose scales float32 cannot resolve). test_fraction splits a user's data file
     (the named datasets have fixed splits).
     """
 
     model: str
-    data: str = "digits"
+    data: str | None = None  # None: the default of the model's data kind (`DataKind.default_data`)
     data_dir: str | None = None
     epochs: int = 600
     batch_size: int = 128
@@ -56,12 +58,18 @@ class FitConfig:
     covariance: str = "full"
     max_iter: int = 500
     n_init: int = 1
+    states: int = 3
+    emission: str = "gaussian"
     test_fraction: float = 0.2
     precision: str = "float32"
 
     def __post_init__(self):
         if self.model not in registry.names():
             raise RunError(f"unknown model {self.model!r}; choose one of {', '.join(registry.names())}.")
+        if self.data is None:
+            object.__setattr__(self, "data", self.spec.data_kind.default_data)
+        if self.emission not in hmm.EMISSIONS:
+            raise RunError(f"{{emission}} must be one of {', '.join(hmm.EMISSIONS)}, got {self.emission!r}.")
         if self.covariance not in COVARIANCE_TYPES:
             raise RunError(f"{{covariance}} must be one of {', '.join(COVARIANCE_TYPES)}, got {self.covariance!r}.")
         if not 0 < self.test_fraction < 1:
@@ -73,6 +81,7 @@ class FitConfig:
             "svi_inner_steps",
             "max_skipped_steps",
             "components",
+            "states",
             "max_iter",
             "n_init",
         ):

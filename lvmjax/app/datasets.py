@@ -1,8 +1,9 @@
-"""The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones."""
+"""The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones, sequences for the
+sequence models."""
 
 from __future__ import annotations
 
-from lvmjax import _validation
+from lvmjax import _validation, time_series
 from lvmjax import data as data_lib
 from lvmjax.app import registry
 from lvmjax.app.config import FitConfig
@@ -20,8 +21,18 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
     minibatch afresh (`data.binarize`; `Dataset.grey_levels` stays True), the others
     see one fixed binarization; the test split is always one fixed draw
     (`data.binarize_split`), so that test metrics are reproducible (Burda et al. 2016).
+    Sequence models read `time_series.load_sequences`. Then the spec's `prepare`, if any.
     """
     spec = config.spec
+    dataset = _load(config, data_dir)
+    return spec.prepare(config, dataset) if spec.prepare is not None else dataset
+
+
+def _load(config: FitConfig, data_dir: str | None) -> data_lib.Dataset:
+    spec = config.spec
+    assert config.data is not None  # FitConfig fills in its data kind's default
+    if spec.data_kind is DataKind.SEQUENCES:
+        return time_series.load_sequences(config.data, config.test_fraction, config.seed)
     real = spec.data_kind is DataKind.REAL
     dataset = data_lib.load_dataset(
         config.data,

@@ -155,8 +155,8 @@ def plot_run(
     training (the objective per epoch or EM iteration), samples and imputation of the
     top half (images of models with a p(x)), reconstructions and interpolations
     (models with an encoder), components (mixtures: the component means by weight)
-    and latent_space (E[z | x], on its two principal axes when d > 2; models with a
-    continuous z).
+    latent_space (E[z | x], on its two principal axes when d > 2; models with a
+    continuous z), and the figures of the model's own (`ModelSpec.figures`: the HMM's segmentation).
     """
     spec, shape = run.spec, run.image_shape
     written: dict[str, Path] = {}
@@ -219,6 +219,9 @@ def plot_run(
                 title=f"{spec.name}: component means, by weight π_k",
             ),
         )
+    if spec.figures is not None:
+        for name, figure in spec.figures(run, dataset).items():
+            save(name, figure)
     if spec.latent_codes is not None:
         codes, labels, what = latent_codes(run, dataset)
         plane, ratio = principal_plane(codes)

@@ -9,12 +9,13 @@ spec, so that adding a model is one spec and one line below.
 from __future__ import annotations
 
 from lvmjax.app.spec import ModelSpec
-from lvmjax.app.specs import bernoulli_mixture, gaussian_mixture, linear_gaussian, neural
+from lvmjax.app.specs import bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian, neural
 from lvmjax.errors import RunError
 
 __all__ = ["get", "names", "specs"]
 
-# In the order of the seed texts: the amortized and non-amortized neural models, then the classical ones.
+# In the order of the seed texts: the amortized and non-amortized neural models, the classical ones, then
+# the sequence models.
 _SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -22,6 +23,7 @@ _SPECS: dict[str, ModelSpec] = {
         gaussian_mixture.SPEC,
         bernoulli_mixture.SPEC,
         *linear_gaussian.SPECS,
+        hmm.SPEC,
     )
 }
 

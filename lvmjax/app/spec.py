@@ -42,6 +42,12 @@ class DataKind(enum.Enum):
 
     BINARY = "binary"  # 0 or 1: Bernoulli likelihoods; grey levels are binarized for them
     REAL = "real"  # real values: Gaussian likelihoods; the digits are dequantized for them
+    SEQUENCES = "sequence"  # time steps of one or more sequences (`lvmjax.time_series`)
+
+    @property
+    def default_data(self) -> str:
+        """The dataset a model of this kind fits when none is named."""
+        return "nile" if self is DataKind.SEQUENCES else "digits"
 
 
 class FitResult(NamedTuple):
@@ -107,8 +113,9 @@ class ModelSpec:
       objective: `objective(config)`, what its training objective is, for the training curve.
       networks: `networks(config, data_dim, image_shape) -> AmortizedModel`, for the
         models with a decoder network; None for the others.
-      params_type: the model's `Params` NamedTuple that the saved dict fills; None
-        where the saved dict is what the model takes (the networks).
+      params_type: the model's `Params` NamedTuple that the saved dict fills (or a function
+        of the saved dict's entries that builds it); None where the saved dict is what the
+        model takes (the networks).
       num_free_parameters: `num_free_parameters(config, data_dim)`, for the BIC; None
         where the model reports no BIC.
       generative: `generative(run) -> (LatentVariableModel, params)`, the model that
@@ -119,6 +126,10 @@ class ModelSpec:
         split and what they are; None for a discrete z.
       encoder: has an encoder f(x) (reconstructions and interpolations).
       component_means: `component_means(run) -> (weights, means)` of a mixture; None otherwise.
+      prepare: `prepare(config, dataset) -> dataset`, the data as the model reads it (checked,
+        or recoded), applied by `load_data` to both splits; None to take it as loaded.
+      figures: `figures(run, dataset) -> {name: matplotlib Figure}`, the figures of the model's
+        own that `lvmjax plot` draws beside the common ones; None for none.
       reasons: capability name -> why the model lacks it ("generate", "impute",
         "latent_codes", "resume", "devices").
     """
@@ -139,13 +150,15 @@ class ModelSpec:
     default_num_samples: int = 1
     objective: Callable[[FitConfig], str] = lambda config: "training objective"
     networks: Callable[[FitConfig, int, tuple[int, int] | None], AmortizedModel] | None = None
-    params_type: type | None = None
+    params_type: Callable[..., Params] | None = None
     num_free_parameters: Callable[[FitConfig, int], int] | None = None
     generative: Callable[[Run], tuple[LatentVariableModel, Params]] | None = None
     impute: Callable[[Array, Run, Any, Any, int], np.ndarray] | None = None
     latent_codes: Callable[[Run, Dataset], tuple[np.ndarray, np.ndarray | None, str]] | None = None
     encoder: bool = False
     component_means: Callable[[Run], tuple[np.ndarray, np.ndarray]] | None = None
+    prepare: Callable[[FitConfig, Dataset], Dataset] | None = None
+    figures: Callable[[Run, Dataset], dict[str, Any]] | None = None
     reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property

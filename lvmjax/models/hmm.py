@@ -61,7 +61,9 @@ __all__ = [
     "PoissonEmission",
     "Posterior",
     "StatePath",
+    "as_padded_batch",
     "check_params",
+    "check_sequences",
     "emission_distribution",
     "emission_log_likelihoods",
     "emission_name",
@@ -380,17 +382,23 @@ def sample(key: Array, params: Params, num_steps: int) -> tuple[Array, Array]:
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ArgumentError(f"num_steps must be a positive int, got {num_steps!r}.")
-    key_first, key_path, key_emissions = jax.random.split(key, 3)
-    log_transition = jnp.log(params.transition_matrix)
-    first = jax.random.categorical(key_first, jnp.log(params.initial_probs)).astype(jnp.int32)
+    key_path, key_emissions = jax.random.split(key)
+    states = _sample_path(key_path, params.initial_probs, params.transition_matrix, num_steps)
+    return states, _sample_emissions(key_emissions, params.emission, states)
+
+
+def _sample_path(key: Array, initial_probs: Array, transition_matrix: Array, num_steps: int) -> Array:
+    """z_1 ~ π, z_t ~ A_{z_{t-1}}: int32 of shape (T,)."""
+    key_first, key_rest = jax.random.split(key)
+    log_transition = jnp.log(transition_matrix)
+    first = jax.random.categorical(key_first, jnp.log(initial_probs)).astype(jnp.int32)
 
     def step(state, key):
         following = jax.random.categorical(key, log_transition[state]).astype(jnp.int32)
         return following, following
 
-    _, rest = jax.lax.scan(step, first, jax.random.split(key_path, num_steps - 1))
-    states = jnp.concatenate([first[None], rest])
-    return states, _sample_emissions(key_emissions, params.emission, states)
+    _, rest = jax.lax.scan(step, first, jax.random.split(key_rest, num_steps - 1))
+    return jnp.concatenate([first[None], rest])
 
 
 def _sample_emissions(key: Array, emission: Emission, states: Array) -> Array:
@@ -472,8 +480,10 @@ class StatePath(CategoricalSequence):
         return jnp.log(self.initial_probs)[value[0]] + jnp.sum(log_transitions)
 
     def _sample_n(self, key: Array, n: int) -> Array:
-        params = Params(self.initial_probs, self.transition_matrix, CategoricalEmission(self.initial_probs[None]))
-        return jax.vmap(lambda key: sample(key, params, self.length)[0])(jax.random.split(key, n))
+        def one(key):
+            return _sample_path(key, self.initial_probs, self.transition_matrix, self.length)
+
+        return jax.vmap(one)(jax.random.split(key, n))
 
 
 class _PathEmissions(distrax.Distribution):
@@ -701,9 +711,9 @@ def initial_params(
     return Params(initial, transition, GaussianEmission(centres, covariances))
 
 
-def _as_batch(sequences: Any, lengths: Any, emission: str) -> tuple[np.ndarray, np.ndarray]:
-    """A padded batch (S, T_max, ...) and its lengths (S,), from a list of sequences of different lengths,
-    one sequence, or a padded batch with `lengths`."""
+def as_padded_batch(sequences: Any, lengths: Any, emission: str) -> tuple[np.ndarray, np.ndarray]:
+    """A padded batch (S, T_max, ...) (zeros after each sequence's end) and its lengths (S,), from a list of
+    sequences of different lengths, one sequence, or a padded batch with `lengths`."""
     event_ndim = 0 if emission == "categorical" else 1
     if isinstance(sequences, (list, tuple)):
         if lengths is not None:
@@ -825,7 +835,7 @@ def fit_em(
         raise ArgumentError(f"emission must be one of {', '.join(EMISSIONS)}, got {emission!r}.")
     if covariance_type not in COVARIANCE_TYPES:
         raise ArgumentError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
-    padded, batch_lengths = _as_batch(sequences, lengths, emission)
+    padded, batch_lengths = as_padded_batch(sequences, lengths, emission)
     padded = check_sequences(padded, batch_lengths, emission, num_categories)
     if batch_lengths.max() < 2:
         raise ArgumentError("Baum–Welch needs a sequence of at least 2 time steps, to see a transition.")
