@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit every model on the digits, compare them in one table and write a report",
         description="Fit the mixture of Bernoullis, the Gaussian mixture and factor analysis (EM), the "
         "autoencoder, the VAE, the IWAE (K = 50), non-amortized SVI and the semi-amortized VAE on "
-        "one train/test split; print their test ELBO and NLL in one table; write DIR/report.html "
+        "one train/test split, and a hidden Markov model on the Nile's annual flow; print their test ELBO "
+        "and NLL in one table; write DIR/report.html "
         "(self-contained), DIR/report.md, DIR/metrics.json and the figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -34,9 +34,17 @@ import numpy as np
 from lvmjax import data as data_lib
 from lvmjax.errors import DataError
 
-__all__ = ["SEQUENCE_COLUMN", "SEQUENCE_DATASETS", "load_sequences", "sequences_of", "split_sequences"]
+__all__ = [
+    "NILE_FIRST_YEAR",
+    "SEQUENCE_COLUMN",
+    "SEQUENCE_DATASETS",
+    "load_sequences",
+    "sequences_of",
+    "split_sequences",
+]
 
 SEQUENCE_DATASETS = ("nile",)
+NILE_FIRST_YEAR = 1871  # step t of the nile is the year 1871 + t
 SEQUENCE_COLUMN = "sequence"
 
 

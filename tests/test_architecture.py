@@ -16,7 +16,7 @@ PACKAGE = Path(lvmjax.__file__).parent
 
 # Each module's layer; a module may import only from its own layer or those below it.
 CORE, MODELS, LEARNING, APPLICATION, COMMAND_LINE = range(5)
-BESIDE = LEARNING  # data.py and plots.py: below the application, above the models
+BESIDE = LEARNING  # data.py, time_series.py and plots.py: below the application, above the models
 LAYERS = {
     "lvmjax": COMMAND_LINE,
     "lvmjax.__main__": COMMAND_LINE,
@@ -33,6 +33,7 @@ LAYERS = {
     "lvmjax.parallel": LEARNING,
     "lvmjax.distributed_em": LEARNING,
     "lvmjax.data": BESIDE,
+    "lvmjax.time_series": BESIDE,
     "lvmjax.plots": BESIDE,
     "lvmjax.model": CORE,
     "lvmjax.estimators": CORE,

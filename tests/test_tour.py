@@ -86,9 +86,10 @@ def test_metrics_json_is_what_run_tour_returned_and_covers_every_model(quick_tou
     out_dir, metrics, _ = quick_tour
     stored = json.loads((out_dir / "metrics.json").read_text())
     assert stored == metrics
-    assert set(stored["models"]) == {*tour.TOUR_MODELS, tour.SEMI_AMORTIZED}
+    assert set(stored["models"]) == {*tour.TOUR_MODELS, tour.SEMI_AMORTIZED, tour.SEQUENCE_MODEL}
     for model, entry in stored["models"].items():
-        assert entry["data"] == ("dequantized" if model in ("gmm", "fa") else "binary")
+        kinds = {"gmm": "dequantized", "fa": "dequantized", tour.SEQUENCE_MODEL: "nile"}
+        assert entry["data"] == kinds.get(model, "binary")
         assert finite(entry["train_seconds"]) and entry["train_seconds"] > 0
         if model == "ae":
             assert entry["test_elbo"] is None and entry["test_nll"] is None
@@ -110,6 +111,19 @@ def test_metrics_json_is_what_run_tour_returned_and_covers_every_model(quick_tou
     assert all(finite(seconds) and seconds >= 0 for seconds in stored["stages"].values())
     machine = stored["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["jax"] and machine["backend"]
+
+
+def test_the_nile_story_is_the_hmm_of_its_run(quick_tour):
+    """The change point and the held-out score of the tour's HMM, as `lvmjax fit hmm --data nile` finds them."""
+    _, metrics, _ = quick_tour
+    story, entry = metrics["sequences"], metrics["models"][tour.SEQUENCE_MODEL]
+    assert story["test_nll"] == entry["test_nll"] and entry["num_test"] == story["num_test_years"] == 20
+    assert entry["test_elbo"] == -entry["test_nll"] and entry["test_nll_stderr"] == 0.0
+    assert story["change_years"] and all(1871 < year <= 1970 for year in story["change_years"])
+    assert len(story["regime_means"]) == len(story["change_years"]) + 1
+    # One state is the two-state model with both states alike: Baum–Welch's fit can only score better on the
+    # training years, which BIC's penalty may outweigh; here the drop near 1898 is large enough that it does not.
+    assert story["bic"] < story["baseline_bic"]
 
 
 def test_the_classical_models_are_exact(quick_tour):

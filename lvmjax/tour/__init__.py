@@ -8,7 +8,8 @@ the mixture of Bernoullis (EM) on the binary images; the Gaussian mixture and fa
 analysis (EM) on the dequantized ones; then, on the binary images, the deterministic
 autoencoder, the VAE (amortized inference), the IWAE (K = 50), non-amortized SVI (one
 φ_i per training image) and the semi-amortized VAE (the encoder's φ(x) refined per test
-image). Every model is trained by `app.fit` and evaluated by `app.evaluate`, the code
+image); and, on the Nile's annual flow (1871–1970), a hidden Markov model beside its
+one-state baseline, which finds the series' change point. Every model is trained by `app.fit` and evaluated by `app.evaluate`, the code
 behind `lvmjax fit` and `lvmjax evaluate`, and what it can do comes from its spec in
 `lvmjax.app.registry`.
 
@@ -25,7 +26,7 @@ captions), `markdown` (the table and the report's blocks, in Markdown), `html` (
 self-contained page) and `machine` (what ran it).
 """
 
-from lvmjax.tour.experiments import FULL, QUICK, SEMI_AMORTIZED, TOUR_MODELS, TourSettings
+from lvmjax.tour.experiments import FULL, QUICK, SEMI_AMORTIZED, SEQUENCE_MODEL, TOUR_MODELS, TourSettings
 from lvmjax.tour.figures import FIGURES
 from lvmjax.tour.machine import machine_info
 from lvmjax.tour.markdown import format_table
@@ -36,6 +37,7 @@ __all__ = [
     "FULL",
     "QUICK",
     "SEMI_AMORTIZED",
+    "SEQUENCE_MODEL",
     "TOUR_MODELS",
     "Progress",
     "TourSettings",

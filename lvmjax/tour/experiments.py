@@ -39,6 +39,8 @@ __all__ = [
     "OVER_EPOCHS",
     "QUICK",
     "SEMI_AMORTIZED",
+    "SEQUENCE_BASELINE",
+    "SEQUENCE_MODEL",
     "TOUR_MODELS",
     "TourSettings",
     "by_data",
@@ -51,6 +53,8 @@ __all__ = [
     "load_datasets",
     "make_run",
     "model_metrics",
+    "sequence_configs",
+    "sequence_story",
     "time_refinement",
 ]
 
@@ -64,6 +68,8 @@ IMPUTED = ("mob", "vae", "gmm", "fa")  # the models that impute the missing uppe
 LATENT = "vae"  # the model whose latent space is shown
 ANOMALIES = ("vae", "mob")  # the models whose least likely test images are shown
 DATA_NAMES = {DataKind.BINARY: "binary", DataKind.REAL: "dequantized"}  # the digits in each kind
+SEQUENCE_MODEL = "hmm"  # fitted to the tour's time series, the Nile, beside a one-state baseline
+SEQUENCE_BASELINE = "hmm-1"  # one state: the years independent and identically Gaussian
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +87,8 @@ class TourSettings:
     estimator_images: int  # test images the estimator comparison averages over
     iwae_replicates: int  # independent draws of the IWAE bound per image and K, for its standard error
     impute_samples: int  # K of the VAE's importance-weighted imputation
+    hmm_states: int  # K of the HMM on the Nile
+    hmm_restarts: int  # its Baum–Welch restarts
 
 
 FULL = TourSettings(
@@ -94,6 +102,8 @@ FULL = TourSettings(
     estimator_images=50,
     iwae_replicates=4,
     impute_samples=1000,
+    hmm_states=2,
+    hmm_restarts=8,
 )
 QUICK = TourSettings(
     epochs={"ae": 3, "vae": 3, "iwae": 2, "svi": 3},
@@ -106,6 +116,8 @@ QUICK = TourSettings(
     estimator_images=20,
     iwae_replicates=4,
     impute_samples=100,
+    hmm_states=2,
+    hmm_restarts=2,
 )
 
 
@@ -134,6 +146,48 @@ def fit_configs(data: str, data_dir: str | None, seed: int, settings: TourSettin
         ),
         "svi": app.FitConfig(model="svi", epochs=settings.epochs["svi"], **common),
     }
+
+
+def sequence_configs(seed: int, settings: TourSettings) -> dict[str, app.FitConfig]:
+    """The HMM of the Nile and its one-state baseline."""
+    common: dict[str, Any] = {"model": SEQUENCE_MODEL, "data": "nile", "seed": seed, "max_iter": settings.em_max_iter}
+    return {
+        SEQUENCE_MODEL: app.FitConfig(states=settings.hmm_states, n_init=settings.hmm_restarts, **common),
+        SEQUENCE_BASELINE: app.FitConfig(states=1, **common),
+    }
+
+
+def sequence_story(runs: dict[str, app.Run], fits: dict, evaluations: dict, dataset: Dataset) -> dict:
+    """The Nile under the HMM: its table entry (in the common metrics), the years where its Viterbi path changes
+    state, each regime's mean flow, and the held-out score against the one-state baseline."""
+    from lvmjax.models import hmm
+    from lvmjax.time_series import NILE_FIRST_YEAR
+
+    run = runs[SEQUENCE_MODEL]
+    params = run.spec.model_params(run.params)
+    years = jnp.asarray(np.concatenate([dataset.train, dataset.test]))
+    states = np.asarray(jax.jit(hmm.most_likely_states)(params, years))
+    changes = [int(step) + 1 for step in np.flatnonzero(np.diff(states))]
+    regimes = [int(states[0]), *(int(states[step]) for step in changes)]
+    evaluation = evaluations[SEQUENCE_MODEL]
+    entry = {key: value for key, value in evaluation.items() if key not in _DROPPED} | {
+        "data": "nile",
+        "train_seconds": fits[SEQUENCE_MODEL].seconds,
+        "iterations": len(fits[SEQUENCE_MODEL].history),
+        "nll_method": "exact (forward algorithm)",
+    }
+    story = {
+        "states": int(run.config.states),
+        "num_train_years": int(dataset.train.shape[0]),
+        "num_test_years": int(dataset.test.shape[0]),
+        "change_years": [NILE_FIRST_YEAR + step for step in changes],
+        "regime_means": [float(params.emission.means[state, 0]) for state in regimes],
+        "test_nll": evaluation["test_nll"],
+        "baseline_test_nll": evaluations[SEQUENCE_BASELINE]["test_nll"],
+        "bic": evaluation["bic"],
+        "baseline_bic": evaluations[SEQUENCE_BASELINE]["bic"],
+    }
+    return {"entry": entry, "story": story}
 
 
 def by_data(names) -> dict[str, tuple[str, ...]]:

@@ -25,6 +25,7 @@ from lvmjax.tour.experiments import (
     IMPUTED,
     LATENT,
     OVER_EPOCHS,
+    SEQUENCE_MODEL,
     Advance,
     by_data,
     image_shape,
@@ -52,6 +53,7 @@ FIGURES = (
     "training_em",
     "estimators",
     "anomalies",
+    "segmentation_hmm",
 )
 
 _DECODER_SAMPLES = "Bernoulli means E[x | z] (pixel probabilities) of z ~ N(0, I) through the decoder"
@@ -252,5 +254,15 @@ def draw_figures(
         "The ten test digits of highest anomaly score −log p(x) (nats, under each image, with the digit's "
         "label in parentheses) under the VAE "
         "(importance-sampled) and under the mixture of Bernoullis (exact).",
+    )
+
+    run = runs[SEQUENCE_MODEL]
+    save(
+        "segmentation_hmm",
+        run.spec.require("figures")(run, datasets[SEQUENCE_MODEL])["segmentation"],
+        f"The Nile's annual flow (10^8 m^3), 1871 (step 0) to 1970, each year coloured by its state on the "
+        f"Viterbi path of the {run.config.states}-state HMM (fitted to the first "
+        f"{len(datasets[SEQUENCE_MODEL].train)} years); beneath, the smoothed p(z_t | x_1:T) of every year. "
+        "The years after the dashed line are the test split.",
     )
     return captions

@@ -22,7 +22,7 @@ from lvmjax import data as data_lib
 from lvmjax.app.rundir import write_dir
 from lvmjax.errors import RunError
 from lvmjax.tour import experiments
-from lvmjax.tour.experiments import ANOMALIES, FULL, LATENT, QUICK, TOUR_MODELS
+from lvmjax.tour.experiments import ANOMALIES, FULL, LATENT, QUICK, SEQUENCE_MODEL, TOUR_MODELS
 from lvmjax.tour.figures import FIGURES, FIGURES_DIR, draw_figures
 from lvmjax.tour.html import render_html
 from lvmjax.tour.machine import load_average, machine_info
@@ -112,6 +112,19 @@ def run_tour(
         refine_seconds = experiments.time_refinement(runs["vae"], datasets["vae"].test, settings.refine_steps, seed)
     models = experiments.model_metrics(fits, evaluations, refine_seconds, settings.refine_steps)
 
+    sequence_configs = experiments.sequence_configs(seed, settings)
+    with stages(f"fit and evaluate {SEQUENCE_MODEL} (nile)", len(sequence_configs)) as advance:
+        nile = app.load_data(sequence_configs[SEQUENCE_MODEL])
+        for done, (name, config) in enumerate(sequence_configs.items()):
+            advance(done, f"{name}, {config.states} states")
+            fits[name] = app.fit(config, nile)
+            runs[name] = experiments.make_run(config, fits[name])
+            evaluations[name] = app.evaluate(config, fits[name].params, nile, per_datapoint=True)
+        datasets[SEQUENCE_MODEL] = nile
+        sequences = experiments.sequence_story(runs, fits, evaluations, nile)
+    models[SEQUENCE_MODEL] = sequences["entry"]
+    configs |= sequence_configs
+
     with stages("estimators versus K", len(settings.estimator_samples)) as advance:
         estimators = experiments.estimator_comparison(runs["vae"], datasets["vae"].test, settings, seed, advance)
 
@@ -147,6 +160,7 @@ def run_tour(
             "settings": dataclasses.asdict(settings)
             | {"configs": {name: dataclasses.asdict(config) for name, config in configs.items()}},
             "models": models,
+            "sequences": sequences["story"],
             "estimators": estimators,
             "imputation": imputation["metrics"],
             "latent_space": latent["metrics"],
