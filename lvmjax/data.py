@@ -75,6 +75,7 @@ __all__ = [
     "load_digits",
     "load_file",
     "load_mnist",
+    "read_csv_table",
     "read_idx",
 ]
 
@@ -597,14 +598,21 @@ def _read_user_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: pathlib.Path) -> np.ndarray:
+    return read_csv_table(path)[1]
+
+
+def read_csv_table(path: pathlib.Path) -> tuple[list[str] | None, np.ndarray]:
+    """(the header's column names, or None where the first line is numbers; the rows of numbers, float64)."""
     try:
         # utf-8-sig: a byte-order mark (as spreadsheets write) is not part of the first value.
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"could not read {path} as text ({_one_line(error)})") from error
     rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    header = None
     if rows and not _is_numeric_row(rows[0][1]):
-        rows = rows[1:]  # a header
+        header = [field.strip().strip('"') for field in rows[0][1].split(",")]
+        rows = rows[1:]
     if not rows:
         raise DataError(f"{path} has no rows of numbers; write one datapoint per line, values separated by commas")
     width = len(rows[0][1].split(","))
@@ -618,7 +626,7 @@ def _read_csv(path: pathlib.Path) -> np.ndarray:
         except ValueError:
             bad = next(field for field in fields if not _is_number(field))
             raise DataError(f"{path} line {number}: {bad.strip()!r} is not a number") from None
-    return np.array(values, dtype=np.float64)
+    return header, np.array(values, dtype=np.float64)
 
 
 def _is_number(text: str) -> bool:

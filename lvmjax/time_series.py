@@ -63,7 +63,7 @@ def load_sequences(name: str | os.PathLike, test_fraction: float = 0.2, seed: in
     if str(name) == "nile":
         resource = importlib.resources.files("lvmjax") / "datasets" / "nile.csv"
         with importlib.resources.as_file(resource) as path:
-            _, values = _read_csv(path)
+            _, values = data_lib.read_csv_table(path)
         volume = values[:, 1:2]  # its columns are year, volume
         return split_sequences("nile", [volume], test_fraction, seed)
     path = pathlib.Path(name)
@@ -83,7 +83,7 @@ def load_sequences(name: str | os.PathLike, test_fraction: float = 0.2, seed: in
     elif suffix == ".npz":
         sequences = _read_npz(path)
     else:
-        header, values = _read_csv(path)
+        header, values = data_lib.read_csv_table(path)
         sequences = _split_by_column(header, values, path)
     return split_sequences(path.name, sequences, test_fraction, seed)
 
@@ -166,37 +166,12 @@ def _read_npz(path: pathlib.Path) -> list[np.ndarray]:
     return sequences
 
 
-def _read_csv(path: pathlib.Path) -> tuple[list[str] | None, np.ndarray]:
-    """(the header's column names, or None; the numbers, (T, columns))."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"could not read {path} as text ({data_lib._one_line(error)})") from error
-    rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-    header = None
-    if rows and not data_lib._is_numeric_row(rows[0][1]):
-        header = [field.strip().strip('"') for field in rows[0][1].split(",")]
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"{path} has no rows of numbers; write one time step per line, values separated by commas")
-    width = len(header) if header is not None else len(rows[0][1].split(","))
-    values = []
-    for number, line in rows:
-        fields = line.split(",")
-        if len(fields) != width:
-            raise DataError(f"{path} line {number}: expected {width} comma-separated values, got {len(fields)}")
-        try:
-            values.append([float(field) for field in fields])
-        except ValueError:
-            bad = next(field for field in fields if not data_lib._is_number(field))
-            raise DataError(f"{path} line {number}: {bad.strip()!r} is not a number") from None
-    return header, np.array(values, dtype=np.float64)
-
-
 def _split_by_column(header: list[str] | None, values: np.ndarray, path: pathlib.Path) -> list[np.ndarray]:
     """The rows of a csv file as its sequences: one, or cut where the `sequence` column changes."""
     if header is None or SEQUENCE_COLUMN not in header:
         return [values]
+    if len(header) != values.shape[1]:
+        raise DataError(f"{path} has {len(header)} column names in its header but {values.shape[1]} values a row")
     column = header.index(SEQUENCE_COLUMN)
     features = np.delete(values, column, axis=1)
     if features.shape[1] == 0:

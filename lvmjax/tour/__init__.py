@@ -9,9 +9,9 @@ analysis (EM) on the dequantized ones; then, on the binary images, the determini
 autoencoder, the VAE (amortized inference), the IWAE (K = 50), non-amortized SVI (one
 φ_i per training image) and the semi-amortized VAE (the encoder's φ(x) refined per test
 image); and, on the Nile's annual flow (1871–1970), a hidden Markov model beside its
-one-state baseline, which finds the series' change point. Every model is trained by `app.fit` and evaluated by `app.evaluate`, the code
-behind `lvmjax fit` and `lvmjax evaluate`, and what it can do comes from its spec in
-`lvmjax.app.registry`.
+one-state baseline, which finds the series' change point. Every model is trained by
+`app.fit` and evaluated by `app.evaluate`, the code behind `lvmjax fit` and `lvmjax
+evaluate`, and what it can do comes from its spec in `lvmjax.app.registry`.
 
 It then shows, on the trained VAE, how the estimators of log p(x) behave as K grows
 (naive Monte Carlo from the prior, importance sampling from the encoder's q, the IWAE
