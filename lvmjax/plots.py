@@ -24,6 +24,7 @@ __all__ = [
     "MISSING_COLOUR",
     "curves",
     "estimates_versus_samples",
+    "forecast",
     "image_grid",
     "image_mosaic",
     "image_rows",
@@ -193,6 +194,43 @@ def segmented_series(
         )
     if title:
         series_axis.set_title(title)
+    return figure
+
+
+def forecast(values, mean, stddev, title: str | None = None) -> Figure:
+    """A series (T, D) and its forecast for the next H steps: the mean (H, D) with a band of ± 2 stddev (H, D)."""
+    values, mean, stddev = (np.asarray(array, dtype=np.float64) for array in (values, mean, stddev))
+    values = values[:, None] if values.ndim == 1 else values
+    mean, stddev = mean.reshape(len(mean), -1), stddev.reshape(len(stddev), -1)
+    if mean.shape != stddev.shape or mean.shape[1] != values.shape[1]:
+        raise ArgumentError(f"mean {mean.shape} and stddev {stddev.shape} must be (H, {values.shape[1]}).")
+    figure = Figure(figsize=(8, 3.5), layout="constrained")
+    axis = figure.subplots()
+    past = np.arange(len(values))
+    future = np.arange(len(values), len(values) + len(mean))
+    for column in range(values.shape[1]):
+        (line,) = axis.plot(past, values[:, column], linewidth=1, label="observed" if column == 0 else None)
+        axis.plot(
+            future,
+            mean[:, column],
+            color=line.get_color(),
+            linestyle="--",
+            label="forecast mean" if column == 0 else None,
+        )
+        axis.fill_between(
+            future,
+            mean[:, column] - 2 * stddev[:, column],
+            mean[:, column] + 2 * stddev[:, column],
+            color=line.get_color(),
+            alpha=0.2,
+            label="± 2 standard deviations" if column == 0 else None,
+        )
+    axis.set_xlabel("time step")
+    axis.set_ylabel("x_t")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    if title:
+        axis.set_title(title)
     return figure
 
 

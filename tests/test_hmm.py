@@ -320,3 +320,33 @@ def test_num_free_parameters():
 def test_bad_input_gets_one_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: hmm.log_marginal(params_of("gaussian-full"), jnp.ones((4, 3))), r"shape \(T, 2\), got \(4, 3\)"),
+        (lambda: hmm.log_marginal(params_of("gaussian-full"), jnp.ones((2, 4, 2))), "jax.vmap over a batch"),
+        (lambda: hmm.log_marginal(params_of("categorical"), jnp.ones((4, 2), jnp.int32)), r"\(T,\) category"),
+        (lambda: hmm.log_marginal(params_of("poisson"), jnp.array([[1.0, jnp.nan]])), "non-finite"),
+        (lambda: hmm.most_likely_states(params_of("poisson"), jnp.ones((3, 2)), jnp.ones(4, bool)), "observed must"),
+        (
+            lambda: hmm.log_marginal(hmm.Params(INITIAL, TRANSITION * 0.5, EMISSIONS["poisson"]), jnp.ones((3, 2))),
+            "every row of params.transition_matrix must sum to 1",
+        ),
+    ],
+)
+def test_every_function_of_one_sequence_checks_its_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_core_estimators_run_on_the_hmm():
+    """Importance sampling from the prior over paths (the core's `log_marginal_is`, K = 20,000) agrees with the
+    forward algorithm within 4 of its standard errors."""
+    params = params_of("categorical")
+    _, x = hmm.sample(KEY, params, NUM_STEPS)
+    lvm = hmm.model(NUM_STEPS, params.emission)
+    exact = hmm.log_marginal(params, x)
+    estimate = lvmjax.log_marginal_is(KEY, lvm, params, lvm.prior(params), x, 20000)
+    assert 0 < estimate.stderr < 0.05 and abs(estimate.log_marginal - exact) < 4 * estimate.stderr

@@ -206,7 +206,10 @@ def _emission_means(emission: Emission) -> Array:
 
 
 def _step_log_likelihoods(params: Params, x: Array, observed: Array | None) -> Array:
-    """`emission_log_likelihoods`, with 0 (an emission term of 1) at the unobserved steps."""
+    """`emission_log_likelihoods`, with 0 (an emission term of 1) at the unobserved steps, after the checks of
+    θ and of the sequence that every function of one sequence makes (where they are concrete)."""
+    check_params(params)
+    _check_sequence(params.emission, x, observed)
     log_likelihoods = emission_log_likelihoods(params.emission, x)
     if observed is None:
         return log_likelihoods
@@ -475,9 +478,10 @@ class StatePath(CategoricalSequence):
         self.length = int(length)
 
     def log_prob(self, value: Array) -> Array:
+        """log p(z_{1:T}) of one path (T,), or of each of a batch of them (..., T)."""
         value = jnp.asarray(value, jnp.int32)
-        log_transitions = jnp.log(self.transition_matrix)[value[:-1], value[1:]]
-        return jnp.log(self.initial_probs)[value[0]] + jnp.sum(log_transitions)
+        log_transitions = jnp.log(self.transition_matrix)[value[..., :-1], value[..., 1:]]
+        return jnp.log(self.initial_probs)[value[..., 0]] + jnp.sum(log_transitions, axis=-1)
 
     def _sample_n(self, key: Array, n: int) -> Array:
         def one(key):
@@ -503,6 +507,12 @@ class _PathEmissions(distrax.Distribution):
         return self._example.dtype
 
     def log_prob(self, value: Array) -> Array:
+        """log p(x_{1:T} | z_{1:T}) of one sequence, or of each of a batch of them."""
+        value = jnp.asarray(value)
+        if value.ndim > len(self.event_shape):
+            return jax.vmap(self.log_prob)(value.reshape(-1, *self.event_shape)).reshape(
+                value.shape[: -len(self.event_shape)]
+            )
         log_likelihoods = emission_log_likelihoods(self.emission, value)
         return jnp.sum(jnp.take_along_axis(log_likelihoods, self.path[:, None], axis=1))
 
@@ -547,6 +557,24 @@ def _check_probability_rows(probs: Any, name: str) -> None:
     if not np.all(np.abs(sums - 1) <= _PROBABILITY_TOLERANCE):
         row = int(np.argmax(np.abs(sums - 1).reshape(-1)))
         raise ArgumentError(f"every row of {name} must sum to 1, but row {row} sums to {sums.reshape(-1)[row]:.6g}.")
+
+
+def _check_sequence(emission: Emission, x: Any, observed: Any) -> None:
+    """x is one sequence of this emission's shape, of real numbers, finite where concrete; observed is (T,)."""
+    _validation.check_real_array(x, "x")
+    shape = tuple(jnp.shape(x))
+    if isinstance(emission, CategoricalEmission):
+        expected, ok = "(T,) category indices", len(shape) == 1
+    else:
+        dim = jnp.shape(_emission_means(emission))[-1]
+        expected = f"(T, {dim})" + (" or (T,)" if isinstance(emission, PoissonEmission) and dim == 1 else "")
+        ok = shape[1:] == (dim,) or (isinstance(emission, PoissonEmission) and dim == 1 and len(shape) == 1)
+    if not ok or shape[0] < 1:
+        hint = " (one sequence: jax.vmap over a batch of them)" if len(shape) >= 2 and not ok else ""
+        raise ArgumentError(f"x must be one sequence of shape {expected}, got {shape}{hint}.")
+    _validation.check_finite(x, "x")
+    if observed is not None and tuple(jnp.shape(observed)) != shape[:1]:
+        raise ArgumentError(f"observed must have shape ({shape[0]},), one flag per step, got {jnp.shape(observed)}.")
 
 
 def check_params(params: Params) -> None:

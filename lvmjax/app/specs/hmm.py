@@ -27,9 +27,10 @@ from lvmjax.app.spec import DataKind, EvaluationSettings, FitResult, ModelSpec, 
 from lvmjax.errors import RunError
 from lvmjax.models import hmm
 
-__all__ = ["GENERATED_STEPS", "SPEC"]
+__all__ = ["FORECAST_STEPS", "GENERATED_STEPS", "SPEC"]
 
 GENERATED_STEPS = 100  # the length of each sequence `lvmjax sample` draws
+FORECAST_STEPS = 10  # how far the forecast figure looks ahead
 _EMISSIONS: tuple[Any, ...] = (hmm.GaussianEmission, hmm.CategoricalEmission, hmm.PoissonEmission)
 
 
@@ -214,7 +215,9 @@ def _generative(run: Run):
 
 
 def _figures(run: Run, dataset) -> dict:
-    """segmentation: the series coloured by its Viterbi states, and the smoothed p(z_t | x) beneath."""
+    """segmentation: the series coloured by its Viterbi states, and the smoothed p(z_t | x) beneath; forecast:
+    p(x_{T+h} | x_{1:T}) for the next `FORECAST_STEPS` steps, its mean and ± 2 standard deviations (Gaussian
+    and Poisson emissions)."""
     config = run.config
     params = _params(**run.params)
     with precision_scope(config):
@@ -233,7 +236,17 @@ def _figures(run: Run, dataset) -> dict:
     figure = plots.segmented_series(
         series, states, marginals, boundary=boundary, title=f"hmm ({config.states} states): {what}"
     )
-    return {"segmentation": figure}
+    figures = {"segmentation": figure}
+    if config.emission != "categorical":
+        with precision_scope(config):
+            ahead = hmm.predict(
+                params, jnp.asarray(_sequences(config, values, np.array([len(values)]))[0]), FORECAST_STEPS
+            )
+            mean, stddev = np.asarray(ahead.mean()), np.asarray(ahead.stddev())
+        figures["forecast"] = plots.forecast(
+            values, mean, stddev, title=f"hmm ({config.states} states): {what}, and the next {FORECAST_STEPS} forecast"
+        )
+    return figures
 
 
 def _whole(config, params, values):
