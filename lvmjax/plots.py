@@ -147,6 +147,7 @@ def segmented_series(
     boundary: int | None = None,
     title: str | None = None,
     times=None,
+    xlabel: str = "time step",
 ) -> Figure:
     """A time series coloured by its hidden state, above the smoothed state probabilities.
 
@@ -155,7 +156,7 @@ def segmented_series(
       states: (T,) ints, the state of each step (the Viterbi path).
       probabilities: (T, K), p(z_t = k | x) (stacked areas).
       boundary: draw a vertical line before this step (where the test steps begin).
-      times: (T,) x-axis values (default 0 … T - 1).
+      times: (T,) x-axis values (default 0 … T - 1), named by `xlabel`.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[:, None] if values.ndim == 1 else values
@@ -181,7 +182,7 @@ def segmented_series(
     probability_axis.stackplot(times, probabilities.T, colors=colours, alpha=0.8)
     probability_axis.set_ylim(0, 1)
     probability_axis.set_ylabel("p(z_t = k | x)")
-    probability_axis.set_xlabel("time step")
+    probability_axis.set_xlabel(xlabel)
     if boundary is not None:
         for axis in (series_axis, probability_axis):
             axis.axvline(times[boundary] - 0.5 if boundary < num_steps else times[-1], color="k", linestyle="--")
