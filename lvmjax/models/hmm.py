@@ -161,13 +161,16 @@ def emission_log_likelihoods(emission: Emission, x: Array) -> Array:
             squared = (x[:, None, :] - emission.means[None]) ** 2 / variances[None]
             log_norm = jnp.sum(jnp.log(2 * jnp.pi * variances), axis=-1)
             return -0.5 * (jnp.sum(squared, axis=-1) + log_norm[None])
+        # With Σ_k = L_k L_kᵀ, (x - μ_k)ᵀ Σ_k⁻¹ (x - μ_k) = |L_k⁻¹ x - L_k⁻¹ μ_k|²: one (K, D, D) triangular solve
+        # against the identity, then a matrix product over all T steps (as scikit-learn's precision Cholesky
+        # factors), instead of a triangular solve against every step, several times slower on a CPU.
         scale_tril = jnp.linalg.cholesky(emission.covariances)  # (K, D, D)
-        centred = x[None, :, :] - emission.means[:, None, :]  # (K, T, D)
-        solved = jax.scipy.linalg.solve_triangular(scale_tril, jnp.swapaxes(centred, 1, 2), lower=True)  # (K, D, T)
-        half_log_det = jnp.sum(jnp.log(jnp.diagonal(scale_tril, axis1=1, axis2=2)), axis=-1)
         dim = x.shape[-1]
-        log_probs = -0.5 * jnp.sum(solved**2, axis=1) - half_log_det[:, None] - 0.5 * dim * jnp.log(2 * jnp.pi)
-        return log_probs.T
+        identity = jnp.broadcast_to(jnp.eye(dim, dtype=scale_tril.dtype), scale_tril.shape)
+        inverse = jax.scipy.linalg.solve_triangular(scale_tril, identity, lower=True)  # L_k⁻¹
+        projected = jnp.einsum("kde,te->tkd", inverse, x) - jnp.einsum("kde,ke->kd", inverse, emission.means)[None]
+        half_log_det = jnp.sum(jnp.log(jnp.diagonal(scale_tril, axis1=1, axis2=2)), axis=-1)
+        return -0.5 * jnp.sum(projected**2, axis=-1) - half_log_det[None] - 0.5 * dim * jnp.log(2 * jnp.pi)
     if isinstance(emission, CategoricalEmission):
         return jnp.log(emission.probs).T[jnp.asarray(x, jnp.int32)]
     if isinstance(emission, PoissonEmission):
