@@ -217,48 +217,30 @@ def _generative(run: Run):
 def _figures(run: Run, dataset) -> dict:
     """segmentation: the series coloured by its Viterbi states, and the smoothed p(z_t | x) beneath; forecast:
     p(x_{T+h} | x_{1:T}) for the next `FORECAST_STEPS` steps, its mean and ± 2 standard deviations (Gaussian
-    and Poisson emissions)."""
+    and Poisson emissions). Of the whole series where the test steps follow the training ones, else of the
+    first test sequence."""
     config = run.config
     params = _params(**run.params)
+    if dataset.test_follows_train:
+        values = np.concatenate([dataset.train, dataset.test])
+        boundary: int | None = len(dataset.train)
+        what = f"{dataset.name}: training steps, then the test steps"
+    else:
+        values, boundary = dataset.test[: dataset.test_lengths[0]], None
+        what = f"{dataset.name}: the first test sequence"
     with precision_scope(config):
-        if dataset.test_follows_train:
-            values = np.concatenate([dataset.train, dataset.test])
-            boundary: int | None = len(dataset.train)
-            _, states, marginals = (np.asarray(part) for part in _whole(config, params, values))
-            what = f"{dataset.name}: training steps, then the test steps"
-        else:
-            first = dataset.test_lengths[0]
-            values = dataset.test[:first]
-            boundary = None
-            _, states, marginals = (np.asarray(part) for part in _whole(config, params, values))
-            what = f"{dataset.name}: the first test sequence"
-    series = np.argmax(values, axis=1)[:, None] if config.emission == "categorical" else values
-    figure = plots.segmented_series(
-        series, states, marginals, boundary=boundary, title=f"hmm ({config.states} states): {what}"
-    )
-    figures = {"segmentation": figure}
-    if config.emission != "categorical":
-        with precision_scope(config):
-            ahead = hmm.predict(
-                params, jnp.asarray(_sequences(config, values, np.array([len(values)]))[0]), FORECAST_STEPS
-            )
-            mean, stddev = np.asarray(ahead.mean()), np.asarray(ahead.stddev())
-        figures["forecast"] = plots.forecast(
-            values, mean, stddev, title=f"hmm ({config.states} states): {what}, and the next {FORECAST_STEPS} forecast"
+        sequence = jnp.asarray(_sequences(config, values, np.array([len(values)]))[0])
+        _, states, marginals = (
+            np.asarray(part[0]) for part in _per_step(params, sequence[None], jnp.ones((1, len(sequence)), bool))
         )
+        ahead = hmm.predict(params, sequence, FORECAST_STEPS) if config.emission != "categorical" else None
+    title = f"hmm ({config.states} states): {what}"
+    series = np.argmax(values, axis=1)[:, None] if config.emission == "categorical" else values
+    figures = {"segmentation": plots.segmented_series(series, states, marginals, boundary=boundary, title=title)}
+    if ahead is not None:
+        mean, stddev = np.asarray(ahead.mean()), np.asarray(ahead.stddev())
+        figures["forecast"] = plots.forecast(values, mean, stddev, title=f"{title}, and {FORECAST_STEPS} ahead")
     return figures
-
-
-def _whole(config, params, values):
-    padded, observed, _ = _padded_one(config, values)
-    log_likelihoods, states, marginals = _per_step(params, padded, observed)
-    return log_likelihoods[0], states[0], marginals[0]
-
-
-def _padded_one(config, values):
-    sequence = _sequences(config, values, np.array([len(values)]))[0]
-    padded = jnp.asarray(sequence)[None]
-    return padded, jnp.ones(padded.shape[:2], bool), np.array([len(values)])
 
 
 SPEC = ModelSpec(
