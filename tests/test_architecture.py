@@ -37,6 +37,8 @@ LAYERS = {
     "lvmjax.plots": BESIDE,
     "lvmjax.model": CORE,
     "lvmjax.estimators": CORE,
+    "lvmjax.ais": CORE,
+    "lvmjax.mcmc": CORE,
     "lvmjax.variational": CORE,
     "lvmjax._discrete": CORE,
     "lvmjax.networks": CORE,
