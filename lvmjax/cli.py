@@ -335,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--num-samples", type=_positive_int, default=5000, help="K: importance samples per test datapoint for the NLL"
     )
+    evaluate.add_argument(
+        "--estimator",
+        choices=app.ESTIMATORS,
+        default="is",
+        help="the estimator of an estimated log p(x) "
+        f"({_names(lambda spec: spec.nll_method == 'importance sampling')}): is, importance sampling from the "
+        "refined q; ais, annealed importance sampling from the encoder's q (the prior for models without one), "
+        "against which the gaps are then measured",
+    )
+    evaluate.add_argument(
+        "--ais-steps", type=_positive_int, default=1000, metavar="T", help="AIS temperatures (with --estimator ais)"
+    )
+    evaluate.add_argument(
+        "--ais-chains", type=_positive_int, default=16, metavar="C", help="AIS chains per test datapoint"
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -648,7 +663,15 @@ def _tour(args) -> int:
 def _evaluate(args) -> int:
     progress = _BatchProgress(f"evaluate {args.run_dir}", args.quiet)
     try:
-        report = app.evaluate_run(args.run_dir, num_samples=args.num_samples, data_dir=args.data_dir, progress=progress)
+        report = app.evaluate_run(
+            args.run_dir,
+            num_samples=args.num_samples,
+            data_dir=args.data_dir,
+            progress=progress,
+            estimator=args.estimator,
+            ais_steps=args.ais_steps,
+            ais_chains=args.ais_chains,
+        )
     finally:
         progress.close()
     if args.json:

@@ -17,7 +17,7 @@ from lvmjax.app import registry
 from lvmjax.app.checkpoints import Checkpoints
 from lvmjax.app.config import FitConfig, check_config_against_data, check_mesh
 from lvmjax.app.datasets import load_data
-from lvmjax.app.evaluation import evaluate, evaluate_run, load_run_data
+from lvmjax.app.evaluation import ESTIMATORS, evaluate, evaluate_run, load_run_data
 from lvmjax.app.fitting import fit
 from lvmjax.app.rundir import (
     check_new_run_dir,
@@ -31,6 +31,7 @@ from lvmjax.app.rundir import (
 from lvmjax.app.spec import DataKind, EvaluationSettings, FitResult, ModelSpec, Run
 
 __all__ = [
+    "ESTIMATORS",
     "Checkpoints",
     "DataKind",
     "EvaluationSettings",

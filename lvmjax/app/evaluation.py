@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lvmjax.app import registry
 from lvmjax.app.config import FitConfig
 from lvmjax.app.datasets import load_data
 from lvmjax.app.rundir import load_run
@@ -14,7 +15,7 @@ from lvmjax.app.spec import EvaluationSettings, Run
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
 
-__all__ = ["evaluate", "evaluate_run", "load_run_data"]
+__all__ = ["ESTIMATORS", "evaluate", "evaluate_run", "load_run_data"]
 
 
 def evaluate_run(
@@ -24,13 +25,48 @@ def evaluate_run(
     refine_steps: int = 200,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    estimator: str = "is",
+    ais_steps: int = 1000,
+    ais_chains: int = 16,
 ) -> dict:
     """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
     run = load_run(run_dir)
+    _check_estimator(run.config, estimator, ais_steps, ais_chains)
     dataset = load_run_data(run, run_dir, data_dir)
-    return evaluate(run.config, run.params, dataset, num_samples, refine_steps, seed, progress=progress)
+    return evaluate(
+        run.config,
+        run.params,
+        dataset,
+        num_samples,
+        refine_steps,
+        seed,
+        progress=progress,
+        estimator=estimator,
+        ais_steps=ais_steps,
+        ais_chains=ais_chains,
+    )
+
+
+ESTIMATORS = ("is", "ais")
+
+
+def _check_estimator(config: FitConfig, estimator: str, ais_steps: int, ais_chains: int) -> None:
+    """AIS is for the models whose log p(x) is estimated; the others' is exact, or undefined."""
+    if estimator not in ESTIMATORS:
+        raise RunError(f"{{estimator}} must be one of {', '.join(ESTIMATORS)}, got {estimator!r}.")
+    if estimator == "ais":
+        if config.spec.nll_method != "importance sampling":
+            known = "is exact" if config.spec.nll_method == "exact" else "is not defined"
+            estimated = ", ".join(s.name for s in registry.specs() if s.nll_method == "importance sampling")
+            raise RunError(
+                f"{config.model}'s log p(x) {known}; {{estimator}} ais is for the models whose log p(x) is "
+                f"estimated ({estimated})."
+            )
+        for name, value in (("ais_steps", ais_steps), ("ais_chains", ais_chains)):
+            if value < 1:
+                raise RunError(f"{{{name}}} must be at least 1, got {value}.")
 
 
 def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = None) -> Dataset:
@@ -53,6 +89,9 @@ def evaluate(
     seed: int = 0,
     per_datapoint: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    estimator: str = "is",
+    ais_steps: int = 1000,
+    ais_chains: int = 16,
 ) -> dict:
     """Test-split metrics of a fitted model, in nats per datapoint (`ModelSpec.evaluate`).
 
@@ -73,6 +112,12 @@ def evaluate(
       seed: of every draw.
       per_datapoint: also return "test_log_marginals", log p(x_i) (or its estimate) for every
         test datapoint, for the models that have a likelihood.
+      estimator: of the NLL of the models whose log p(x) is estimated: "is", importance
+        sampling with `num_samples` draws from the refined q; or "ais", annealed importance
+        sampling (`lvmjax.ais.log_marginal_ais`, `ais_steps` temperatures, `ais_chains`
+        chains) from the encoder's q (vae, iwae) or the prior (svi), which the gaps are
+        then measured against (the importance-sampled NLL is kept as "test_nll_is").
+      ais_steps, ais_chains: AIS's temperatures and chains per test datapoint.
       progress: `progress(done, total)` before the first and after each batch of at most
         `batches.EVALUATION_BATCH` test datapoints of a model evaluated in batches (batch b
         draws with the key fold_in(key(seed), b); the batches have equal sizes, so one
@@ -80,11 +125,16 @@ def evaluate(
     """
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
+    _check_estimator(config, estimator, ais_steps, ais_chains)
     report = {
         "model": config.model,
         "dataset": dataset.name,
         "num_test": int(np.shape(dataset.test)[0]),
         "num_samples": num_samples,
     }
-    settings = EvaluationSettings(num_samples, refine_steps, seed, per_datapoint, progress)
-    return report | config.spec.evaluate(config, params, dataset, settings)
+    settings = EvaluationSettings(
+        num_samples, refine_steps, seed, per_datapoint, progress, estimator, ais_steps, ais_chains
+    )
+    metrics = config.spec.evaluate(config, params, dataset, settings)
+    metrics.setdefault("nll_estimator", config.spec.nll_method)  # "exact", or None without a likelihood
+    return report | metrics

@@ -80,6 +80,9 @@ class EvaluationSettings(NamedTuple):
     seed: int  # of every draw
     per_datapoint: bool  # also report "test_log_marginals", log p(x_i) of every test datapoint
     progress: Callable[[int, int], None] | None  # progress(done, total) over test batches
+    estimator: str = "is"  # of an estimated log p(x): "is" (importance sampling) or "ais" (`lvmjax.ais`)
+    ais_steps: int = 1000  # temperatures of AIS
+    ais_chains: int = 16  # AIS chains per test datapoint
 
 
 FitFunction = Callable[..., FitResult]

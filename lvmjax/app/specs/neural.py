@@ -23,6 +23,7 @@ import optax
 
 from lvmjax import amortized, applications, parallel, semi_amortized, svi, training
 from lvmjax import data as data_lib
+from lvmjax.ais import log_marginal_ais
 from lvmjax.app.batches import chunk_size, in_batches
 from lvmjax.app.compiled import impute_vae_all
 from lvmjax.app.spec import DataKind, EvaluationSettings, FitResult, ModelSpec, Run
@@ -168,8 +169,45 @@ def _gap_report(key, vae, params, test, refine_steps, num_samples, chunk_size):
     )
 
 
+@functools.partial(jax.jit, static_argnames=("vae", "num_steps", "num_chains", "from_encoder"))
+def _ais_log_marginals(key, vae, params, test, num_steps, num_chains, from_encoder):
+    """AIS estimates of log p(x) of every row of `test`, from the encoder's q or (without) the prior."""
+
+    def per_datapoint(args):
+        index, x = args
+        proposal = vae.encode(params, x) if from_encoder else None
+        key_x = jax.random.fold_in(key, index)
+        return log_marginal_ais(key_x, vae.model, params, x, num_steps, num_chains, proposal=proposal)
+
+    return jax.lax.map(per_datapoint, (jnp.arange(test.shape[0]), test), batch_size=64)
+
+
+def _with_ais(report: dict, vae, params, test, settings: EvaluationSettings, from_encoder: bool, base_elbo) -> tuple:
+    """The report with its NLL by AIS (the importance-sampled one kept as test_nll_is), and the estimates."""
+    estimate = in_batches(
+        lambda key, batch: _ais_log_marginals(
+            key, vae, params, batch, settings.ais_steps, settings.ais_chains, from_encoder
+        ),
+        jax.random.fold_in(jax.random.key(settings.seed), 1),
+        test,
+        settings.progress,
+    )
+    proposal = "the encoder's q" if from_encoder else "the prior"
+    report = report | {
+        "test_nll_is": report["test_nll"],
+        "test_nll_is_stderr": report["test_nll_stderr"],
+        "test_nll": -float(jnp.mean(estimate.log_marginal)),
+        "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0]),
+        "nll_estimator": f"AIS, {settings.ais_steps} steps × {settings.ais_chains} chains from {proposal}",
+    }
+    if base_elbo is not None:  # the approximation gap against the better log p(x)
+        report["approximation_gap"] = float(jnp.mean(estimate.log_marginal - base_elbo))
+    return report, estimate
+
+
 def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -> dict:
-    """Test ELBO of the encoder's q; test NLL importance-sampled from the refined q; the two gaps."""
+    """Test ELBO of the encoder's q; test NLL importance-sampled from the refined q (or by AIS from the
+    encoder's q); the two gaps."""
     test = np.asarray(dataset.test)
     vae = networks(config, test.shape[1], dataset.image_shape)
     num_samples = settings.num_samples
@@ -188,9 +226,14 @@ def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -
         "refined_elbo": float(jnp.mean(gaps.refined_elbo)),
         "approximation_gap": float(jnp.mean(gaps.approximation_gap)),
         "amortization_gap": float(jnp.mean(gaps.amortization_gap)),
+        "nll_estimator": f"importance sampling, K = {num_samples} from the refined q",
     }
+    log_marginals = gaps.log_marginal
+    if settings.estimator == "ais":
+        report, estimate = _with_ais(report, vae, params, test, settings, True, gaps.refined_elbo)
+        log_marginals = estimate.log_marginal
     if settings.per_datapoint:
-        report["test_log_marginals"] = jax.device_get(gaps.log_marginal).tolist()
+        report["test_log_marginals"] = jax.device_get(log_marginals).tolist()
     return report
 
 
@@ -218,7 +261,11 @@ def _evaluate_svi(config, params, dataset, settings: EvaluationSettings) -> dict
         "test_elbo": float(jnp.mean(elbos)),
         "test_nll": -float(jnp.mean(estimate.log_marginal)),
         "test_nll_stderr": float(jnp.sqrt(jnp.sum(estimate.stderr**2)) / test.shape[0]),
+        "nll_estimator": f"importance sampling, K = {num_samples} from the fitted q of each test datapoint",
     }
+    if settings.estimator == "ais":
+        decoder = {"decoder": params["decoder"]}
+        report, estimate = _with_ais(report, vae, decoder, test, settings, False, None)
     if settings.per_datapoint:
         report["test_log_marginals"] = jax.device_get(estimate.log_marginal).tolist()
     return report
