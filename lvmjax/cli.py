@@ -350,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--ais-chains", type=_positive_int, default=16, metavar="C", help="AIS chains per test datapoint"
     )
+    evaluate.add_argument(
+        "--bdmc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also simulate N datapoints from the model and report BDMC's lower and upper bounds on their "
+        "log p(x) with the AIS settings (Grosse et al. 2015): their gap is how far AIS is from the truth",
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -671,6 +679,7 @@ def _evaluate(args) -> int:
             estimator=args.estimator,
             ais_steps=args.ais_steps,
             ais_chains=args.ais_chains,
+            bdmc=args.bdmc,
         )
     finally:
         progress.close()

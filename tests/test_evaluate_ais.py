@@ -52,3 +52,15 @@ def test_an_exact_model_names_its_estimator_and_refuses_ais(runs, capsys):
     _, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "fa's log p(x) is exact; --estimator ais is for the models whose log p(x)" in lines[0]
+
+
+def test_bdmc_brackets_the_log_likelihood_of_simulated_data(runs, capsys):
+    report = evaluate(capsys, runs / "vae", *AIS, "--bdmc", "6")
+    bounds = report["bdmc"]
+    assert bounds["num_simulated"] == 6 and bounds["ais_steps"] == 20 and bounds["ais_chains"] == 4
+    # In expectation lower <= log p(x) <= upper: the gap is non-negative up to its standard errors.
+    noise = 4 * (bounds["lower_stderr"] ** 2 + bounds["upper_stderr"] ** 2) ** 0.5
+    assert bounds["gap"] == pytest.approx(bounds["upper"] - bounds["lower"], abs=1e-4)
+    assert bounds["gap"] > -noise and bounds["lower"] < 0 and bounds["upper"] < 0
+    assert cli.main(["evaluate", str(runs / "fa"), "--bdmc", "3", "--quiet"]) == 2
+    assert "--bdmc is for the models whose log p(x) is estimated" in capsys.readouterr().err

@@ -28,12 +28,13 @@ def evaluate_run(
     estimator: str = "is",
     ais_steps: int = 1000,
     ais_chains: int = 16,
+    bdmc: int = 0,
 ) -> dict:
     """Test-split metrics of a saved run, in nats per datapoint; see `evaluate`."""
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
     run = load_run(run_dir)
-    _check_estimator(run.config, estimator, ais_steps, ais_chains)
+    _check_estimator(run.config, estimator, ais_steps, ais_chains, bdmc)
     dataset = load_run_data(run, run_dir, data_dir)
     return evaluate(
         run.config,
@@ -46,22 +47,26 @@ def evaluate_run(
         estimator=estimator,
         ais_steps=ais_steps,
         ais_chains=ais_chains,
+        bdmc=bdmc,
     )
 
 
 ESTIMATORS = ("is", "ais")
 
 
-def _check_estimator(config: FitConfig, estimator: str, ais_steps: int, ais_chains: int) -> None:
-    """AIS is for the models whose log p(x) is estimated; the others' is exact, or undefined."""
+def _check_estimator(config: FitConfig, estimator: str, ais_steps: int, ais_chains: int, bdmc: int = 0) -> None:
+    """AIS and BDMC are for the models whose log p(x) is estimated; the others' is exact, or undefined."""
     if estimator not in ESTIMATORS:
         raise RunError(f"{{estimator}} must be one of {', '.join(ESTIMATORS)}, got {estimator!r}.")
-    if estimator == "ais":
+    if bdmc < 0:
+        raise RunError(f"{{bdmc}} must be at least 0, got {bdmc}.")
+    if estimator == "ais" or bdmc:
+        what = "{estimator} ais" if estimator == "ais" else "{bdmc}"
         if config.spec.nll_method != "importance sampling":
             known = "is exact" if config.spec.nll_method == "exact" else "is not defined"
             estimated = ", ".join(s.name for s in registry.specs() if s.nll_method == "importance sampling")
             raise RunError(
-                f"{config.model}'s log p(x) {known}; {{estimator}} ais is for the models whose log p(x) is "
+                f"{config.model}'s log p(x) {known}; {what} is for the models whose log p(x) is "
                 f"estimated ({estimated})."
             )
         for name, value in (("ais_steps", ais_steps), ("ais_chains", ais_chains)):
@@ -92,6 +97,7 @@ def evaluate(
     estimator: str = "is",
     ais_steps: int = 1000,
     ais_chains: int = 16,
+    bdmc: int = 0,
 ) -> dict:
     """Test-split metrics of a fitted model, in nats per datapoint (`ModelSpec.evaluate`).
 
@@ -118,6 +124,9 @@ def evaluate(
         chains) from the encoder's q (vae, iwae) or the prior (svi), which the gaps are
         then measured against (the importance-sampled NLL is kept as "test_nll_is").
       ais_steps, ais_chains: AIS's temperatures and chains per test datapoint.
+      bdmc: simulate this many datapoints (x, z) ~ p(x, z; θ) from the model and report
+        BDMC's lower and upper bounds on their log p(x) (`lvmjax.ais.bdmc`, with the
+        AIS settings above, from the prior): their gap says how far AIS is from the truth.
       progress: `progress(done, total)` before the first and after each batch of at most
         `batches.EVALUATION_BATCH` test datapoints of a model evaluated in batches (batch b
         draws with the key fold_in(key(seed), b); the batches have equal sizes, so one
@@ -125,7 +134,7 @@ def evaluate(
     """
     if num_samples < 1:
         raise RunError(f"{{num_samples}} must be at least 1, got {num_samples}.")
-    _check_estimator(config, estimator, ais_steps, ais_chains)
+    _check_estimator(config, estimator, ais_steps, ais_chains, bdmc)
     report = {
         "model": config.model,
         "dataset": dataset.name,
@@ -133,7 +142,7 @@ def evaluate(
         "num_samples": num_samples,
     }
     settings = EvaluationSettings(
-        num_samples, refine_steps, seed, per_datapoint, progress, estimator, ais_steps, ais_chains
+        num_samples, refine_steps, seed, per_datapoint, progress, estimator, ais_steps, ais_chains, bdmc
     )
     metrics = config.spec.evaluate(config, params, dataset, settings)
     metrics.setdefault("nll_estimator", config.spec.nll_method)  # "exact", or None without a likelihood

@@ -83,6 +83,7 @@ class EvaluationSettings(NamedTuple):
     estimator: str = "is"  # of an estimated log p(x): "is" (importance sampling) or "ais" (`lvmjax.ais`)
     ais_steps: int = 1000  # temperatures of AIS
     ais_chains: int = 16  # AIS chains per test datapoint
+    bdmc: int = 0  # datapoints simulated from the model for the BDMC check of AIS (0: none)
 
 
 FitFunction = Callable[..., FitResult]

@@ -23,14 +23,14 @@ import optax
 
 from lvmjax import amortized, applications, parallel, semi_amortized, svi, training
 from lvmjax import data as data_lib
-from lvmjax.ais import log_marginal_ais
+from lvmjax.ais import bdmc, log_marginal_ais
 from lvmjax.app.batches import chunk_size, in_batches
 from lvmjax.app.compiled import impute_vae_all
 from lvmjax.app.spec import DataKind, EvaluationSettings, FitResult, ModelSpec, Run
 from lvmjax.app.training_loop import run_epochs
 from lvmjax.errors import RunError
 from lvmjax.estimators import elbo, log_marginal_is
-from lvmjax.model import log_likelihood
+from lvmjax.model import log_likelihood, sample
 
 __all__ = ["AE", "IWAE", "SPECS", "SVI", "VAE", "networks"]
 
@@ -205,6 +205,44 @@ def _with_ais(report: dict, vae, params, test, settings: EvaluationSettings, fro
     return report, estimate
 
 
+@functools.partial(jax.jit, static_argnames=("vae", "num", "num_steps", "num_chains"))
+def _bdmc_on_simulated(key, vae, params, num, num_steps, num_chains):
+    """BDMC on `num` pairs (x, z) ~ p(x, z; θ): z is an exact posterior sample of its x (Grosse et al. 2015)."""
+    key_data, key_bdmc = jax.random.split(key)
+    z, x = jax.vmap(lambda k: sample(k, vae.model, params))(jax.random.split(key_data, num))
+
+    def per_datapoint(args):
+        index, x_i, z_i = args
+        return bdmc(jax.random.fold_in(key_bdmc, index), vae.model, params, x_i, z_i, num_steps, num_chains)
+
+    return jax.lax.map(per_datapoint, (jnp.arange(num), x, z), batch_size=64)
+
+
+def _bdmc_report(vae, params, settings: EvaluationSettings) -> dict:
+    """The BDMC bounds on log p(x) of datapoints simulated from the model, in nats per datapoint."""
+    result = jax.device_get(
+        _bdmc_on_simulated(
+            jax.random.fold_in(jax.random.key(settings.seed), 2),
+            vae,
+            params,
+            settings.bdmc,
+            settings.ais_steps,
+            settings.ais_chains,
+        )
+    )
+    lower, upper = result.lower, result.upper
+    return {
+        "num_simulated": settings.bdmc,
+        "ais_steps": settings.ais_steps,
+        "ais_chains": settings.ais_chains,
+        "lower": float(np.mean(lower.log_marginal)),
+        "lower_stderr": float(np.sqrt(np.sum(lower.stderr**2)) / settings.bdmc),
+        "upper": float(np.mean(upper.log_marginal)),
+        "upper_stderr": float(np.sqrt(np.sum(upper.stderr**2)) / settings.bdmc),
+        "gap": float(np.mean(upper.log_marginal - lower.log_marginal)),
+    }
+
+
 def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -> dict:
     """Test ELBO of the encoder's q; test NLL importance-sampled from the refined q (or by AIS from the
     encoder's q); the two gaps."""
@@ -232,6 +270,8 @@ def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -
     if settings.estimator == "ais":
         report, estimate = _with_ais(report, vae, params, test, settings, True, gaps.refined_elbo)
         log_marginals = estimate.log_marginal
+    if settings.bdmc:
+        report["bdmc"] = _bdmc_report(vae, params, settings)
     if settings.per_datapoint:
         report["test_log_marginals"] = jax.device_get(log_marginals).tolist()
     return report
@@ -266,6 +306,8 @@ def _evaluate_svi(config, params, dataset, settings: EvaluationSettings) -> dict
     if settings.estimator == "ais":
         decoder = {"decoder": params["decoder"]}
         report, estimate = _with_ais(report, vae, decoder, test, settings, False, None)
+    if settings.bdmc:
+        report["bdmc"] = _bdmc_report(vae, {"decoder": params["decoder"]}, settings)
     if settings.per_datapoint:
         report["test_log_marginals"] = jax.device_get(estimate.log_marginal).tolist()
     return report
