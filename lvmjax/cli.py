@@ -404,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="K: importance samples per image for "
         f"{_names(lambda spec: spec.impute and spec.nll_method == 'importance sampling')}",
     )
+    impute.add_argument(
+        "--method",
+        choices=("is", "mcmc"),
+        default="is",
+        help="how the models with a continuous z draw it given the observed entries "
+        f"({_names(lambda spec: spec.impute_by_mcmc is not None)}): is, importance weighting; mcmc, NUTS on "
+        "p(z | x_o), 4 chains of --num-samples / 4 draws after 200 warmup steps",
+    )
     impute.add_argument("--seed", type=int, default=0, help="seed of the importance samples and the random mask")
     impute.add_argument(
         "--out", default=None, metavar="FILE.png", help="where to write (default RUN_DIR/imputation-MASK.png)"
@@ -744,13 +752,18 @@ def _impute(args) -> int:
 
     run = app.load_run(args.run_dir)
     run.spec.require("impute")  # before any mask is drawn: say first if the model cannot impute at all
+    if args.method == "mcmc" and run.spec.impute_by_mcmc is None:
+        raise RunError(
+            f"--method mcmc draws a continuous z by NUTS, for {_names(lambda spec: spec.impute_by_mcmc is not None)}; "
+            f"{run.config.model} imputes with --method is."
+        )
     default = Path(args.run_dir) / f"imputation-{args.mask}.png"
     figure_path, array_path = _outputs(args.out, default, args.overwrite)
     dataset = app.load_run_data(run, args.run_dir, args.data_dir)
     key_mask, key_impute = jax.random.split(jax.random.key(args.seed))
     observed = applications.observed_mask(args.mask, run.data_dim, run.image_shape, key_mask)
     truth = dataset.test[: args.num_images]
-    imputed = figures.impute(key_impute, run, truth, observed, args.num_samples)
+    imputed = figures.impute(key_impute, run, truth, observed, args.num_samples, args.method)
     _save_array(array_path, imputed)
     written = [array_path]
     if run.image_shape is not None:

@@ -193,6 +193,25 @@ def test_vae_imputation_converges_to_the_exact_linear_gaussian_conditional():
     np.testing.assert_array_equal(imputed[:, ::2], jnp.broadcast_to(x[::2], (16, 2)))
 
 
+@pytest.mark.standard_promotion  # blackjax's window adaptation
+def test_vae_imputation_by_mcmc_reaches_the_exact_linear_gaussian_conditional():
+    """NUTS on p(z | x_o) instead of importance weights: the mean of E[x_m | z_s] over the draws is within 5 Monte
+    Carlo standard errors of the exact E[x_m | x_o]; the prior's sd of W_m z bounds the posterior's from above."""
+    params, x = make_linear_gaussian(noise=1.0)
+    family = VariationalFamily(None, lambda phi: distrax.MultivariateNormalTri(phi["mean"], phi["scale_tril"]))
+    vae_like = AmortizedModel(linear_gaussian.model, family, posterior_encoder, None, latent_dim=2)
+    observed = jnp.array([True, False, True, False])
+    _, exact = applications.impute_linear_gaussian(params, x, observed)
+    imputed, info = jax.jit(
+        lambda key: applications.impute_vae_mcmc(key, vae_like, params, x, observed, num_samples=500, num_warmup=300)
+    )(jax.random.key(0))
+    np.testing.assert_array_equal(imputed[::2], x[::2])
+    assert float(jnp.max(info.rhat)) < 1.05
+    prior_sd = jnp.sqrt(jnp.sum(params.weight[1::2] ** 2, axis=1))
+    tolerance = 5 * prior_sd / jnp.sqrt(jnp.min(info.ess))
+    assert np.all(np.abs(imputed[1::2] - exact[1::2]) < tolerance), (imputed, exact, tolerance)
+
+
 def test_vae_imputation_reweights_the_encoders_draws_and_latent_means_are_its_means():
     vae, params = linear_bernoulli_vae()
     data = jnp.asarray(np.random.default_rng(0).random((3, 16)) < 0.5, jnp.float32)

@@ -82,20 +82,22 @@ def generate(key, run: Run, num: int, draw: bool = False) -> np.ndarray:
 # --- Imputation ------------------------------------------------------------------------------
 
 
-def impute(key, run: Run, data, observed, num_samples: int = 1000) -> np.ndarray:
+def impute(key, run: Run, data, observed, num_samples: int = 1000, method: str = "is") -> np.ndarray:
     """Every row of `data` (N, D) with its missing entries (where `observed` is False) replaced by
     E[x_m | x_o; θ]: a pixel probability for the Bernoulli models.
 
     Exact for mob, gmm, fa and ppca (`applications.impute_*`). For vae and iwae,
     self-normalized importance sampling with K = `num_samples` from the encoder
     (`applications.impute_vae`); svi has no encoder, so its proposal is the
-    prior p(z), whose weights are the likelihoods p(x_o | z_k) alone.
+    prior p(z), whose weights are the likelihoods p(x_o | z_k) alone. With `method="mcmc"`
+    (vae, iwae, svi), z is drawn from p(z | x_o) by NUTS instead (`ModelSpec.impute_by_mcmc`).
     """
     data = jnp.asarray(data)
     observed = jnp.asarray(observed, bool)
     if data.ndim != 2 or data.shape[1] != run.data_dim:
         raise RunError(f"the data to impute must have shape (N, {run.data_dim}), got {data.shape}.")
-    return run.spec.require("impute")(key, run, data, observed, num_samples)
+    capability = "impute_by_mcmc" if method == "mcmc" else "impute"
+    return run.spec.require(capability)(key, run, data, observed, num_samples)
 
 
 # --- Latent codes ----------------------------------------------------------------------------

@@ -130,6 +130,9 @@ class ModelSpec:
         split and what they are; None for a discrete z.
       encoder: has an encoder f(x) (reconstructions and interpolations).
       component_means: `component_means(run) -> (weights, means)` of a mixture; None otherwise.
+      impute_by_mcmc: `impute_by_mcmc(key, run, data, observed, num_samples)`, the same as
+        `impute` with z drawn from p(z | x_o) by NUTS (`num_samples` draws in all, over 4
+        chains); None for the models that impute exactly or have no continuous z.
       prepare: `prepare(config, dataset) -> dataset`, the data as the model reads it (checked,
         or recoded), applied by `load_data` to both splits; None to take it as loaded.
       figures: `figures(run, dataset) -> {name: matplotlib Figure}`, the figures of the model's
@@ -161,6 +164,7 @@ class ModelSpec:
     latent_codes: Callable[[Run, Dataset], tuple[np.ndarray, np.ndarray | None, str]] | None = None
     encoder: bool = False
     component_means: Callable[[Run], tuple[np.ndarray, np.ndarray]] | None = None
+    impute_by_mcmc: Callable[[Array, Run, Any, Any, int], np.ndarray] | None = None
     prepare: Callable[[FitConfig, Dataset], Dataset] | None = None
     figures: Callable[[Run, Dataset], dict[str, Any]] | None = None
     reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)

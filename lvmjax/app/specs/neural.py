@@ -354,6 +354,24 @@ def _impute_with_prior(key, run: Run, data, observed, num_samples: int) -> np.nd
     )
 
 
+@functools.partial(jax.jit, static_argnames=("vae", "num_samples"))
+def _impute_all_by_mcmc(key, vae, params, data, observed, num_samples: int):
+    def one(args):
+        index, x = args
+        draws_per_chain = max(num_samples // 4, 1)
+        key_x = jax.random.fold_in(key, index)
+        return applications.impute_vae_mcmc(key_x, vae, params, x, observed, draws_per_chain, 200, 4)[0]
+
+    return jax.lax.map(one, (jnp.arange(data.shape[0]), data), batch_size=8)
+
+
+def _impute_by_mcmc(key, run: Run, data, observed, num_samples: int) -> np.ndarray:
+    """E[x_m | x_o] with z ~ p(z | x_o) by NUTS: 4 chains of num_samples / 4 draws after 200 warmup steps."""
+    vae = _networks_of(run)
+    params = {"decoder": run.params["decoder"]}
+    return np.asarray(_impute_all_by_mcmc(key, vae, params, jnp.asarray(data), jnp.asarray(observed), num_samples))
+
+
 def _encoder_codes(run: Run, dataset):
     codes = applications.latent_means(jax.jit(_networks_of(run).encode), run.params, jnp.asarray(dataset.test))
     return np.asarray(codes), dataset.test_labels, "the encoder's means E_q[z | x] of the test data"
@@ -393,6 +411,7 @@ VAE = _common(
     objective=lambda config: "ELBO",
     generative=_decoder,
     impute=_impute_with_encoder,
+    impute_by_mcmc=_impute_by_mcmc,
     latent_codes=_encoder_codes,
     encoder=True,
 )
@@ -409,6 +428,7 @@ IWAE = _common(
     objective=lambda config: f"IWAE bound, K = {config.samples}",
     generative=_decoder,
     impute=_impute_with_encoder,
+    impute_by_mcmc=_impute_by_mcmc,
     latent_codes=_encoder_codes,
     encoder=True,
 )
@@ -442,6 +462,7 @@ SVI = _common(
     objective=lambda config: "ELBO",
     generative=_decoder,
     impute=_impute_with_prior,
+    impute_by_mcmc=_impute_by_mcmc,
     latent_codes=_phi_codes,
 )
 

@@ -1,8 +1,10 @@
-"""`lvmjax evaluate --estimator ais`: the test NLL by annealed importance sampling, the gaps measured against it,
-the importance-sampled NLL kept beside it, and a clear refusal for the models whose log p(x) is exact."""
+"""`lvmjax evaluate --estimator ais` and `--bdmc`, `lvmjax impute --method mcmc`: the test NLL by annealed importance
+sampling with the gaps measured against it, BDMC on simulated data, imputation by NUTS, and clear refusals for the
+models whose log p(x) is exact."""
 
 import json
 
+import numpy as np
 import pytest
 
 from lvmjax import cli
@@ -64,3 +66,18 @@ def test_bdmc_brackets_the_log_likelihood_of_simulated_data(runs, capsys):
     assert bounds["gap"] > -noise and bounds["lower"] < 0 and bounds["upper"] < 0
     assert cli.main(["evaluate", str(runs / "fa"), "--bdmc", "3", "--quiet"]) == 2
     assert "--bdmc is for the models whose log p(x) is estimated" in capsys.readouterr().err
+
+
+def test_impute_by_mcmc_fills_the_missing_half_and_keeps_the_observed_one(runs, capsys, tmp_path):
+    out = tmp_path / "mcmc.png"
+    assert (
+        cli.main(["impute", str(runs / "vae"), "--method", "mcmc", "-n", "4", "--num-samples", "40", "--out", str(out)])
+        == 0
+    )
+    assert "imputed top-half of 4 test datapoints under vae" in capsys.readouterr().out
+    imputed = np.load(out.with_suffix(".npy"))
+    assert imputed.shape == (4, 64) and np.all((imputed >= 0) & (imputed <= 1))
+    assert cli.main(["impute", str(runs / "fa"), "--method", "mcmc", "--out", str(tmp_path / "fa.png")]) == 2
+    assert "--method mcmc draws a continuous z by NUTS, for vae, iwae, svi; fa imputes with --method is" in (
+        capsys.readouterr().err
+    )
