@@ -30,6 +30,7 @@ __all__ = [
     "image_rows",
     "imputation_grid",
     "latent_scatter",
+    "sample_clouds",
     "save",
     "segmented_series",
 ]
@@ -195,6 +196,32 @@ def segmented_series(
         )
     if title:
         series_axis.set_title(title)
+    return figure
+
+
+def sample_clouds(clouds: Mapping[str, Sequence], titles: Sequence[str], title: str | None = None) -> Figure:
+    """Draws of several distributions over the same d-dimensional space, one panel per case, each projected
+    on the two widest directions (SVD) of the first named set of draws in that panel.
+
+    Args:
+      clouds: name -> one array of draws (N, d) per panel.
+      titles: one title per panel.
+    """
+    names = list(clouds)
+    figure = Figure(figsize=(3.2 * len(titles), 3.4), layout="constrained")
+    for index, axis in enumerate(figure.subplots(1, len(titles), squeeze=False)[0]):
+        reference = np.asarray(clouds[names[0]][index], dtype=np.float64)
+        centre = reference.mean(axis=0)
+        directions = np.linalg.svd(reference - centre, full_matrices=False)[2][:2]
+        for name in reversed(names):
+            projected = (np.asarray(clouds[name][index], dtype=np.float64) - centre) @ directions.T
+            axis.scatter(projected[:, 0], projected[:, 1], s=3, alpha=0.3, label=name)
+        axis.set_title(titles[index], fontsize="small")
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.axes[0].legend(fontsize="x-small", markerscale=3)
+    if title:
+        figure.suptitle(title)
     return figure
 
 

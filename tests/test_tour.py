@@ -126,6 +126,18 @@ def test_the_nile_story_is_the_hmm_of_its_run(quick_tour):
     assert story["bic"] < story["baseline_bic"]
 
 
+def test_the_gold_standard_compares_is_ais_and_bdmc_on_the_vae(quick_tour):
+    _, metrics, _ = quick_tour
+    gold = metrics["gold_standard"]
+    estimators = [row["estimator"] for row in gold["rows"]]
+    assert estimators[0].startswith("importance sampling") and len(estimators) == 1 + len(tour.QUICK.ais_steps)
+    assert all(finite(row["estimate"]) and row["stderr"] > 0 and row["seconds"] > 0 for row in gold["rows"])
+    bdmc = gold["bdmc"]  # lower <= log p(x) <= upper in expectation: the gap is non-negative up to noise
+    noise = 4 * (bdmc["lower_stderr"] ** 2 + bdmc["upper_stderr"] ** 2) ** 0.5
+    assert bdmc["upper"] - bdmc["lower"] > -noise
+    assert finite(gold["nuts"]["max_rhat"]) and gold["nuts"]["min_ess"] > 0
+
+
 def test_the_classical_models_are_exact(quick_tour):
     _, metrics, _ = quick_tour
     for model in ("mob", "gmm", "fa"):

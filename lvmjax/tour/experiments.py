@@ -28,6 +28,7 @@ from lvmjax.app.spec import DataKind
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
 from lvmjax.estimators import iwae_bound, log_marginal_is, log_marginal_naive_mc
+from lvmjax.model import sample
 
 __all__ = [
     "ANOMALIES",
@@ -46,6 +47,7 @@ __all__ = [
     "by_data",
     "estimator_comparison",
     "fit_configs",
+    "gold_standard",
     "image_shape",
     "imputation",
     "latent_space",
@@ -89,6 +91,10 @@ class TourSettings:
     impute_samples: int  # K of the VAE's importance-weighted imputation
     hmm_states: int  # K of the HMM on the Nile
     hmm_restarts: int  # its Baum–Welch restarts
+    ais_steps: tuple[int, ...]  # the temperatures of AIS on the trained VAE (the last also BDMC's)
+    ais_chains: int  # AIS chains per test image
+    ais_images: int  # test images (and simulated ones, for BDMC) of the comparison
+    mcmc_images: int  # test images whose posterior NUTS draws, beside the encoder's q
 
 
 FULL = TourSettings(
@@ -104,6 +110,10 @@ FULL = TourSettings(
     impute_samples=1000,
     hmm_states=2,
     hmm_restarts=8,
+    ais_steps=(100, 1000),
+    ais_chains=16,
+    ais_images=20,
+    mcmc_images=3,
 )
 QUICK = TourSettings(
     epochs={"ae": 3, "vae": 3, "iwae": 2, "svi": 3},
@@ -118,6 +128,10 @@ QUICK = TourSettings(
     impute_samples=100,
     hmm_states=2,
     hmm_restarts=2,
+    ais_steps=(5, 20),
+    ais_chains=4,
+    ais_images=4,
+    mcmc_images=2,
 )
 
 
@@ -334,6 +348,130 @@ def estimator_comparison(run: app.Run, test, settings: TourSettings, seed: int, 
         result["iwae_bound"]["estimate"].append(mean)
         result["iwae_bound"]["stderr"].append(stderr)
     return result
+
+
+# --- The gold standard: AIS, BDMC and MCMC on the trained VAE ----------------------------------
+
+
+def _timed_compiled(function, *arguments):
+    """(result, seconds) of `function(*arguments)` run compiled, compilation not counted."""
+    compiled = jax.jit(function).lower(*arguments).compile()
+    start = time.perf_counter()
+    result = jax.block_until_ready(compiled(*arguments))
+    return result, time.perf_counter() - start
+
+
+def gold_standard(run: app.Run, test, settings: TourSettings, seed: int, advance: Advance) -> dict:
+    """On the trained VAE: log p(x) of a few test images by importance sampling from the encoder's q, by AIS
+    from the same q at each number of temperatures, BDMC's bounds on as many images simulated from the model,
+    and NUTS draws of p(z | x) of a few test images beside the encoder's q; the seconds each took (compiled)."""
+    from lvmjax import ais, mcmc
+
+    vae, params = run.vae, run.params
+    if vae is None:
+        raise RunError(f"the tour's comparison of AIS and MCMC needs the networks of {run.config.model}.")
+    images = jnp.asarray(test[: settings.ais_images])
+    key = jax.random.fold_in(jax.random.key(seed), 4)
+    chains = settings.ais_chains
+
+    def mean_and_stderr(estimate) -> tuple[float, float]:
+        return _mean_and_stderr(np.asarray(estimate.log_marginal), np.asarray(estimate.stderr))
+
+    num_is = settings.nll_samples
+
+    def by_is(images):
+        return jax.vmap(
+            lambda i, x: log_marginal_is(
+                jax.random.fold_in(key, i),
+                vae.model,
+                params,
+                vae.encode(params, x),
+                x,
+                num_is,
+                chunk_size=math.gcd(num_is, 500),
+            )
+        )(jnp.arange(images.shape[0]), images)
+
+    advance(0, f"importance sampling, K = {num_is}")
+    estimate, seconds = _timed_compiled(by_is, images)
+    rows = [
+        {
+            "estimator": f"importance sampling, K = {num_is}",
+            "seconds": seconds,
+            **dict(zip(("estimate", "stderr"), mean_and_stderr(estimate), strict=True)),
+        }
+    ]
+    for done, steps in enumerate(settings.ais_steps):
+        advance(1 + done, f"AIS, {steps} steps")
+
+        def by_ais(images, steps=steps):
+            return jax.vmap(
+                lambda i, x: ais.log_marginal_ais(
+                    jax.random.fold_in(key, i), vae.model, params, x, steps, chains, proposal=vae.encode(params, x)
+                )
+            )(jnp.arange(images.shape[0]), images)
+
+        estimate, seconds = _timed_compiled(by_ais, images)
+        rows.append(
+            {
+                "estimator": f"AIS, {steps} steps × {chains} chains",
+                "seconds": seconds,
+                **dict(zip(("estimate", "stderr"), mean_and_stderr(estimate), strict=True)),
+            }
+        )
+
+    steps = settings.ais_steps[-1]
+    advance(1 + len(settings.ais_steps), f"BDMC, {steps} steps")
+
+    def by_bdmc(key):
+        key_data, key_bdmc = jax.random.split(key)
+        z, x = jax.vmap(lambda k: sample(k, vae.model, params))(jax.random.split(key_data, settings.ais_images))
+        return jax.vmap(
+            lambda i, x_i, z_i: ais.bdmc(jax.random.fold_in(key_bdmc, i), vae.model, params, x_i, z_i, steps, chains)
+        )(jnp.arange(settings.ais_images), x, z)
+
+    bounds, bdmc_seconds = _timed_compiled(by_bdmc, jax.random.fold_in(key, 1))
+    lower, lower_se = mean_and_stderr(bounds.lower)
+    upper, upper_se = mean_and_stderr(bounds.upper)
+
+    advance(2 + len(settings.ais_steps), "NUTS")
+    shown = jnp.asarray(test[: settings.mcmc_images])
+
+    def by_nuts(images):
+        return jax.vmap(
+            lambda i, x: mcmc.sample_posterior(
+                jax.random.fold_in(key, 100 + i), vae.model, params, x, 250, num_warmup=250, num_chains=4
+            )
+        )(jnp.arange(images.shape[0]), images)
+
+    draws, nuts_seconds = _timed_compiled(by_nuts, shown)
+    encoder = jax.vmap(
+        lambda i, x: vae.encode(params, x).sample(seed=jax.random.fold_in(key, 200 + i), sample_shape=1000)
+    )(jnp.arange(shown.shape[0]), shown)
+    return {
+        "metrics": {
+            "num_images": int(images.shape[0]),
+            "rows": rows,
+            "bdmc": {
+                "num_simulated": settings.ais_images,
+                "steps": steps,
+                "chains": chains,
+                "lower": lower,
+                "lower_stderr": lower_se,
+                "upper": upper,
+                "upper_stderr": upper_se,
+                "seconds": bdmc_seconds,
+            },
+            "nuts": {
+                "num_images": int(shown.shape[0]),
+                "seconds": nuts_seconds,
+                "max_rhat": float(jnp.max(draws.info.rhat)),
+                "min_ess": float(jnp.min(draws.info.ess)),
+            },
+        },
+        "nuts_samples": np.asarray(draws.samples),
+        "encoder_samples": np.asarray(encoder),
+    }
 
 
 # --- What the models are for ---------------------------------------------------------------

@@ -54,6 +54,7 @@ FIGURES = (
     "estimators",
     "anomalies",
     "segmentation_hmm",
+    "posterior_nuts",
 )
 
 _DECODER_SAMPLES = "Bernoulli means E[x | z] (pixel probabilities) of z ~ N(0, I) through the decoder"
@@ -93,6 +94,7 @@ def draw_figures(
     anomalies: dict[str, list[dict]],
     seed: int,
     advance: Advance,
+    gold: dict,
 ) -> dict[str, str]:
     """Draws and saves every figure of `FIGURES` into `directory`; returns name -> caption."""
     shown = datasets[LATENT]  # the VAE's test digits: one of each label is reconstructed, interpolated, imputed
@@ -264,5 +266,24 @@ def draw_figures(
         f"Viterbi path of the {run.config.states}-state HMM (fitted to the first "
         f"{len(datasets[SEQUENCE_MODEL].train)} years); beneath, the smoothed p(z_t | x_1:T) of every year. "
         "The years after the dashed line are the test split.",
+    )
+
+    nuts, encoder = gold["nuts_samples"], gold["encoder_samples"]  # (images, chains, draws, d), (images, draws, d)
+    figure = plots.sample_clouds(
+        {
+            "NUTS draws of p(z | x)": [images.reshape(-1, images.shape[-1]) for images in nuts],
+            "encoder's q(z | x)": list(encoder),
+        },
+        [f"test image {index}" for index in range(nuts.shape[0])],
+        title="posterior of test digits under the VAE",
+    )
+    metrics = gold["metrics"]["nuts"]
+    save(
+        "posterior_nuts",
+        figure,
+        f"The posterior p(z | x) of {nuts.shape[0]} test digits under the trained VAE: NUTS draws (4 chains, "
+        f"largest R-hat {metrics['max_rhat']:.3f}, smallest ESS {metrics['min_ess']:.0f}) against draws of the "
+        "encoder's q(z | x), projected on the two widest directions of the NUTS draws. Where the clouds "
+        "differ, the encoder's Gaussian q misses the posterior.",
     )
     return captions

@@ -128,6 +128,9 @@ def run_tour(
     with stages("estimators versus K", len(settings.estimator_samples)) as advance:
         estimators = experiments.estimator_comparison(runs["vae"], datasets["vae"].test, settings, seed, advance)
 
+    with stages("AIS, BDMC and NUTS", len(settings.ais_steps) + 3) as advance:
+        gold = experiments.gold_standard(runs["vae"], datasets["vae"].test, settings, seed, advance)
+
     with stages("imputation", len(experiments.IMPUTED)) as advance:
         imputation = experiments.imputation(runs, datasets, settings, seed, advance)
 
@@ -144,7 +147,17 @@ def run_tour(
     def fill(staging: Path) -> None:
         with stages("figures", len(FIGURES)) as advance:
             captions = draw_figures(
-                staging / FIGURES_DIR, runs, fits, datasets, estimators, imputation, latent, anomalies, seed, advance
+                staging / FIGURES_DIR,
+                runs,
+                fits,
+                datasets,
+                estimators,
+                imputation,
+                latent,
+                anomalies,
+                seed,
+                advance,
+                gold,
             )
         metrics = {
             "tour": {
@@ -162,6 +175,7 @@ def run_tour(
             "models": models,
             "sequences": sequences["story"],
             "estimators": estimators,
+            "gold_standard": gold["metrics"],
             "imputation": imputation["metrics"],
             "latent_space": latent["metrics"],
             "anomalies": anomalies,
