@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import jax
 
-from benchmarks import evaluation, gmm_em, hmm_em, mnist_quality, svi_step, vae_training
+from benchmarks import ais_mcmc, evaluation, gmm_em, hmm_em, mnist_quality, svi_step, vae_training
 from benchmarks.common import Row, format_table, machine
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -43,6 +43,8 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "hmm_em": lambda quick: hmm_em.run(**hmm_em.QUICK_EM) if quick else hmm_em.run(),
     "hmm_forward": lambda quick: hmm_em.run_forward(**hmm_em.QUICK_FORWARD) if quick else hmm_em.run_forward(),
     "mnist_quality": lambda quick: mnist_quality.run(quick),
+    "ais_throughput": lambda quick: ais_mcmc.run_ais(**ais_mcmc.QUICK_AIS) if quick else ais_mcmc.run_ais(),
+    "nuts_ess": lambda quick: ais_mcmc.run_nuts(**ais_mcmc.QUICK_NUTS) if quick else ais_mcmc.run_nuts(),
 }
 
 

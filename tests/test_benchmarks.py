@@ -95,8 +95,8 @@ def test_the_ais_and_nuts_benchmarks_run_and_lvmjax_ais_finds_the_exact_log_marg
         assert nuts["note"].startswith("skipped") and nuts["ratio"] is None
     # "..., mean |log p̂ - log p| E, mean se S": lvmjax's AIS (T = 50, K = 4, N = 2, fixed ε) against the
     # exact log p(x) ≈ -75. It is off by 0.2 with a reported stderr of 0.7; 2 nats is ~3 stderrs, and far
-    # below a broken run's error: prior importance sampling (T = 1) misses by ~8, and TFP's kernel, whose
-    # cached log-density lags one temperature behind, by ~25 at these sizes.
+    # below a broken run's error: importance sampling from the prior (T = 1, same K) misses by ~24, and
+    # TFP's kernel, whose cached log-density lags one temperature behind, by ~26 at these sizes.
     quality = rows["ais_throughput"]["lvmjax_quality"]
     error = float(quality.split("log p| ")[1].split(",")[0])
     stderr = float(quality.split("mean se ")[1])
