@@ -36,7 +36,6 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import blackjax
 import distrax
 import jax
 import jax.numpy as jnp
@@ -45,10 +44,12 @@ import numpy as np
 from lvmjax import _validation
 from lvmjax.errors import ArgumentError, ArgumentTypeError
 from lvmjax.estimators import MarginalEstimate, _check_inputs, _moments, _sample_latents, _summarize
+from lvmjax.mcmc import _blackjax
 from lvmjax.model import LatentVariableModel, Params, log_joint
 from lvmjax.types import Array
 
 __all__ = ["BDMCResult", "ais_log_weights", "annealing_schedule", "bdmc", "log_marginal_ais"]
+
 
 SCHEDULES = ("sigmoid", "linear")
 SIGMOID_SHARPNESS = 4.0  # δ of the sigmoidal schedule (Grosse et al. 2015)
@@ -121,7 +122,7 @@ def _anneal(
     Returns:
       (log-weights, shape (K,); the log step size each transition used, shape (T - 1,)).
     """
-    kernel = blackjax.mcmc.hmc.build_kernel()
+    kernel = _blackjax().mcmc.hmc.build_kernel()
     inverse_mass_matrix = jnp.ones(position.shape[-1], position.dtype)
     adapt = fixed_log_step_sizes is None
 
@@ -133,7 +134,7 @@ def _anneal(
 
         (value, log_ratio), grad = jax.value_and_grad(log_density, has_aux=True)(z)
         log_weight = log_weight + (beta - beta_previous) * log_ratio
-        state = blackjax.mcmc.hmc.HMCState(z, value, grad)
+        state = _blackjax().mcmc.hmc.HMCState(z, value, grad)
         state, info = kernel(
             key,
             state,

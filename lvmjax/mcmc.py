@@ -20,7 +20,6 @@ import math
 import numbers
 from typing import Any, Literal, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 
@@ -30,6 +29,15 @@ from lvmjax.model import LatentVariableModel, log_joint
 from lvmjax.types import Array, Params
 
 __all__ = ["MCMCInfo", "PosteriorSamples", "sample_posterior"]
+
+
+def _blackjax():
+    """blackjax, imported on first use: importing it starts JAX's backend, which must wait until a
+    multi-process run has called `jax.distributed.initialize` (`lvmjax.parallel`)."""
+    import blackjax
+
+    return blackjax
+
 
 _ALGORITHMS = ("nuts", "hmc")
 _MIN_DRAWS_FOR_DIAGNOSTICS = 4  # split R̂ needs two draws in each half of a chain
@@ -78,7 +86,7 @@ def _check_target_acceptance(target_acceptance: Any) -> None:
 
 
 def _kernel(algorithm: str) -> Any:
-    return blackjax.nuts if algorithm == "nuts" else blackjax.hmc
+    return _blackjax().nuts if algorithm == "nuts" else _blackjax().hmc
 
 
 def _sample_chain(key, log_density, position, num_samples, num_warmup, algorithm, extra, target_acceptance):
@@ -86,12 +94,12 @@ def _sample_chain(key, log_density, position, num_samples, num_warmup, algorithm
     key_warmup, key_sample = jax.random.split(key)
     kernel = _kernel(algorithm)
     if num_warmup > 0:
-        warmup = blackjax.window_adaptation(
+        warmup = _blackjax().window_adaptation(
             kernel,
             log_density,
             is_mass_matrix_diagonal=True,
             target_acceptance_rate=target_acceptance,
-            adaptation_info_fn=blackjax.adaptation.base.get_filter_adapt_info_fn(),  # keep no warmup trace
+            adaptation_info_fn=_blackjax().adaptation.base.get_filter_adapt_info_fn(),  # keep no warmup trace
             **extra,
         )
         # blackjax builds its schedule as one array of ints and bools, which strict promotion refuses; the
@@ -148,8 +156,8 @@ def _sample_posterior(
     if num_samples >= _MIN_DRAWS_FOR_DIAGNOSTICS:
         # Both squeeze every axis of length 1, so the flat (size,) is reshaped, not assumed.
         with jax.numpy_dtype_promotion("standard"):  # blackjax halves integer ranks with a float
-            rhat = blackjax.diagnostics.rhat(positions).reshape(event_shape)
-        ess = blackjax.diagnostics.effective_sample_size(positions).reshape(event_shape)
+            rhat = _blackjax().diagnostics.rhat(positions).reshape(event_shape)
+        ess = _blackjax().diagnostics.effective_sample_size(positions).reshape(event_shape)
     else:
         rhat = ess = jnp.full(event_shape, jnp.nan, positions.dtype)
     info = MCMCInfo(
@@ -205,7 +213,7 @@ def sample_posterior(
     draws on a 3-dimensional factor-analysis posterior with the default L = 10, ε ≈ 0.7).
     `rhat` and `ess` show it; NUTS, which stops where the trajectory turns, avoids it.
 
-    Diagnostics (blackjax.diagnostics), per coordinate of z:
+    Diagnostics (_blackjax().diagnostics), per coordinate of z:
       - `rhat`: the rank-normalized split R̂ (Vehtari, Gelman, Simpson, Carpenter &
         Bürkner 2021): each chain is split in half, the draws are replaced by the normal
         scores of their ranks, and R̂ = √(V̂ / W) compares the pooled variance V̂ with the

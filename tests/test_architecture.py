@@ -147,3 +147,18 @@ def test_one_source_of_the_version():
     project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lvmjax._version.__version__"}
+
+
+def test_importing_lvmjax_does_not_start_the_backend():
+    """A multi-process run calls jax.distributed.initialize after importing lvmjax and before any computation,
+    so no import may start JAX's backend (blackjax's does: it is imported on first use)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import lvmjax, lvmjax.cli, lvmjax.app, lvmjax.tour\n"
+        "from jax._src import xla_bridge\n"
+        "print(xla_bridge.backends_are_initialized())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", result.stderr
