@@ -330,10 +330,14 @@ def filtered_marginals(params: Params, x: Array, observed: Array | None = None) 
 
 
 def _smooth(params: Params, log_likelihoods: Array) -> tuple[Array, Array, Array, Array]:
-    """(α, β, log c, the shifted likelihoods) of one sequence's forward–backward pass."""
+    """(α, β, log c, W) of one sequence's forward–backward pass, with W_t = p(x_{t+1}) β_{t+1} / c_{t+1}
+    (T - 1, K), the factor of the pairwise posteriors α_t(i) A_ij W_t(j) beside α_t and A."""
     alphas, log_norms = _forward(params.initial_probs, params.transition_matrix, log_likelihoods)
     betas = _backward(params.transition_matrix, log_likelihoods, log_norms)
-    return alphas, betas, log_norms, _shifted(log_likelihoods)[0]
+    likelihoods, shift = _shifted(log_likelihoods)
+    norms = jnp.exp(log_norms - shift)
+    next_weights = likelihoods[1:] * betas[1:] / jnp.where(norms[1:] > 0, norms[1:], 1.0)[:, None]
+    return alphas, betas, log_norms, next_weights
 
 
 def posterior_marginals(params: Params, x: Array, observed: Array | None = None) -> Posterior:
@@ -346,10 +350,8 @@ def posterior_marginals(params: Params, x: Array, observed: Array | None = None)
     gradient of log p(x) with respect to the emission log-likelihoods ℓ_t(k).
     """
     log_likelihoods = _step_log_likelihoods(params, x, observed)
-    alphas, betas, log_norms, likelihoods = _smooth(params, log_likelihoods)
+    alphas, betas, log_norms, weights = _smooth(params, log_likelihoods)
     marginals = alphas * betas
-    norms = jnp.exp(log_norms - _shifted(log_likelihoods)[1])
-    weights = likelihoods[1:] * betas[1:] / jnp.where(norms[1:] > 0, norms[1:], 1.0)[:, None]
     pairwise = alphas[:-1, :, None] * params.transition_matrix[None] * weights[:, None, :]
     return Posterior(marginals, pairwise, jnp.sum(log_norms))
 
@@ -619,11 +621,9 @@ class _Statistics(NamedTuple):
 def _sequence_statistics(params: Params, x: Array, observed: Array, length: Array, num_categories: int) -> _Statistics:
     """Forward–backward of one (padded) sequence and its contribution to the M-step."""
     log_likelihoods = _step_log_likelihoods(params, x, observed)
-    alphas, betas, log_norms, likelihoods = _smooth(params, log_likelihoods)
+    alphas, betas, log_norms, weights = _smooth(params, log_likelihoods)
     marginals = alphas * betas
-    norms = jnp.exp(log_norms - _shifted(log_likelihoods)[1])
     counted = jnp.arange(1, x.shape[0]) < length  # the transitions t -> t+1 inside the sequence
-    weights = likelihoods[1:] * betas[1:] / jnp.where(norms[1:] > 0, norms[1:], 1.0)[:, None]
     weights = jnp.where(counted[:, None], weights, 0.0)
     transitions = params.transition_matrix * (alphas[:-1].T @ weights)  # Σ_t of the pairwise posteriors
     step_weights = jnp.where(observed[:, None], marginals, 0.0)
