@@ -11,7 +11,9 @@ finite sums (seed text, §2.2):
 The mixture's structure (prior, marginal, posterior) and the k-means++ seeding are
 those of every mixture (`lvmjax.models._mixture`); this module holds the Gaussian
 components, the blocked E- and M-steps, the sufficient statistics from which an
-M-step can be assembled out of parts of the data, and the one-device EM. EM with
+M-step can be assembled out of parts of the data, the one-device EM, and MAP-EM
+under the conjugate prior of Fraley & Raftery (2007) (`ConjugatePrior`), which
+keeps a component from collapsing onto a few points. EM with
 the data split over a device mesh, or streamed from the host in chunks, is
 `lvmjax.distributed_em`.
 """
@@ -38,14 +40,17 @@ __all__ = [
     "BLOCK_SIZE",
     "COVARIANCE_TYPES",
     "EXACT_COMPONENTS",
+    "ConjugatePrior",
     "Params",
     "Statistics",
     "bic",
     "check_fit_options",
+    "check_prior",
     "collapsed_components",
     "combine_statistics",
     "component_log_probs",
     "components",
+    "default_prior",
     "e_step",
     "e_step_columns",
     "fit_em",
@@ -53,6 +58,7 @@ __all__ = [
     "kmeans_plus_plus",
     "likelihood",
     "log_marginal",
+    "log_prior",
     "m_step",
     "marginal",
     "model",
@@ -385,40 +391,236 @@ def combine_statistics(first: Statistics, second: Statistics) -> Statistics:
     return Statistics(counts, means, first_weight * first.covariances + second_weight * second.covariances + spread)
 
 
-def params_from_statistics(
-    statistics: Statistics, num_data: int | Array, covariance_type: str = "full", reg_covar: float = 1e-6
-) -> Params:
-    """The M-step's θ from the `Statistics` of all N datapoints:
+class ConjugatePrior(NamedTuple):
+    """The conjugate prior on θ of Fraley & Raftery (2007), as mclust's `priorControl`, and a Dirichlet on π.
 
-    π_k = N_k / N,   μ_k,   Σ_k + reg_covar · I   (its diagonal for "diag", the mean of that times I
-    for "spherical")
+        π ~ Dirichlet(α, ..., α),    μ_k | Σ_k ~ N(μ_P, Σ_k / κ_P),    Σ_k ~ InvWishart(ν_P, Λ_P)    ("full")
+
+    For "diag" each variance σ²_kd ~ InvGamma(ν_P / 2, ζ²_Pd / 2) and μ_kd | σ²_kd ~ N(μ_Pd, σ²_kd / κ_P);
+    for "spherical" one σ²_k ~ InvGamma(ν_P / 2, ζ²_P / 2) and μ_k | σ²_k ~ N(μ_P, σ²_k I / κ_P). The
+    prior is proper: κ_P > 0, ν_P > D - 1 ("full") or > 0, Λ_P positive definite, ζ²_P > 0, α >= 1
+    (α = 1 is flat on the weights, mclust's choice). `default_prior` gives the paper's defaults.
+    """
+
+    mean: Array  # shape=(D,): μ_P
+    mean_precision: Array  # shape=(): κ_P, the prior's weight on μ_P in pseudo-datapoints
+    degrees_of_freedom: Array  # shape=(): ν_P
+    scale: Array  # shape=(D, D) Λ_P ("full"), (D,) ζ²_Pd ("diag") or () ζ²_P ("spherical")
+    weight_concentration: Array  # shape=(): α
+
+
+def default_prior(data: Array, num_components: int, covariance_type: str = "full") -> ConjugatePrior:
+    """Fraley & Raftery (2007, §3.3)'s data-dependent defaults, those of mclust's `defaultPrior`:
+
+        μ_P = the data's mean,   κ_P = 0.01,   ν_P = D + 2,   α = 1,
+        Λ_P = S / K^{2/D}                          ("full"; S the data's covariance, divisor N - 1),
+        ζ²_P = (tr S / D) / K^{2/D}                ("diag": for every coordinate; "spherical")
+
+    Λ_P / K^{2/D} is the covariance of one of K equal clusters that tile the data's spread; it
+    enters each M-step as ν_P + D + 2 pseudo-datapoints of that spread, so no component's
+    covariance can shrink onto a handful of points.
+
+    Args:
+      data: (N, D), finite.
+      num_components: K.
+      covariance_type: "full", "diag" or "spherical".
+    """
+    data = _validation.check_data_matrix(data)
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ArgumentError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, got {covariance_type!r}.")
+    num_data, data_dim = data.shape
+    mean = jnp.mean(data, axis=0)
+    centred = data - mean
+    covariance = centred.T @ centred / max(num_data - 1, 1)
+    shrink = num_components ** (2.0 / data_dim)
+    if covariance_type == "full":
+        scale = covariance / shrink
+    else:
+        spread = jnp.trace(covariance) / data_dim / shrink
+        scale = jnp.full((data_dim,), spread) if covariance_type == "diag" else spread
+    dtype = data.dtype
+    return ConjugatePrior(
+        mean, jnp.asarray(0.01, dtype), jnp.asarray(data_dim + 2, dtype), jnp.asarray(scale, dtype), jnp.ones((), dtype)
+    )
+
+
+def check_prior(prior: ConjugatePrior, data_dim: int, covariance_type: str) -> ConjugatePrior:
+    """`prior` with its fields as arrays, checked against D and the covariance type where concrete; raises
+    `ArgumentError` naming the field that makes it improper."""
+    if not isinstance(prior, ConjugatePrior):
+        raise ArgumentError(f"prior must be a ConjugatePrior (see default_prior), got {type(prior).__name__}.")
+    prior = ConjugatePrior(*(jnp.asarray(field) for field in prior))
+    scale_shape = {"full": (data_dim, data_dim), "diag": (data_dim,), "spherical": ()}[covariance_type]
+    shapes = {
+        "mean": (data_dim,),
+        "mean_precision": (),
+        "degrees_of_freedom": (),
+        "scale": scale_shape,
+        "weight_concentration": (),
+    }
+    for name, shape in shapes.items():
+        if getattr(prior, name).shape != shape:
+            raise ArgumentError(
+                f"prior.{name} must have shape {shape} for D = {data_dim} and covariance_type "
+                f"{covariance_type!r}, got {getattr(prior, name).shape}."
+            )
+    if any(isinstance(field, jax.core.Tracer) for field in prior):
+        return prior
+    minimum = data_dim - 1 if covariance_type == "full" else 0
+    if not float(prior.degrees_of_freedom) > minimum:
+        raise ArgumentError(
+            f"prior.degrees_of_freedom must be greater than {minimum} for a proper prior "
+            f"(D = {data_dim}, covariance_type {covariance_type!r}), got {float(prior.degrees_of_freedom)}."
+        )
+    if not float(prior.mean_precision) > 0:
+        raise ArgumentError(f"prior.mean_precision must be positive, got {float(prior.mean_precision)}.")
+    if not float(prior.weight_concentration) >= 1:
+        raise ArgumentError(
+            "prior.weight_concentration must be at least 1 (1 is flat; below 1 the posterior's mode leaves the "
+            f"simplex), got {float(prior.weight_concentration)}."
+        )
+    if not bool(jnp.all(jnp.isfinite(prior.mean))):
+        raise ArgumentError("prior.mean must be finite.")
+    if covariance_type == "full":
+        symmetric = bool(jnp.allclose(prior.scale, prior.scale.T))
+        if not symmetric or not bool(jnp.all(jnp.isfinite(jnp.linalg.cholesky(prior.scale)))):
+            raise ArgumentError("prior.scale must be a symmetric positive definite (D, D) matrix.")
+    elif not bool(jnp.all(prior.scale > 0)) or not bool(jnp.all(jnp.isfinite(prior.scale))):
+        raise ArgumentError("prior.scale must be positive and finite.")
+    return prior
+
+
+def log_prior(params: Params, prior: ConjugatePrior, covariance_type: str = "full") -> Array:
+    """log p(θ) under the `ConjugatePrior`, normalized:
+
+        log Dir(π; α) + Σ_k [log N(μ_k; μ_P, Σ_k / κ_P) + log InvWishart(Σ_k; ν_P, Λ_P)]     ("full")
+
+    with log InvWishart(Σ; ν, Λ) = (ν/2) log|Λ| - (νD/2) log 2 - log Γ_D(ν/2) - ((ν + D + 1)/2) log|Σ|
+    - tr(Λ Σ⁻¹)/2; for "diag" and "spherical" the inverse-gamma densities of the variances,
+    log InvGamma(s; a, b) = a log b - log Γ(a) - (a + 1) log s - b / s.
+    """
+    num_components, data_dim = params.means.shape
+    weights = jax.nn.log_softmax(params.logits)
+    alpha = prior.weight_concentration
+    log_dirichlet = (
+        jax.scipy.special.gammaln(num_components * alpha)
+        - num_components * jax.scipy.special.gammaln(alpha)
+        + (alpha - 1) * jnp.sum(weights)
+    )
+    kappa, nu = prior.mean_precision, prior.degrees_of_freedom
+    deviations = params.means - prior.mean  # (K, D)
+    log_two_pi = jnp.log(2 * jnp.pi).astype(params.means.dtype)
+    if covariance_type == "full":
+        inverse = _inverse_scale_tril(params.scale_tril)  # L_k⁻¹
+        log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(params.scale_tril, axis1=1, axis2=2)), axis=1)  # log|Σ_k|
+        mahalanobis = jnp.sum(jnp.einsum("ked,kd->ke", inverse, deviations) ** 2, axis=1)
+        log_normal = -0.5 * (data_dim * log_two_pi + log_det - data_dim * jnp.log(kappa) + kappa * mahalanobis)
+        trace = jnp.sum(jnp.einsum("ked,df->kef", inverse, jnp.linalg.cholesky(prior.scale)) ** 2, axis=(1, 2))
+        log_inverse_wishart = (
+            0.5 * nu * jnp.linalg.slogdet(prior.scale)[1]
+            - 0.5 * nu * data_dim * jnp.log(2.0)
+            - jax.scipy.special.multigammaln(0.5 * nu, data_dim)
+            - 0.5 * (nu + data_dim + 1) * log_det
+            - 0.5 * trace
+        )
+        return log_dirichlet + jnp.sum(log_normal + log_inverse_wishart)
+    variances = jnp.diagonal(params.scale_tril, axis1=1, axis2=2) ** 2  # (K, D)
+    log_normal = -0.5 * (log_two_pi + jnp.log(variances / kappa) + kappa * deviations**2 / variances)
+    if covariance_type == "spherical":
+        variances = variances[:, :1]  # one σ²_k, repeated along D
+    shape, rate = 0.5 * nu, 0.5 * prior.scale
+    log_inverse_gamma = (
+        shape * jnp.log(rate) - jax.scipy.special.gammaln(shape) - (shape + 1) * jnp.log(variances) - rate / variances
+    )
+    return log_dirichlet + jnp.sum(log_normal) + jnp.sum(log_inverse_gamma)
+
+
+def params_from_statistics(
+    statistics: Statistics,
+    num_data: int | Array,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    prior: ConjugatePrior | None = None,
+) -> Params:
+    """The M-step's θ from the `Statistics` of all N datapoints.
+
+    Maximum likelihood: π_k = N_k / N, μ_k = x̄_k, Σ_k + reg_covar · I (its diagonal for "diag", the
+    mean of that times I for "spherical").
+
+    With a `ConjugatePrior`, the posterior mode (Fraley & Raftery 2007, Table 2), with
+    W_k = N_k Σ_k the weighted scatter about x̄_k and δ_k = x̄_k - μ_P:
+
+        π_k = (N_k + α - 1) / (N + K (α - 1)),     μ_k = (N_k x̄_k + κ_P μ_P) / (N_k + κ_P),
+        Σ_k = (Λ_P + κ_P N_k / (κ_P + N_k) δ_k δ_kᵀ + W_k) / (ν_P + N_k + D + 2)         ("full")
+        σ²_kd = (ζ²_Pd + κ_P N_k / (κ_P + N_k) δ_kd² + W_kdd) / (ν_P + N_k + 3)         ("diag")
+        σ²_k = (ζ²_P + κ_P N_k / (κ_P + N_k) |δ_k|² + tr W_k) / (ν_P + (N_k + 1) D + 2)   ("spherical")
+
+    The prior keeps every covariance positive definite by itself, so `reg_covar` is not added:
+    the step is then the exact maximizer of the expected complete-data log posterior, and the
+    log posterior never decreases.
     """
     counts, means, covariances = statistics
     counts = counts + 10 * jnp.finfo(counts.dtype).eps
-    data_dim = means.shape[1]
+    num_components, data_dim = means.shape
+    if prior is None:
+        weights = counts / num_data
+        if covariance_type == "full":
+            scale_tril = jnp.linalg.cholesky(covariances + reg_covar * jnp.eye(data_dim, dtype=means.dtype))
+        else:
+            variances = covariances + reg_covar
+            if covariance_type == "spherical":
+                variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
+            scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
+        return Params(jnp.log(weights), means, scale_tril)
+    alpha, kappa, nu = prior.weight_concentration, prior.mean_precision, prior.degrees_of_freedom
+    weights = (counts + alpha - 1) / (num_data + num_components * (alpha - 1))
+    deviations = means - prior.mean
+    shrinkage = kappa * counts / (kappa + counts)  # (K,)
+    posterior_means = (counts[:, None] * means + kappa * prior.mean) / (counts + kappa)[:, None]
     if covariance_type == "full":
-        scale_tril = jnp.linalg.cholesky(covariances + reg_covar * jnp.eye(data_dim, dtype=means.dtype))
+        scatter = (
+            prior.scale
+            + shrinkage[:, None, None] * deviations[:, :, None] * deviations[:, None, :]
+            + counts[:, None, None] * covariances
+        )
+        scale_tril = jnp.linalg.cholesky(scatter / (nu + counts + data_dim + 2)[:, None, None])
     else:
-        variances = covariances + reg_covar
-        if covariance_type == "spherical":
-            variances = jnp.broadcast_to(jnp.mean(variances, axis=1, keepdims=True), variances.shape)
+        scatter = shrinkage[:, None] * deviations**2 + counts[:, None] * covariances  # (K, D)
+        if covariance_type == "diag":
+            variances = (prior.scale + scatter) / (nu + counts + 3)[:, None]
+        else:
+            total = prior.scale + jnp.sum(scatter, axis=1)
+            variances = jnp.broadcast_to((total / (nu + (counts + 1) * data_dim + 2))[:, None], scatter.shape)
         scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(variances))
-    return Params(jnp.log(counts / num_data), means, scale_tril)
+    return Params(jnp.log(weights), posterior_means, scale_tril)
 
 
-def _m_step(data_t: Array, log_responsibilities_t: Array, covariance_type: str, reg_covar: float) -> Params:
+def _m_step(
+    data_t: Array,
+    log_responsibilities_t: Array,
+    covariance_type: str,
+    reg_covar: float,
+    prior: ConjugatePrior | None = None,
+) -> Params:
     """`m_step` on data_t = dataᵀ (D, N) and log responsibilities (K, N)."""
     return params_from_statistics(
         sufficient_statistics(data_t, log_responsibilities_t, covariance_type),
         data_t.shape[1],
         covariance_type,
         reg_covar,
+        prior,
     )
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
-def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "full", reg_covar: float = 1e-6) -> Params:
-    """The M-step: the θ that maximizes Σ_i Σ_k r_ik log p(x_i, z = k; θ).
+def m_step(
+    data: Array,
+    log_responsibilities: Array,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    prior: ConjugatePrior | None = None,
+) -> Params:
+    """The M-step: the θ that maximizes Σ_i Σ_k r_ik log p(x_i, z = k; θ) (+ log p(θ) with a `prior`).
 
         N_k = Σ_i r_ik,   π_k = N_k / N,   μ_k = Σ_i r_ik x_i / N_k,
         Σ_k = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k + reg_covar · I     ("full")
@@ -426,6 +628,8 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
     "diag" keeps the diagonal of Σ_k, "spherical" its mean times I. As in
     scikit-learn, N_k gets 10 machine epsilons so that an empty component
     stays finite, and `reg_covar` keeps every covariance positive definite.
+    With a `ConjugatePrior` the step is the posterior mode of `params_from_statistics`
+    (and `reg_covar` is not needed).
 
     The sums run over blocks of datapoints, each one matrix product, on data
     shifted by its mean c. "full" takes two passes: the first finds μ_k, the
@@ -442,20 +646,26 @@ def m_step(data: Array, log_responsibilities: Array, covariance_type: str = "ful
       data: (N, D).
       log_responsibilities: (N, K).
       covariance_type: "full", "diag" or "spherical".
-      reg_covar: added to the diagonal of every covariance.
+      reg_covar: added to the diagonal of every covariance (maximum likelihood only).
+      prior: a `ConjugatePrior` for MAP-EM, or None.
 
     Returns:
       The new `Params` (covariances as Cholesky factors).
     """
-    return _m_step(data.T, log_responsibilities.T, covariance_type, reg_covar)
+    return _m_step(data.T, log_responsibilities.T, covariance_type, reg_covar, prior)
 
 
 def initial_params(
-    key: Array, data: Array, num_components: int, covariance_type: str = "full", reg_covar: float = 1e-6
+    key: Array,
+    data: Array,
+    num_components: int,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    prior: ConjugatePrior | None = None,
 ) -> Params:
     """θ_0: the M-step on hard assignments of every datapoint to its nearest k-means++ centre."""
     centres = kmeans_plus_plus(key, data, num_components)
-    return m_step(data, _mixture.nearest_centre(centres, data), covariance_type, reg_covar)
+    return m_step(data, _mixture.nearest_centre(centres, data), covariance_type, reg_covar, prior)
 
 
 def check_fit_options(
@@ -483,15 +693,25 @@ def fit_em(
     reg_covar: float = 1e-6,
     n_init: int = 1,
     init_params: Params | None = None,
+    prior: ConjugatePrior | None = None,
 ) -> tuple[Params, EMInfo]:
-    """Maximum-likelihood Gaussian mixture by EM, with k-means++ starts and parallel restarts.
+    """Maximum-likelihood (or, with a `prior`, maximum a posteriori) Gaussian mixture by EM, with k-means++
+    starts and parallel restarts.
 
     Each restart starts from `initial_params` (or `init_params`), then iterates
-    `e_step` and `m_step` inside `lax.while_loop` until the mean log-likelihood
-    per datapoint changes by less than `tol`, or `max_iter` times. The `n_init`
-    restarts run at once under `jax.vmap`; the one with the highest final mean
-    log-likelihood is returned. `lvmjax.distributed_em.fit_em` is the same fit
-    with the data split over the devices of a mesh.
+    `e_step` and `m_step` inside `lax.while_loop` until the objective per datapoint
+    changes by less than `tol`, or `max_iter` times. The `n_init` restarts run at
+    once under `jax.vmap`; the one with the highest final objective is returned.
+    `lvmjax.distributed_em.fit_em` is the same maximum-likelihood fit with the data
+    split over the devices of a mesh.
+
+    The likelihood of a Gaussian mixture is unbounded: a component whose mean sits on
+    one datapoint and whose variance shrinks to 0 sends it to infinity, and with
+    restarts EM can prefer such a spurious maximum (`collapsed_components` flags it;
+    `reg_covar` only bounds it). MAP-EM under the `ConjugatePrior` of Fraley & Raftery
+    (2007), e.g. `prior=default_prior(data, K, covariance_type)`, maximizes
+    log p(θ | x) = Σ_i log p(x_i; θ) + log p(θ) + const, which is bounded: the prior's
+    scale enters every covariance as ν_P + D + 2 pseudo-datapoints.
 
     Args:
       key: PRNG key for the k-means++ seeding.
@@ -499,35 +719,45 @@ def fit_em(
       num_components: K, between 1 and N.
       covariance_type: "full", "diag" or "spherical".
       max_iter: the most EM iterations per restart.
-      tol: convergence threshold on the change of the mean log-likelihood.
-      reg_covar: added to every covariance's diagonal (keeps a collapsing
-        component finite; see `collapsed_components`).
+      tol: convergence threshold on the change of the objective per datapoint.
+      reg_covar: added to every covariance's diagonal in maximum likelihood (keeps
+        a collapsing component finite; see `collapsed_components`); not used with a prior.
       n_init: restarts.
       init_params: θ_0 for every restart instead of k-means++.
+      prior: a `ConjugatePrior` for MAP-EM (`check_prior`), or None for maximum likelihood.
 
     Returns:
       (θ, `EMInfo` of the chosen restart, whose `objective` is the mean
-      log-likelihood per datapoint at each iterate).
+      log-likelihood per datapoint at each iterate, plus log p(θ) / N with a prior).
     """
     data = _validation.check_data_matrix(data)
     n_init, max_iter = check_fit_options(data.shape[0], num_components, covariance_type, reg_covar, n_init, max_iter)
-    return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params)
+    if prior is not None:
+        prior = check_prior(prior, data.shape[1], covariance_type)
+    return _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params, prior)
 
 
 @functools.partial(jax.jit, static_argnames=("num_components", "covariance_type", "max_iter", "n_init"))
-def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params):
+def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params, prior):
     diagonal = covariance_type != "full"
     data_t = data.T
+    num_data = data.shape[0]
+
+    def objective(params, mean_log_likelihood):
+        if prior is None:
+            return mean_log_likelihood
+        return mean_log_likelihood + log_prior(params, prior, covariance_type) / num_data
 
     def step(params):
         log_responsibilities_t, mean_log_likelihood = _e_step(params, data_t, diagonal)
-        return _m_step(data_t, log_responsibilities_t, covariance_type, reg_covar), mean_log_likelihood
+        new_params = _m_step(data_t, log_responsibilities_t, covariance_type, reg_covar, prior)
+        return new_params, objective(params, mean_log_likelihood)
 
     def restart(key):
         start = (
             init_params
             if init_params is not None
-            else initial_params(key, data, num_components, covariance_type, reg_covar)
+            else initial_params(key, data, num_components, covariance_type, reg_covar, prior)
         )
         return run_em(step, start, max_iter, tol)
 
@@ -535,7 +765,7 @@ def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar
     if n_init == 1:  # nothing to choose from
         return restart(keys[0])
     params, info = jax.vmap(restart)(keys)
-    final = jax.vmap(lambda params: _e_step(params, data_t, diagonal)[1])(params)
+    final = jax.vmap(lambda params: objective(params, _e_step(params, data_t, diagonal)[1]))(params)
     return best_restart(final, (params, info))
 
 
