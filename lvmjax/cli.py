@@ -6,6 +6,7 @@
     lvmjax sample RUN_DIR [-n 100]                           generated images, as a figure and .npy
     lvmjax impute RUN_DIR [--mask top-half]                  missing pixels of test images filled in
     lvmjax plot RUN_DIR                                      every figure the run's model can make
+    lvmjax select MODEL --data DATA --out RUN_DIR            candidate sizes by BIC and held-out likelihood
 
 Bad input ends with one line on stderr, exit code 2, and no traceback: the library's own errors
 (`lvmjax.errors.LvmjaxError`), with the arguments they name written as this command line's flags.
@@ -27,8 +28,9 @@ import jax
 from lvmjax import __version__, app, applications, parallel, time_series
 from lvmjax import data as data_lib
 from lvmjax.app import registry
-from lvmjax.app.config import ARCHITECTURES, PRECISIONS
-from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged
+from lvmjax.app.config import ARCHITECTURES, PRECISIONS, PRIORS
+from lvmjax.app.selection import CRITERIA
+from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged, render
 from lvmjax.models import hmm
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
@@ -70,6 +72,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -78,6 +90,32 @@ def _fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
     return value
+
+
+def _sizes(text: str) -> list[int]:
+    """Candidate sizes: "1-10", "2,4,8" or both ("1-4,8"), each at least 1, in the order given."""
+    sizes: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected sizes such as 1-10 or 2,4,8, got {text!r}") from None
+        if first < 1 or last < first:
+            raise argparse.ArgumentTypeError(f"expected sizes of at least 1, in increasing ranges, got {text!r}")
+        sizes += [size for size in range(first, last + 1) if size not in sizes]
+    return sizes
+
+
+def _covariances(text: str) -> list[str]:
+    """Covariance types, comma-separated: "full,diag,spherical"."""
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in COVARIANCE_TYPES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected covariance types from {', '.join(COVARIANCE_TYPES)}, comma-separated, got {text!r}"
+        )
+    return list(dict.fromkeys(names))
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -251,6 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.n_init,
         help="EM restarts from different k-means++ starts, run in parallel; the best is kept "
         f"({_models_reading('n_init')})",
+    )
+    fit.add_argument(
+        "--reg-covar",
+        type=_non_negative_float,
+        default=None,
+        metavar="EPS",
+        help=f"added to the diagonal of every covariance of maximum-likelihood EM, so that a component "
+        f"collapsing onto a few points stays finite (default {defaults.reg_covar:g}; "
+        f"{_models_reading('reg_covar')})",
+    )
+    fit.add_argument(
+        "--prior",
+        choices=PRIORS,
+        default=defaults.prior,
+        help="prior on the parameters: none (maximum likelihood) or conjugate (MAP-EM under Fraley & "
+        "Raftery's Normal-inverse-Wishart prior with data-dependent defaults, which keeps every component "
+        f"from collapsing) ({_models_reading('prior')})",
     )
     fit.add_argument(
         "--test-fraction",
@@ -432,6 +487,71 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default=None, metavar="DIR", help="where to write (default RUN_DIR/figures)")
     plot.add_argument("--seed", type=int, default=0, help="seed of the generated images and the imputation")
     plot.add_argument("--overwrite", action="store_true", help="replace figures already in DIR")
+
+    selecting = _names(lambda spec: spec.selection is not None)
+    select = commands.add_parser(
+        "select",
+        help="choose a model's size by BIC or held-out log-likelihood, and save the chosen fit as a run",
+        description=f"Fit every candidate size of a model ({selecting}) on most of the training split, "
+        "with its restarts in parallel, and score it by BIC there and by the log-likelihood of the rest "
+        "(the validation part; the test split is never looked at). The chosen candidate is fitted again "
+        "on the whole training split and written to RUN_DIR as a run (for evaluate, sample, impute and "
+        "plot), with the candidates' table as RUN_DIR/selection.json and their figure as "
+        "RUN_DIR/selection.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    select.add_argument("model", choices=registry.names(), help=f"the model ({selecting})")
+    select.add_argument("--data", default=None, help="dataset, as for 'lvmjax fit' (default: digits)")
+    select.add_argument("--data-dir", default=None, help="directory holding the dataset's files, as for 'lvmjax fit'")
+    select.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create; must not exist")
+    select.add_argument(
+        "--components",
+        type=_sizes,
+        default=None,
+        metavar="SIZES",
+        help="candidate numbers of components, e.g. 1-10 or 2,4,8 (default 1-10; "
+        f"{_names(lambda spec: spec.selection == 'components')})",
+    )
+    select.add_argument(
+        "--latent-dim",
+        type=_sizes,
+        default=None,
+        metavar="SIZES",
+        help="candidate dimensions of z, e.g. 1-5 (default 1-5; "
+        f"{_names(lambda spec: spec.selection == 'latent_dim')})",
+    )
+    select.add_argument(
+        "--covariance",
+        type=_covariances,
+        default=None,
+        metavar="TYPES",
+        help=f"covariance types to compare, e.g. full,diag,spherical (default full; {_models_reading('covariance')})",
+    )
+    select.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="bic",
+        help="bic: the lowest BIC on the fitting part; heldout: the highest log-likelihood of the validation part",
+    )
+    select.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.2,
+        help="share of the training split held out to score the candidates",
+    )
+    select.add_argument(
+        "--n-init", type=_positive_int, default=defaults.n_init, help="EM restarts per candidate, run in parallel"
+    )
+    select.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter, help="the most EM iterations")
+    select.add_argument(
+        "--reg-covar", type=_non_negative_float, default=None, metavar="EPS", help="as for 'lvmjax fit'"
+    )
+    select.add_argument("--prior", choices=PRIORS, default=defaults.prior, help="as for 'lvmjax fit'")
+    select.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction, help="as for 'lvmjax fit'")
+    select.add_argument("--precision", choices=PRECISIONS, default=defaults.precision, help="as for 'lvmjax fit'")
+    select.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split and of every fit")
+    select.add_argument("--json", action="store_true", help="print one JSON object on stdout; its last key is 'chosen'")
+    select.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -468,6 +588,13 @@ class _Progress:
                 file=sys.stderr,
                 flush=True,
             )
+
+    def step(self, done: int, status: str):
+        """`done` of `total` steps (candidates of a selection), each named by `status`."""
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, status=status)
+        elif not self.quiet:
+            print(f"{self.label} {done}/{self.total}  {status}", file=sys.stderr, flush=True)
 
     def batches(self, done: int, total: int):
         """For `app.evaluate`: `done` of `total` test batches."""
@@ -534,6 +661,24 @@ def _mesh(requested: int | None):
     return parallel.data_mesh(requested)
 
 
+def _reg_covar(args) -> float:
+    """--reg-covar, or its default; refused beside --prior conjugate, whose M-step does not add it."""
+    if args.reg_covar is None:
+        return app.FitConfig.reg_covar
+    if args.prior != "none":
+        raise RunError(
+            f"{{reg_covar}} is for maximum-likelihood EM; with {{prior}} {args.prior} the prior's scale keeps "
+            "every covariance positive definite and nothing is added: drop one of the two."
+        )
+    return args.reg_covar
+
+
+def _warn(result, parser_flags) -> None:
+    """The fit's warnings (`FitResult.warnings`), one line each on stderr, even with --quiet."""
+    for warning in result.warnings:
+        print(f"lvmjax: warning: {' '.join(render(warning, parser_flags).split())}", file=sys.stderr)
+
+
 def _fit(args) -> int:
     mesh = _mesh(args.devices)
     writes = jax.process_index() == 0  # in a multi-process run, process 0 writes RUN_DIR
@@ -557,6 +702,8 @@ def _fit(args) -> int:
         covariance=args.covariance,
         max_iter=args.max_iter,
         n_init=args.n_init,
+        reg_covar=_reg_covar(args),
+        prior=args.prior,
         states=args.states,
         emission=args.emission,
         test_fraction=args.test_fraction,
@@ -603,6 +750,7 @@ def _fit(args) -> int:
         if not writes:
             return 0
         app.finish_run(run_dir, result)
+    _warn(result, args.flag_of)
     if not args.quiet:
         last = result.history[-1]["train_objective"]
         print(
@@ -799,6 +947,72 @@ def _plot(args) -> int:
     return 0
 
 
+_DEFAULT_SIZES = {"components": list(range(1, 11)), "latent_dim": list(range(1, 6))}
+
+
+def _select(args) -> int:
+    spec = registry.get(args.model)
+    sizes = {"components": args.components, "latent_dim": args.latent_dim}
+    for name, given in sizes.items():
+        if given is not None and spec.selection not in (None, name):
+            raise RunError(f"{spec.name} is sized by {{{spec.selection}}}, not {{{name}}}.")
+    data = args.data
+    if data is not None and Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
+        data = str(Path(data).absolute())
+    base = app.FitConfig(
+        model=args.model,
+        data=data,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        reg_covar=_reg_covar(args),
+        prior=args.prior,
+        covariance=args.covariance[0] if args.covariance else app.FitConfig.covariance,
+        test_fraction=args.test_fraction,
+        precision=args.precision,
+    )
+    field = spec.selection
+    candidate_sizes = (sizes[field] or _DEFAULT_SIZES[field]) if field else []
+    candidates = app.candidate_configs(base, candidate_sizes, args.covariance)
+    app.check_new_run_dir(args.out)
+    dataset = app.load_data(base)
+    progress = _Progress(len(candidates) + 1, f"select {spec.name}", args.quiet)
+
+    def candidate_done(done: int, total: int, candidate) -> None:
+        progress.step(done, f"{spec.size(candidate.config)} {candidate.config.covariance if args.covariance else ''}")
+
+    try:
+        selection = app.select(candidates, dataset, args.criterion, args.validation_fraction, candidate_done)
+        progress.step(len(candidates) + 1, "the chosen one on the whole training split")
+    finally:
+        progress.close()
+    run_dir = app.save_selection(args.out, selection)
+    _warn(selection.result, args.flag_of)
+    report = app.selection.report(selection)
+    if args.json:
+        chosen = report.pop("chosen")
+        print(json.dumps(report | {"run_dir": str(run_dir), "chosen": chosen}))  # "chosen" last
+        report["chosen"] = chosen
+    else:
+        settings = [name for name in report["chosen"]]
+        header = [*settings, "BIC", "held-out LL", "collapsed"]
+        print("  ".join(f"{name:>12}" for name in header))
+        for row in report["candidates"]:
+            collapsed = "" if row["collapsed_components"] is None else row["collapsed_components"]
+            cells = [*(row[name] for name in settings), f"{row['bic']:.2f}", f"{row['heldout_log_likelihood']:.4f}"]
+            mark = "  chosen" if row["chosen"] else ""
+            print("  ".join(f"{cell!s:>12}" for cell in [*cells, collapsed]) + mark)
+    if not args.quiet:
+        chosen = ", ".join(f"{name} {value}" for name, value in report["chosen"].items())
+        print(
+            f"chose {chosen} of {len(candidates)} candidates by {args.criterion} ({selection.num_fit} fitting, "
+            f"{selection.num_validation} validation datapoints); wrote {run_dir}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     """Every option string of `parser` and of its subcommands."""
     options = set()
@@ -826,6 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.flag_of = _flags(parser)  # for the messages that name arguments
         commands = {
             "tour": _tour,
             "fit": _fit,
@@ -833,6 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
             "sample": _sample,
             "impute": _impute,
             "plot": _plot,
+            "select": _select,
         }
         return commands[args.command](args)
     except _UsageError as error:

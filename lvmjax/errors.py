@@ -31,9 +31,16 @@ __all__ = [
     "PrecisionError",
     "RunError",
     "TrainingDiverged",
+    "render",
 ]
 
 _ARGUMENT = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def render(template: str, name_of: Callable[[str], str] = str) -> str:
+    """`template` with each `{argument}` written as `name_of(argument)`: the messages of errors and of
+    warnings (`FitResult.warnings`) alike."""
+    return _ARGUMENT.sub(lambda match: name_of(match.group(1)), template)
 
 
 class LvmjaxError(Exception):
@@ -49,7 +56,7 @@ class LvmjaxError(Exception):
 
     def render(self, name_of: Callable[[str], str] = str) -> str:
         """The message with each `{argument}` written as `name_of(argument)` (by default, its own name)."""
-        return _ARGUMENT.sub(lambda match: name_of(match.group(1)), self.template)
+        return render(self.template, name_of)
 
     def __str__(self) -> str:
         return self.render()

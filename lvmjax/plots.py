@@ -30,6 +30,7 @@ __all__ = [
     "image_rows",
     "imputation_grid",
     "latent_scatter",
+    "model_selection",
     "sample_clouds",
     "save",
     "segmented_series",
@@ -285,6 +286,47 @@ def curves(
         axis.legend()
     if title:
         axis.set_title(title)
+    return figure
+
+
+def model_selection(
+    sizes: Mapping[str, Sequence[int]],
+    bic: Mapping[str, Sequence[float]],
+    heldout: Mapping[str, Sequence[float]],
+    chosen: tuple[str, int],
+    xlabel: str,
+    title: str | None = None,
+    excluded: Mapping[str, Sequence[bool]] | None = None,
+) -> Figure:
+    """BIC (lower is better) and held-out log-likelihood per datapoint (higher is better) against the
+    model's size, one line per family (a covariance type, say), the chosen candidate ringed on both and
+    the `excluded` ones (collapsed fits, say) crossed."""
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for label in sizes:
+        xs = np.asarray(sizes[label])
+        crossed = np.asarray(excluded[label], bool) if excluded is not None else np.zeros(len(xs), bool)
+        for axis, values in ((left, bic), (right, heldout)):
+            ys = np.asarray(values[label], dtype=np.float64)
+            (line,) = axis.plot(xs, ys, marker="o", markersize=3, label=label)
+            if crossed.any():
+                axis.plot(xs[crossed], ys[crossed], "x", markersize=9, color=line.get_color())
+    family, size = chosen
+    index = list(sizes[family]).index(size)
+    for axis, values, ylabel in ((left, bic, "BIC"), (right, heldout, "held-out log-likelihood per datapoint")):
+        axis.plot([size], [values[family][index]], "o", markersize=11, fillstyle="none", color="black")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    left.annotate("chosen", (size, bic[family][index]), textcoords="offset points", xytext=(8, 8))
+    any_excluded = excluded is not None and any(np.any(flags) for flags in excluded.values())
+    if any_excluded:
+        right.plot([], [], "x", color="grey", label="collapsed: never chosen")
+    if len(sizes) > 1 or any_excluded:
+        right.legend()
+    if title:
+        figure.suptitle(title)
     return figure
 
 

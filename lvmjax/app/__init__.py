@@ -10,7 +10,8 @@ One module per job: `config` (the run's settings), `registry` and `specs/` (the
 models), `datasets` (the data a run takes), `fitting`, `training_loop` (epochs and
 checkpoints), `checkpoints` (orbax), `rundir` (the run directory, written whole or
 not at all), `evaluation`, `batches`, `compiled` (shared batch programs) and
-`figures` (what a saved run can show).
+`figures` (what a saved run can show), `selection` (candidates compared by BIC and held-out
+log-likelihood, the chosen one saved as a run).
 """
 
 from lvmjax.app import registry
@@ -28,9 +29,11 @@ from lvmjax.app.rundir import (
     save_run,
     start_run,
 )
+from lvmjax.app.selection import CRITERIA, candidate_configs, save_selection, select
 from lvmjax.app.spec import DataKind, EvaluationSettings, FitResult, ModelSpec, Run
 
 __all__ = [
+    "CRITERIA",
     "ESTIMATORS",
     "Checkpoints",
     "DataKind",
@@ -39,6 +42,7 @@ __all__ = [
     "FitResult",
     "ModelSpec",
     "Run",
+    "candidate_configs",
     "check_config_against_data",
     "check_mesh",
     "check_new_run_dir",
@@ -53,5 +57,7 @@ __all__ = [
     "registry",
     "resume_run",
     "save_run",
+    "save_selection",
+    "select",
     "start_run",
 ]

@@ -14,10 +14,11 @@ from lvmjax.errors import RunError
 from lvmjax.models import hmm
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
-__all__ = ["ARCHITECTURES", "PRECISIONS", "FitConfig", "check_config_against_data", "check_mesh"]
+__all__ = ["ARCHITECTURES", "PRECISIONS", "PRIORS", "FitConfig", "check_config_against_data", "check_mesh"]
 
 ARCHITECTURES = ("mlp", "conv")
 PRECISIONS = ("float32", "float64")
+PRIORS = ("none", "conjugate")  # on θ: none (maximum likelihood), or the model's conjugate prior (MAP-EM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,9 @@ class FitConfig:
     architecture, the svi settings and max_skipped_steps (a training step whose
     objective or gradient is not finite is skipped, and that many in a row stop the
     run); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
-    and n_init; the hidden Markov model states, emission, covariance, max_iter and n_init.
+    and n_init, and gmm reg_covar (added to every covariance's diagonal) and prior ("none",
+    maximum likelihood, or "conjugate", MAP-EM under Fraley & Raftery's prior); the hidden
+    Markov model states, emission, covariance, max_iter and n_init.
     latent_dim is the dimension of z for the neural models and for fa and
     ppca. precision is the float type of the fit and of its evaluation ("float64" for
     data whose scales float32 cannot resolve). test_fraction splits a user's data file
@@ -58,6 +61,8 @@ class FitConfig:
     covariance: str = "full"
     max_iter: int = 500
     n_init: int = 1
+    reg_covar: float = 1e-6
+    prior: str = "none"
     states: int = 3
     emission: str = "gaussian"
     test_fraction: float = 0.2
@@ -93,6 +98,10 @@ class FitConfig:
             raise RunError(f"{{lr}} must be a positive number, got {self.lr}.")
         if self.architecture not in ARCHITECTURES:
             raise RunError(f"{{architecture}} must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}.")
+        if not self.reg_covar >= 0 or not math.isfinite(self.reg_covar):
+            raise RunError(f"{{reg_covar}} must be a non-negative number, got {self.reg_covar}.")
+        if self.prior not in PRIORS:
+            raise RunError(f"{{prior}} must be one of {', '.join(PRIORS)}, got {self.prior!r}.")
         if self.precision not in PRECISIONS:
             raise RunError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.precision != "float32" and "precision" not in self.spec.options:

@@ -134,19 +134,26 @@ def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
     run_dir = Path(run_dir).absolute()
     write_atomically(run_dir / METRICS_FILE, "".join(json.dumps(entry) + "\n" for entry in result.history))
     description = json.loads((run_dir / CONFIG_FILE).read_text()) | {"train_seconds": result.seconds}
+    if result.diagnostics is not None:
+        description["diagnostics"] = result.diagnostics
     write_atomically(run_dir / CONFIG_FILE, json.dumps(description, indent=2) + "\n")
     checkpoints_lib.write_params(run_dir / CHECKPOINT_DIR, result.params)
     return run_dir
 
 
-def save_run(run_dir: str | os.PathLike, config: FitConfig, result: FitResult) -> Path:
+def save_run(
+    run_dir: str | os.PathLike, config: FitConfig, result: FitResult, extra: Callable[[Path], None] | None = None
+) -> Path:
     """Writes config.json, metrics.jsonl and the checkpoint; never touches an existing directory.
 
-    Everything goes into a staging sibling that is renamed into place at the end.
+    Everything goes into a staging sibling that is renamed into place at the end; `extra(staging)`
+    may write more files there first (a model selection's table and figure).
     """
     description = _describe(config, result.data_dim, result.image_shape, result.num_train)
 
     def fill(staging: Path) -> None:
+        if extra is not None:
+            extra(staging)
         finish_run(staging, result)
 
     return _create_run_dir(Path(run_dir), description, fill)

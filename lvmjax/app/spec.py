@@ -59,6 +59,8 @@ class FitResult(NamedTuple):
     data_dim: int
     image_shape: tuple[int, int] | None
     num_train: int = 0  # training datapoints: the models with one φ_i per datapoint are read back by it
+    diagnostics: dict | None = None  # what the fit found that a user should know (collapsed components), saved
+    warnings: tuple[str, ...] = ()  # one line each, arguments in braces (`lvmjax.errors.render`), for standard error
 
 
 class Run(NamedTuple):
@@ -137,8 +139,11 @@ class ModelSpec:
         or recoded), applied by `load_data` to both splits; None to take it as loaded.
       figures: `figures(run, dataset) -> {name: matplotlib Figure}`, the figures of the model's
         own that `lvmjax plot` draws beside the common ones; None for none.
+      selection: the `FitConfig` field that sizes the model, over which `lvmjax select` compares
+        candidates by BIC and held-out log-likelihood ("components", "latent_dim"); None where
+        the model takes no part (`reasons["select"]` says why).
       reasons: capability name -> why the model lacks it ("generate", "impute",
-        "latent_codes", "resume", "devices").
+        "latent_codes", "resume", "devices", "select").
     """
 
     name: str
@@ -167,6 +172,7 @@ class ModelSpec:
     impute_by_mcmc: Callable[[Array, Run, Any, Any, int], np.ndarray] | None = None
     prepare: Callable[[FitConfig, Dataset], Dataset] | None = None
     figures: Callable[[Run, Dataset], dict[str, Any]] | None = None
+    selection: str | None = None
     reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property

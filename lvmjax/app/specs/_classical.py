@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_components",
+    "collapse_diagnosis",
     "exact_evaluation",
     "exact_imputation",
     "fit_by",
@@ -45,17 +46,22 @@ __all__ = [
 FitModel = Callable[[Array, Array, "FitConfig", "Mesh | None"], tuple[Params, "EMInfo | None"]]
 """`fit_model(key, train, config, mesh) -> (Params, EMInfo or None)`: None for a closed form."""
 
+Diagnose = Callable[["FitConfig", Params, Array], tuple[dict, tuple[str, ...]]]
+"""`diagnose(config, params, train) -> (diagnostics, warnings)`: what a fit found that its user should know."""
+
 
 def fit_by(
     fit_model: FitModel,
     log_marginal: Callable[[Params, Array], Array],
     check_fit: Callable[[FitConfig, Params, Array], None] | None = None,
+    diagnose: Diagnose | None = None,
 ) -> Callable[..., FitResult]:
     """The application's fit of a classical model: `fit_model` on the training split, in the run's precision.
 
     The history is EM's objective at every iterate (`EMInfo.objective`), or for a
     closed form one entry, the mean log-likelihood at the maximum. `check_fit(config,
-    params, train)` may refuse a fit whose numbers it knows to be noise.
+    params, train)` may refuse a fit whose numbers it knows to be noise; `diagnose`
+    gives the `FitResult`'s diagnostics (saved with the run) and warnings (shown).
     """
 
     def fit(config, dataset, *, progress=None, checkpoints=None, mesh=None) -> FitResult:
@@ -68,6 +74,7 @@ def fit_by(
             seconds = time.perf_counter() - start
             if check_fit is not None:
                 check_fit(config, params, train)
+            diagnostics, warnings = diagnose(config, params, train) if diagnose is not None else (None, ())
             if info is None:  # closed form: one "iteration", at the maximum
                 trace = [float(jnp.mean(jax.vmap(log_marginal, in_axes=(None, 0))(params, train)))]
             else:
@@ -75,7 +82,16 @@ def fit_by(
         if not all(math.isfinite(value) for value in trace):
             raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}.")
         history = [{"iteration": iteration, "train_objective": value} for iteration, value in enumerate(trace)]
-        return FitResult(params._asdict(), history, seconds, train.shape[1], dataset.image_shape, train.shape[0])
+        return FitResult(
+            params._asdict(),
+            history,
+            seconds,
+            train.shape[1],
+            dataset.image_shape,
+            train.shape[0],
+            diagnostics,
+            warnings,
+        )
 
     return fit
 
@@ -133,9 +149,50 @@ def exact_evaluation(
     return evaluate
 
 
-def mixture_metrics(posterior: Callable, collapsed: Callable[[Params], Array] | None = None):
+def _cluster_sizes(posterior: Callable, params: Params, data: Array, num_components: int) -> np.ndarray:
+    """How many rows of data have each component as their most probable one: (K,) counts."""
+    labels = jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(data)
+    return np.bincount(np.asarray(labels), minlength=num_components)
+
+
+def collapse_diagnosis(
+    collapsed: Callable[[Params, float], Array], posterior: Callable, smallest_variances: Callable[[Params], Array]
+) -> Diagnose:
+    """`diagnose` of a Gaussian mixture: the components that `collapsed(params, reg_covar)` flags, each with
+    the training points it holds (those it is the most probable component of) and its smallest variance,
+    and one warning line that says what to do."""
+
+    def diagnose(config, params, train) -> tuple[dict, tuple[str, ...]]:
+        flags = np.asarray(collapsed(params, config.reg_covar))
+        sizes = _cluster_sizes(posterior, params, train, len(flags))
+        variances = np.asarray(smallest_variances(params))
+        entries = [
+            {"component": int(k), "training_points": int(sizes[k]), "smallest_variance": float(variances[k])}
+            for k in np.flatnonzero(flags)
+        ]
+        diagnostics = {"collapsed_components": entries}
+        if not entries:
+            return diagnostics, ()
+        which = "; ".join(
+            f"component {entry['component']} holds {entry['training_points']} training points, smallest "
+            f"variance {entry['smallest_variance']:.2g}"
+            for entry in entries
+        )
+        held_up = "held up by {reg_covar} alone" if config.prior == "none" else "below 10 times {reg_covar}"
+        warning = (
+            f"{len(entries)} of {len(flags)} components collapsed ({which}), {held_up}: a spurious maximum of "
+            "the likelihood, not a cluster; fit fewer {components}, a larger {reg_covar}, {covariance} diag, "
+            "or {prior} conjugate."
+        )
+        return diagnostics, (warning,)
+
+    return diagnose
+
+
+def mixture_metrics(posterior: Callable, diagnose: Diagnose | None = None):
     """`extra` of a mixture's evaluation: the test clusters' sizes and, on labelled data, their adjusted
-    Rand index; with `collapsed`, the number of collapsed components."""
+    Rand index; with `diagnose` (`collapse_diagnosis`), the collapsed components, their number and each
+    one's training points and smallest variance."""
 
     def extra(config, params, dataset) -> dict:
         test = jnp.asarray(dataset.test, jnp.result_type(float))
@@ -143,8 +200,11 @@ def mixture_metrics(posterior: Callable, collapsed: Callable[[Params], Array] | 
         report: dict = {"cluster_sizes": [int(count) for count in jnp.bincount(labels, length=config.components)]}
         if dataset.test_labels is not None:
             report["adjusted_rand_index"] = applications.adjusted_rand_index(dataset.test_labels, labels)
-        if collapsed is not None:
-            report["collapsed_components"] = int(jnp.sum(collapsed(params)))
+        if diagnose is not None:
+            train = jnp.asarray(dataset.train, jnp.result_type(float))
+            collapsed = diagnose(config, params, train)[0]["collapsed_components"]
+            report["collapsed_components"] = len(collapsed)
+            report["collapsed"] = collapsed
         return report
 
     return extra

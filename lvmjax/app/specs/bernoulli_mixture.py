@@ -46,5 +46,6 @@ SPEC = ModelSpec(
     generative=_classical.generative_of(bernoulli_mixture.model),
     impute=_classical.exact_imputation(applications.impute_bernoulli_mixture),
     component_means=_component_means,
+    selection="components",
     reasons={"latent_codes": "mob has a discrete z (the component): it has no latent space to show."},
 )

@@ -267,5 +267,7 @@ SPEC = ModelSpec(
         "latent_codes": "hmm has a discrete z (the state path): it has no latent space to show; "
         "lvmjax plot draws its segmentation instead.",
         "devices": "hmm fits on one device.",
+        "select": "hmm's data are sequences, which select cannot divide into fitting and validation rows; "
+        "compare --states by the bic of 'lvmjax evaluate --json'.",
     },
 )

@@ -86,6 +86,7 @@ def _spec(name: str, summary: str, fit_model, options: frozenset[str], isotropic
         generative=_classical.generative_of(linear_gaussian.model),
         impute=_classical.exact_imputation(applications.impute_linear_gaussian),
         latent_codes=_latent_codes,
+        selection="latent_dim",
     )
 
 
