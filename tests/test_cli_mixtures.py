@@ -27,8 +27,8 @@ def one_line_error(capsys, *argv, message):
 
 @pytest.fixture(scope="module")
 def repeated_point(tmp_path_factory):
-    """Two Gaussian clusters in 3-D and one point far from both, repeated 6 times: maximum-likelihood EM
-    with restarts puts a component on the copies, its variance held up by reg_covar alone."""
+    """Two Gaussian clusters in 3-D and one point far from both, repeated 6 times: maximum-likelihood EM from
+    a k-means++ start puts a component on the copies, its variance held up by reg_covar alone."""
     rng = np.random.default_rng(0)
     repeated = np.repeat(np.array([[-6.0, 5.0, -4.0]]), 6, axis=0)
     data = np.concatenate([rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) + 4.0, repeated])
@@ -52,18 +52,14 @@ def four_clusters(tmp_path_factory):
 @pytest.fixture(scope="module")
 def collapsed_run(repeated_point, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "ml"
-    code = cli.main(
-        ["fit", "gmm", "--data", str(repeated_point), "--components", "3", "--n-init", "10", "--out", str(out), *FAST]
-    )
+    code = cli.main(["fit", "gmm", "--data", str(repeated_point), "--components", "3", "--out", str(out), *FAST])
     assert code == 0
     return out
 
 
 def test_fit_flags_a_collapsed_component_in_one_line_and_saves_it(repeated_point, tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = run_cli(
-        capsys, "fit", "gmm", "--data", repeated_point, "--components", 3, "--n-init", 10, "--out", out, *FAST
-    )
+    code, stdout, err = run_cli(capsys, "fit", "gmm", "--data", repeated_point, "--components", 3, "--out", out, *FAST)
     assert code == 0 and stdout == ""
     (warning,) = err.strip().splitlines()  # --quiet keeps the warning, and only it
     assert warning.startswith("lvmjax: warning: 1 of 3 components collapsed (component ")
@@ -84,9 +80,17 @@ def test_evaluate_reports_which_component_collapsed(collapsed_run, capsys):
     assert report["collapsed"] == saved
 
 
+def test_restarts_prefer_a_sound_maximum_to_a_collapsed_one(repeated_point, tmp_path, capsys):
+    out = tmp_path / "restarts"
+    argv = ["fit", "gmm", "--data", repeated_point, "--components", 3, "--n-init", 10]
+    code, _, err = run_cli(capsys, *argv, "--out", out, *FAST)
+    assert code == 0 and err == ""
+    assert json.loads((out / "config.json").read_text())["diagnostics"] == {"collapsed_components": []}
+
+
 def test_the_conjugate_prior_keeps_every_component_spread(repeated_point, tmp_path, capsys):
     out = tmp_path / "map"
-    argv = ["fit", "gmm", "--data", repeated_point, "--components", 3, "--n-init", 10, "--prior", "conjugate"]
+    argv = ["fit", "gmm", "--data", repeated_point, "--components", 3, "--prior", "conjugate"]
     code, _, err = run_cli(capsys, *argv, "--out", out, *FAST)
     assert code == 0 and err == ""
     assert json.loads((out / "config.json").read_text())["prior"] == "conjugate"
@@ -96,7 +100,7 @@ def test_the_conjugate_prior_keeps_every_component_spread(repeated_point, tmp_pa
 
 def test_reg_covar_is_saved_with_the_run_and_read_back_by_evaluate(repeated_point, tmp_path, capsys):
     out = tmp_path / "reg"
-    argv = ["fit", "gmm", "--data", repeated_point, "--components", 3, "--n-init", 10, "--reg-covar", 0.01]
+    argv = ["fit", "gmm", "--data", repeated_point, "--components", 3, "--reg-covar", 0.01]
     code, _, err = run_cli(capsys, *argv, "--out", out, *FAST)
     # the copies' component now has variance 0.01, still reg_covar's alone: flagged against the run's own value
     assert code == 0 and "smallest variance 0.01), held up by --reg-covar alone" in err

@@ -108,19 +108,48 @@ def test_the_prior_weighs_less_as_the_data_grow_and_map_em_tends_to_em(covarianc
         np.testing.assert_allclose(np.array(distances[1:]) / np.array(distances[:-1]), 0.1, rtol=0.1)
 
 
+def start_on_the_copies(data, covariance_type):
+    """θ_0 of the M-step on the hard assignments cluster 1, cluster 2, the copies."""
+    labels = np.repeat([0, 1, 2], [200, 150, 4])
+    hard = jnp.log(jax.nn.one_hot(jnp.asarray(labels), 3, dtype=data.dtype))
+    return gaussian_mixture.m_step(data, hard, covariance_type)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_em_collapses_onto_the_repeated_point_and_map_em_does_not(covariance_type):
     data = jnp.asarray(two_clusters_and_a_repeated_point(dtype=np.float32))
-    em, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, n_init=10)
+    start = start_on_the_copies(data, covariance_type)
+    em, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, init_params=start)
     collapsed = np.asarray(gaussian_mixture.collapsed_components(em))
-    assert collapsed.sum() == 1
+    assert collapsed.tolist() == [False, False, True]
     # the collapsed component holds the 4 copies, its smallest variance held up by reg_covar alone
-    assert np.isclose(float(jax.nn.softmax(em.logits)[collapsed.argmax()]), 4 / data.shape[0], rtol=1e-3)
+    assert np.isclose(float(jax.nn.softmax(em.logits)[2]), 4 / data.shape[0], rtol=1e-3)
     prior = gaussian_mixture.default_prior(data, 3, covariance_type)
-    map_em, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, n_init=10, prior=prior)
-    assert not np.any(gaussian_mixture.collapsed_components(map_em))
-    variances = jnp.diagonal(map_em.scale_tril, axis1=1, axis2=2) ** 2
-    assert float(jnp.min(variances)) > 0.05  # the prior's scale, not 1e-6
+    for options in (dict(init_params=start), dict(n_init=10)):
+        map_em, _ = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, prior=prior, **options)
+        assert not np.any(gaussian_mixture.collapsed_components(map_em))
+        variances = jnp.diagonal(map_em.scale_tril, axis1=1, axis2=2) ** 2
+        assert float(jnp.min(variances)) > 0.05  # the prior's scale, not 1e-6
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_restarts_never_prefer_a_collapsed_maximum_to_a_sound_one(covariance_type):
+    """The copies' spurious maximum has the higher likelihood; among restarts, the best sound one is chosen."""
+    data = jnp.asarray(two_clusters_and_a_repeated_point(dtype=np.float32))
+    keys = jax.random.split(KEY, 10)  # fit_em's restarts start from these ten keys' k-means++ starts
+    starts = [gaussian_mixture.initial_params(key, data, 3, covariance_type) for key in keys]
+    fits = [gaussian_mixture.fit_em(KEY, data, 3, covariance_type, init_params=start) for start in starts]
+    degenerate = [bool(np.any(gaussian_mixture.collapsed_components(params))) for params, _ in fits]
+    assert any(degenerate) and not all(degenerate)  # both kinds among the ten starts
+
+    def final(fit):  # the mean log-likelihood at the restart's last θ, by which restarts are compared
+        return float(gaussian_mixture.e_step(fit[0], data)[1])
+
+    best_sound = max((fit for fit, bad in zip(fits, degenerate, strict=True) if not bad), key=final)
+    assert max(final(fit) for fit, bad in zip(fits, degenerate, strict=True) if bad) > final(best_sound)
+    params, info = gaussian_mixture.fit_em(KEY, data, 3, covariance_type, n_init=10)
+    assert not np.any(gaussian_mixture.collapsed_components(params))
+    np.testing.assert_allclose(final((params, info)), final(best_sound), rtol=1e-5)
 
 
 def test_default_prior_is_fraley_and_raftery():

@@ -14,6 +14,7 @@ import pytest
 from lvmjax import cli, tour
 from lvmjax.app.rundir import write_dir
 from lvmjax.errors import DataError, RunError
+from lvmjax.tour import markdown
 from lvmjax.tour.run import _check_out_dir
 
 pytestmark = pytest.mark.standard_promotion
@@ -144,6 +145,20 @@ def test_the_classical_models_are_exact(quick_tour):
         entry = metrics["models"][model]
         assert entry["test_elbo"] == -entry["test_nll"]  # the exact posterior is the q
         assert entry["test_nll_stderr"] == 0.0 and entry["nll_method"] == "exact"
+
+
+def test_the_report_warns_of_a_collapsed_mixture_component(quick_tour):
+    out, metrics, _ = quick_tour
+    gmm = metrics["models"]["gmm"]
+    assert gmm["collapsed_components"] == len(gmm["collapsed"])
+    report = (out / "report.md").read_text()
+    assert ("components collapsed" in report) == bool(gmm["collapsed"])
+    collapsed = {"component": 3, "training_points": 2, "smallest_variance": 1e-6}
+    models = {"gmm": {"collapsed": [collapsed], "cluster_sizes": [5] * 10}, "fa": {}}
+    (paragraph,) = markdown._collapse_paragraphs(models)
+    assert paragraph[1].startswith("Warning: 1 of gmm's 10 components collapsed (component 3 holds 2 training")
+    assert "--prior conjugate" in paragraph[1]
+    assert markdown._collapse_paragraphs({"gmm": {"collapsed": []}}) == []
 
 
 def test_the_negative_log_likelihood_is_below_the_negative_elbo(quick_tour):

@@ -706,9 +706,11 @@ def fit_em(
     split over the devices of a mesh.
 
     The likelihood of a Gaussian mixture is unbounded: a component whose mean sits on
-    one datapoint and whose variance shrinks to 0 sends it to infinity, and with
-    restarts EM can prefer such a spurious maximum (`collapsed_components` flags it;
-    `reg_covar` only bounds it). MAP-EM under the `ConjugatePrior` of Fraley & Raftery
+    one datapoint and whose variance shrinks to 0 sends it to infinity (`reg_covar`
+    only bounds it), so the highest likelihood over restarts can be such a spurious
+    maximum. A restart with a collapsed component (`collapsed_components`) is
+    therefore returned only when every restart has one; check the result with
+    `collapsed_components` (the command line does). MAP-EM under the `ConjugatePrior` of Fraley & Raftery
     (2007), e.g. `prior=default_prior(data, K, covariance_type)`, maximizes
     log p(θ | x) = Σ_i log p(x_i; θ) + log p(θ) + const, which is bounded: the prior's
     scale enters every covariance as ν_P + D + 2 pseudo-datapoints.
@@ -766,6 +768,9 @@ def _fit_em(key, data, num_components, covariance_type, max_iter, tol, reg_covar
         return restart(keys[0])
     params, info = jax.vmap(restart)(keys)
     final = jax.vmap(lambda params: objective(params, _e_step(params, data_t, diagonal)[1]))(params)
+    # A restart with a collapsed component sits on a spurious maximum: chosen only if every restart does.
+    degenerate = jax.vmap(lambda params: jnp.any(collapsed_components(params, reg_covar)))(params)
+    final = jnp.where(degenerate & ~jnp.all(degenerate), -jnp.inf, final)
     return best_restart(final, (params, info))
 
 

@@ -173,6 +173,7 @@ def report_blocks(metrics: dict, captions: dict[str, str]) -> list[tuple]:
             + ", ".join(f"{name} {models[name]['iterations']}" for name in TOUR_MODELS)
             + ".",
         ),
+        *_collapse_paragraphs(models),
         ("h", 2, "Estimating log p(x): naive Monte Carlo, importance sampling, the IWAE bound"),
         ("figure", "estimators", captions["estimators"]),
         (
@@ -269,6 +270,30 @@ def report_blocks(metrics: dict, captions: dict[str, str]) -> list[tuple]:
         ),
     ]
     return blocks
+
+
+def _collapse_paragraphs(models: dict) -> list[tuple]:
+    """A paragraph for each mixture with collapsed components (`collapsed` in its evaluation): its NLL is
+    then the height of a spurious maximum of the likelihood, and the reader must know."""
+    paragraphs = []
+    for name, entry in models.items():
+        collapsed = entry.get("collapsed") or []
+        if not collapsed:
+            continue
+        which = "; ".join(
+            f"component {item['component']} holds {item['training_points']} training images, smallest variance "
+            f"{item['smallest_variance']:.2g}"
+            for item in collapsed
+        )
+        paragraphs.append(
+            (
+                "p",
+                f"Warning: {len(collapsed)} of {name}'s {len(entry['cluster_sizes'])} components collapsed "
+                f"({which}), held up by reg_covar alone: its likelihood there is a spurious maximum, and its "
+                "NLL above rests on it. `--prior conjugate` (MAP-EM) or fewer components keep it from collapsing.",
+            )
+        )
+    return paragraphs
 
 
 def _gold_paragraph(gold: dict) -> str:
