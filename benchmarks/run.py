@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import jax
 
-from benchmarks import ais_mcmc, evaluation, gmm_em, hmm_em, mnist_quality, svi_step, vae_training
+from benchmarks import ais_mcmc, bgmm, evaluation, gmm_em, hmm_em, mnist_quality, svi_step, vae_training
 from benchmarks.common import Row, format_table, machine
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
         if quick
         else gmm_em.run(num_data=1_000_000, data_dim=64, components=64, covariance="diag", iterations=20, repeats=1)
     ),
+    "bgmm": lambda quick: bgmm.run(quick),
     "hmm_em": lambda quick: hmm_em.run(**hmm_em.QUICK_EM) if quick else hmm_em.run(),
     "hmm_forward": lambda quick: hmm_em.run_forward(**hmm_em.QUICK_FORWARD) if quick else hmm_em.run_forward(),
     "mnist_quality": lambda quick: mnist_quality.run(quick),

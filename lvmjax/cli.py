@@ -32,6 +32,7 @@ from lvmjax.app.config import ARCHITECTURES, PRECISIONS, PRIORS
 from lvmjax.app.selection import CRITERIA
 from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged, render
 from lvmjax.models import hmm
+from lvmjax.models.bayesian_mixture import WEIGHT_PRIORS
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
 __all__ = ["QUICK_XLA_FLAGS", "build_parser", "main"]
@@ -306,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="prior on the parameters: none (maximum likelihood) or conjugate (MAP-EM under Fraley & "
         "Raftery's Normal-inverse-Wishart prior with data-dependent defaults, which keeps every component "
         f"from collapsing) ({_models_reading('prior')})",
+    )
+    fit.add_argument(
+        "--weight-prior",
+        choices=WEIGHT_PRIORS,
+        default=defaults.weight_prior,
+        help="prior on the mixing weights: dirichlet-process (truncated stick-breaking, which switches "
+        "surplus components off) or dirichlet (symmetric, concentration 1/K) "
+        f"({_models_reading('weight_prior')})",
     )
     fit.add_argument(
         "--test-fraction",
@@ -704,6 +713,7 @@ def _fit(args) -> int:
         n_init=args.n_init,
         reg_covar=_reg_covar(args),
         prior=args.prior,
+        weight_prior=args.weight_prior,
         states=args.states,
         emission=args.emission,
         test_fraction=args.test_fraction,

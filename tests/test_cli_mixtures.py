@@ -229,3 +229,52 @@ def test_select_refuses_an_existing_run_dir_before_fitting(four_clusters, tmp_pa
     (out / "keep.txt").write_text("mine")
     one_line_error(capsys, "select", "gmm", "--data", four_clusters, "--out", out, *FAST, message="already exists")
     assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("weight_prior", ["dirichlet-process", "dirichlet"])
+def test_bgmm_switches_off_the_components_the_data_do_not_need(four_clusters, tmp_path, capsys, weight_prior):
+    out = tmp_path / "bgmm"
+    argv = ["fit", "bgmm", "--data", four_clusters, "--components", 10, "--weight-prior", weight_prior]
+    code, _, err = run_cli(capsys, *argv, "--n-init", 2, "--out", out, *FAST)
+    assert code == 0 and err == ""
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["weight_prior"] == weight_prior and saved["components"] == 10
+    code, stdout, _ = run_cli(capsys, "evaluate", out, "--json", "--quiet")
+    report = json.loads(stdout)
+    assert code == 0 and report["effective_components"] == 4 and report["nll_estimator"] == "posterior predictive"
+    weights = np.sort(report["expected_weights"])[::-1]
+    assert weights[:4].min() > 0.15 and weights[4:].max() < 0.01
+    assert np.isfinite(report["test_nll"]) and report["test_elbo"] is None
+    assert run_cli(capsys, "sample", out, "-n", 5, "--out", tmp_path / "s.png")[0] == 0
+
+
+def test_bgmm_refuses_an_unknown_weight_prior_and_ais(four_clusters, tmp_path, capsys):
+    out = tmp_path / "bgmm"
+    argv = ["fit", "bgmm", "--data", four_clusters, "--weight-prior", "pitman-yor", "--out", out]
+    one_line_error(capsys, *argv, *FAST, message="argument --weight-prior: invalid choice: 'pitman-yor'")
+    assert not out.exists()
+    assert run_cli(capsys, "fit", "bgmm", "--data", four_clusters, "--components", 5, "--out", out, *FAST)[0] == 0
+    one_line_error(
+        capsys,
+        "evaluate",
+        out,
+        "--estimator",
+        "ais",
+        message="bgmm's log p(x) is the posterior predictive's, in closed form; --estimator ais is for",
+    )
+
+
+def test_a_covariance_float32_cannot_factor_is_refused_with_what_to_try(tmp_path, capsys):
+    """Standardized digits, 10 full covariances: a pixel constant within a cluster leaves a direction of
+    variance reg_covar beside others of hundreds, and float32's Cholesky factor of it is NaN."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    pixels = datasets.load_digits().data
+    pixels = pixels[:, pixels.std(axis=0) > 0]
+    np.save(tmp_path / "digits.npy", ((pixels - pixels.mean(0)) / pixels.std(0)).astype(np.float32))
+    out = tmp_path / "run"
+    argv = ["fit", "gmm", "--data", tmp_path / "digits.npy", "--components", 10, "--out", out]
+    message = "EM's objective became non-finite for gmm on digits.npy: a covariance collapsed below what"
+    one_line_error(capsys, *argv, *FAST, message=message)
+    assert not out.exists()
+    code, _, err = run_cli(capsys, *argv, "--prior", "conjugate", *FAST)
+    assert code == 0 and err == ""

@@ -78,7 +78,7 @@ def test_names_are_unique_and_listed_in_order():
 def test_declarations_are_consistent(spec):
     fields = {field.name for field in dataclasses.fields(app.FitConfig)}
     assert spec.options <= fields, spec.options - fields
-    assert spec.nll_method in ("exact", "importance sampling", None)
+    assert spec.nll_method in ("exact", "importance sampling", "posterior predictive", None)
     assert spec.history_unit in ("epoch", "EM iteration")
     assert spec.checkpointed == (spec.history_unit == "epoch")
     for capability in CAPABILITIES:

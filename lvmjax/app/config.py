@@ -12,6 +12,7 @@ from lvmjax.app.spec import ModelSpec
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
 from lvmjax.models import hmm
+from lvmjax.models.bayesian_mixture import WEIGHT_PRIORS
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
 __all__ = ["ARCHITECTURES", "PRECISIONS", "PRIORS", "FitConfig", "check_config_against_data", "check_mesh"]
@@ -35,8 +36,10 @@ class FitConfig:
     objective or gradient is not finite is skipped, and that many in a row stop the
     run); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
     and n_init, and gmm reg_covar (added to every covariance's diagonal) and prior ("none",
-    maximum likelihood, or "conjugate", MAP-EM under Fraley & Raftery's prior); the hidden
-    Markov model states, emission, covariance, max_iter and n_init.
+    maximum likelihood, or "conjugate", MAP-EM under Fraley & Raftery's prior); the
+    variational Bayesian mixture (bgmm) components (its truncation), covariance,
+    weight_prior ("dirichlet-process" or "dirichlet"), max_iter, n_init and reg_covar; the
+    hidden Markov model states, emission, covariance, max_iter and n_init.
     latent_dim is the dimension of z for the neural models and for fa and
     ppca. precision is the float type of the fit and of its evaluation ("float64" for
     data whose scales float32 cannot resolve). test_fraction splits a user's data file
@@ -63,6 +66,7 @@ class FitConfig:
     n_init: int = 1
     reg_covar: float = 1e-6
     prior: str = "none"
+    weight_prior: str = "dirichlet-process"
     states: int = 3
     emission: str = "gaussian"
     test_fraction: float = 0.2
@@ -100,6 +104,8 @@ class FitConfig:
             raise RunError(f"{{architecture}} must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}.")
         if not self.reg_covar >= 0 or not math.isfinite(self.reg_covar):
             raise RunError(f"{{reg_covar}} must be a non-negative number, got {self.reg_covar}.")
+        if self.weight_prior not in WEIGHT_PRIORS:
+            raise RunError(f"{{weight_prior}} must be one of {', '.join(WEIGHT_PRIORS)}, got {self.weight_prior!r}.")
         if self.prior not in PRIORS:
             raise RunError(f"{{prior}} must be one of {', '.join(PRIORS)}, got {self.prior!r}.")
         if self.precision not in PRECISIONS:

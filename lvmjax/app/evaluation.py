@@ -63,7 +63,9 @@ def _check_estimator(config: FitConfig, estimator: str, ais_steps: int, ais_chai
     if estimator == "ais" or bdmc:
         what = "{estimator} ais" if estimator == "ais" else "{bdmc}"
         if config.spec.nll_method != "importance sampling":
-            known = "is exact" if config.spec.nll_method == "exact" else "is not defined"
+            known = {"exact": "is exact", "posterior predictive": "is the posterior predictive's, in closed form"}.get(
+                config.spec.nll_method or "", "is not defined"
+            )
             estimated = ", ".join(s.name for s in registry.specs() if s.nll_method == "importance sampling")
             raise RunError(
                 f"{config.model}'s log p(x) {known}; {what} is for the models whose log p(x) is "

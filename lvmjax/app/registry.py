@@ -9,7 +9,14 @@ spec, so that adding a model is one spec and one line below.
 from __future__ import annotations
 
 from lvmjax.app.spec import ModelSpec
-from lvmjax.app.specs import bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian, neural
+from lvmjax.app.specs import (
+    bayesian_gaussian_mixture,
+    bernoulli_mixture,
+    gaussian_mixture,
+    hmm,
+    linear_gaussian,
+    neural,
+)
 from lvmjax.errors import RunError
 
 __all__ = ["get", "names", "specs"]
@@ -21,6 +28,7 @@ _SPECS: dict[str, ModelSpec] = {
     for spec in (
         *neural.SPECS,
         gaussian_mixture.SPEC,
+        bayesian_gaussian_mixture.SPEC,
         bernoulli_mixture.SPEC,
         *linear_gaussian.SPECS,
         hmm.SPEC,

@@ -111,7 +111,8 @@ class ModelSpec:
         ("10 components"), for the message of a checkpoint that does not fit.
       check: `check(config, num_data, data_dim)` raises `RunError` where the configuration
         cannot fit data of this size; called before anything is written.
-      nll_method: "exact", "importance sampling", or None (no likelihood).
+      nll_method: "exact", "importance sampling", "posterior predictive" (the predictive density of a
+        Bayesian fit, in closed form), or None (no likelihood).
       history_unit: what one entry of the history is ("epoch", "EM iteration").
       checkpointed: trained over epochs with resumable checkpoints (`--resume`).
       devices: can fit data-parallel over several devices.

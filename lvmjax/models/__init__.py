@@ -1,7 +1,9 @@
 """Latent variable models with exact answers, written as `LatentVariableModel`s.
 
 - `linear_gaussian`: factor analysis and probabilistic PCA (Gaussian z).
-- `gaussian_mixture`: the mixture of Gaussians (categorical z), fitted by EM.
+- `gaussian_mixture`: the mixture of Gaussians (categorical z), fitted by EM or MAP-EM.
+- `bayesian_mixture`: the same mixture with priors on its parameters, fitted by coordinate-ascent
+  variational Bayes (Dirichlet or Dirichlet-process weights); its predictive is a Student-t mixture.
 - `bernoulli_mixture`: the mixture of Bernoullis for binary data, fitted by MAP-EM.
 - `hmm`: hidden Markov models for sequences (a Markov chain z_{1:T}), exact by the forward
   algorithm, fitted by Baum–Welch.
@@ -15,6 +17,6 @@ variational inference for the mixture, by gradient steps, is `lvmjax.mixture_vi`
 both beside the other learning algorithms.
 """
 
-from lvmjax.models import bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian
+from lvmjax.models import bayesian_mixture, bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian
 
-__all__ = ["bernoulli_mixture", "gaussian_mixture", "hmm", "linear_gaussian"]
+__all__ = ["bayesian_mixture", "bernoulli_mixture", "gaussian_mixture", "hmm", "linear_gaussian"]

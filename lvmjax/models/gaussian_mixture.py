@@ -715,6 +715,12 @@ def fit_em(
     log p(θ | x) = Σ_i log p(x_i; θ) + log p(θ) + const, which is bounded: the prior's
     scale enters every covariance as ν_P + D + 2 pseudo-datapoints.
 
+    A covariance that collapses along one direction while its others are large can fall below
+    what float32 can factor when `reg_covar` is small against the data's scale (standardized
+    pixels of scikit-learn's digits with full covariances, say): its Cholesky factor, and then
+    θ and the objective, become NaN. `EMInfo.objective` shows it; a larger `reg_covar`, a prior,
+    diagonal covariances or float64 (`jax.enable_x64`) avoid it.
+
     Args:
       key: PRNG key for the k-means++ seeding.
       data: (N, D), finite.

@@ -55,6 +55,7 @@ def fit_by(
     log_marginal: Callable[[Params, Array], Array],
     check_fit: Callable[[FitConfig, Params, Array], None] | None = None,
     diagnose: Diagnose | None = None,
+    non_finite_hint: str = "",
 ) -> Callable[..., FitResult]:
     """The application's fit of a classical model: `fit_model` on the training split, in the run's precision.
 
@@ -62,6 +63,8 @@ def fit_by(
     closed form one entry, the mean log-likelihood at the maximum. `check_fit(config,
     params, train)` may refuse a fit whose numbers it knows to be noise; `diagnose`
     gives the `FitResult`'s diagnostics (saved with the run) and warnings (shown).
+    A fit whose objective becomes non-finite is refused, with `non_finite_hint` (what to
+    try) after the message.
     """
 
     def fit(config, dataset, *, progress=None, checkpoints=None, mesh=None) -> FitResult:
@@ -80,7 +83,7 @@ def fit_by(
             else:
                 trace = [float(value) for value in jax.device_get(info.objective)[: int(info.num_iterations)]]
         if not all(math.isfinite(value) for value in trace):
-            raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}.")
+            raise RunError(f"EM's objective became non-finite for {config.model} on {dataset.name}{non_finite_hint}.")
         history = [{"iteration": iteration, "train_objective": value} for iteration, value in enumerate(trace)]
         return FitResult(
             params._asdict(),

@@ -51,7 +51,14 @@ SPEC = ModelSpec(
     summary="Gaussian mixture (EM, or MAP-EM under a conjugate prior)",
     data_kind=DataKind.REAL,
     options=frozenset({"components", "covariance", "max_iter", "n_init", "precision", "reg_covar", "prior"}),
-    fit=_classical.fit_by(_fit, gaussian_mixture.log_marginal, diagnose=_DIAGNOSE),
+    fit=_classical.fit_by(
+        _fit,
+        gaussian_mixture.log_marginal,
+        diagnose=_DIAGNOSE,
+        non_finite_hint=": a covariance collapsed below what the float type can factor (the "
+        "regularizer {reg_covar} is too small against the data's scale); try a larger {reg_covar}, {prior} conjugate, "
+        "{covariance} diag or {precision} float64",
+    ),
     evaluate=_classical.exact_evaluation(
         gaussian_mixture.log_marginal,
         _num_free_parameters,
