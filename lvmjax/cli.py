@@ -294,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--reg-covar",
         type=_non_negative_float,
-        default=None,
+        default=argparse.SUPPRESS,  # absent unless given: refused beside --prior conjugate
         metavar="EPS",
-        help=f"added to the diagonal of every covariance of maximum-likelihood EM, so that a component "
-        f"collapsing onto a few points stays finite (default {defaults.reg_covar:g}; "
+        help=f"added to the diagonal of every covariance estimate (not with --prior conjugate), so that a "
+        f"component collapsing onto a few points stays finite (default {defaults.reg_covar:g}; "
         f"{_models_reading('reg_covar')})",
     )
     fit.add_argument(
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument("--max-iter", type=_positive_int, default=defaults.max_iter, help="the most EM iterations")
     select.add_argument(
-        "--reg-covar", type=_non_negative_float, default=None, metavar="EPS", help="as for 'lvmjax fit'"
+        "--reg-covar", type=_non_negative_float, default=argparse.SUPPRESS, metavar="EPS", help="as for 'lvmjax fit'"
     )
     select.add_argument("--prior", choices=PRIORS, default=defaults.prior, help="as for 'lvmjax fit'")
     select.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction, help="as for 'lvmjax fit'")
@@ -672,7 +672,7 @@ def _mesh(requested: int | None):
 
 def _reg_covar(args) -> float:
     """--reg-covar, or its default; refused beside --prior conjugate, whose M-step does not add it."""
-    if args.reg_covar is None:
+    if not hasattr(args, "reg_covar"):
         return app.FitConfig.reg_covar
     if args.prior != "none":
         raise RunError(
