@@ -5,6 +5,8 @@
 - `bayesian_mixture`: the same mixture with priors on its parameters, fitted by coordinate-ascent
   variational Bayes (Dirichlet or Dirichlet-process weights); its predictive is a Student-t mixture.
 - `bernoulli_mixture`: the mixture of Bernoullis for binary data, fitted by MAP-EM.
+- `lda`: latent Dirichlet allocation for bags of words, by batch coordinate ascent or
+  stochastic VI with natural gradients (the parametrization of scikit-learn's).
 - `hmm`: hidden Markov models for sequences (a Markov chain z_{1:T}), exact by the forward
   algorithm, fitted by Baum–Welch.
 
@@ -17,6 +19,6 @@ variational inference for the mixture, by gradient steps, is `lvmjax.mixture_vi`
 both beside the other learning algorithms.
 """
 
-from lvmjax.models import bayesian_mixture, bernoulli_mixture, gaussian_mixture, hmm, linear_gaussian
+from lvmjax.models import bayesian_mixture, bernoulli_mixture, gaussian_mixture, hmm, lda, linear_gaussian
 
-__all__ = ["bayesian_mixture", "bernoulli_mixture", "gaussian_mixture", "hmm", "linear_gaussian"]
+__all__ = ["bayesian_mixture", "bernoulli_mixture", "gaussian_mixture", "hmm", "lda", "linear_gaussian"]
