@@ -344,7 +344,7 @@ def kl_divergence(posterior: Posterior, prior: Prior) -> Array:
     if _covariance_type(posterior.covariances) == "full":
         # L_k⁻¹ by `gaussian_mixture`'s substitution loop: a BLAS triangular solve of these small
         # blocks takes ~1000 times longer on CPU.
-        inverse_tril = gaussian_mixture._inverse_scale_tril(scale_tril)
+        inverse_tril = gaussian_mixture.inverse_scale_tril(scale_tril)
         whitened = jnp.einsum("kij,kj->ki", inverse_tril, deviations)
         precisions_kl = _wishart_kl(posterior, prior, inverse_tril, log_det)
     else:
@@ -615,7 +615,7 @@ def _component_log_predictives(posterior: Posterior, x: Array) -> Array:
         student_dof = dof + 1 - data_dim
         factor = inflation * dof / student_dof  # Σ_k = factor_k C_k
         scale_tril, log_det = _cholesky_and_log_det(posterior.covariances)
-        whitened = jnp.einsum("kij,kj->ki", gaussian_mixture._inverse_scale_tril(scale_tril), deviations)
+        whitened = jnp.einsum("kij,kj->ki", gaussian_mixture.inverse_scale_tril(scale_tril), deviations)
         half_log_det = 0.5 * (log_det + data_dim * jnp.log(factor))
         return _log_student_t(jnp.sum(whitened**2, axis=1) / factor, half_log_det, student_dof, data_dim)
     if covariance_type == "diag":

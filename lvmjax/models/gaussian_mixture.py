@@ -55,6 +55,7 @@ __all__ = [
     "e_step_columns",
     "fit_em",
     "initial_params",
+    "inverse_scale_tril",
     "kmeans_plus_plus",
     "likelihood",
     "log_marginal",
@@ -176,7 +177,7 @@ def _sum_blocks(statistics: Callable[[Array, Array], Any], data_t: Array, log_re
     return jax.lax.scan(add, zeros, jnp.arange(len(starts)))[0]
 
 
-def _inverse_scale_tril(scale_tril: Array) -> Array:
+def inverse_scale_tril(scale_tril: Array) -> Array:
     """L_k⁻¹ (lower triangular) by forward substitution, one row at a time: shape (K, D, D).
 
     Row i of X = L⁻¹ is (e_i - Σ_{j<i} L_ij X_j) / L_ii. A loop of D small steps,
@@ -222,7 +223,7 @@ def _component_log_probs_fn(params: Params, diagonal: bool) -> Callable[[Array],
             squares = squares.at[worst].set(jnp.sum(standardized**2, axis=1))
             return constant[:, None] - 0.5 * squares
     else:
-        inverse = _inverse_scale_tril(params.scale_tril)
+        inverse = inverse_scale_tril(params.scale_tril)
         stacked = inverse.reshape(num_components * data_dim, data_dim)  # row (k, e) is row e of L_k⁻¹
         offsets = jnp.einsum("ked,kd->ke", inverse, centred_means)
 
@@ -511,7 +512,7 @@ def log_prior(params: Params, prior: ConjugatePrior, covariance_type: str = "ful
     deviations = params.means - prior.mean  # (K, D)
     log_two_pi = jnp.log(2 * jnp.pi).astype(params.means.dtype)
     if covariance_type == "full":
-        inverse = _inverse_scale_tril(params.scale_tril)  # L_k⁻¹
+        inverse = inverse_scale_tril(params.scale_tril)  # L_k⁻¹
         log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(params.scale_tril, axis1=1, axis2=2)), axis=1)  # log|Σ_k|
         mahalanobis = jnp.sum(jnp.einsum("ked,kd->ke", inverse, deviations) ** 2, axis=1)
         log_normal = -0.5 * (data_dim * log_two_pi + log_det - data_dim * jnp.log(kappa) + kappa * mahalanobis)
