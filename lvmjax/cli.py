@@ -670,6 +670,14 @@ def _mesh(requested: int | None):
     return parallel.data_mesh(requested)
 
 
+def _data(data: str | None) -> str | None:
+    """--data as the run saves it: a user's file by its absolute path, so that 'lvmjax evaluate' finds it from
+    anywhere; a dataset's name as given."""
+    if data is not None and Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
+        return str(Path(data).absolute())
+    return data
+
+
 def _reg_covar(args) -> float:
     """--reg-covar, or its default; refused beside --prior conjugate, whose M-step does not add it."""
     if not hasattr(args, "reg_covar"):
@@ -692,12 +700,9 @@ def _fit(args) -> int:
     mesh = _mesh(args.devices)
     writes = jax.process_index() == 0  # in a multi-process run, process 0 writes RUN_DIR
     args.quiet = args.quiet or not writes
-    data = args.data
-    if data is not None and Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
-        data = str(Path(data).absolute())  # so that 'lvmjax evaluate' finds it from anywhere
     config = app.FitConfig(
         model=args.model,
-        data=data,
+        data=_data(args.data),
         data_dir=args.data_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -966,12 +971,9 @@ def _select(args) -> int:
     for name, given in sizes.items():
         if given is not None and spec.selection not in (None, name):
             raise RunError(f"{spec.name} is sized by {{{spec.selection}}}, not {{{name}}}.")
-    data = args.data
-    if data is not None and Path(data).suffix.lower() in data_lib.FILE_SUFFIXES:
-        data = str(Path(data).absolute())
     base = app.FitConfig(
         model=args.model,
-        data=data,
+        data=_data(args.data),
         data_dir=args.data_dir,
         seed=args.seed,
         max_iter=args.max_iter,

@@ -152,10 +152,9 @@ def exact_evaluation(
     return evaluate
 
 
-def _cluster_sizes(posterior: Callable, params: Params, data: Array, num_components: int) -> np.ndarray:
-    """How many rows of data have each component as their most probable one: (K,) counts."""
-    labels = jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(data)
-    return np.bincount(np.asarray(labels), minlength=num_components)
+def _labels(posterior: Callable, params: Params, data: Array) -> np.ndarray:
+    """Each row's most probable component, (N,) ints."""
+    return np.asarray(jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(data))
 
 
 def collapse_diagnosis(
@@ -167,7 +166,7 @@ def collapse_diagnosis(
 
     def diagnose(config, params, train) -> tuple[dict, tuple[str, ...]]:
         flags = np.asarray(collapsed(params, config.reg_covar))
-        sizes = _cluster_sizes(posterior, params, train, len(flags))
+        sizes = np.bincount(_labels(posterior, params, train), minlength=len(flags))
         variances = np.asarray(smallest_variances(params))
         entries = [
             {"component": int(k), "training_points": int(sizes[k]), "smallest_variance": float(variances[k])}
@@ -199,8 +198,8 @@ def mixture_metrics(posterior: Callable, diagnose: Diagnose | None = None):
 
     def extra(config, params, dataset) -> dict:
         test = jnp.asarray(dataset.test, jnp.result_type(float))
-        labels = jax.jit(jax.vmap(lambda x: jnp.argmax(posterior(params, x).logits)))(test)
-        report: dict = {"cluster_sizes": [int(count) for count in jnp.bincount(labels, length=config.components)]}
+        labels = _labels(posterior, params, test)
+        report: dict = {"cluster_sizes": np.bincount(labels, minlength=config.components).tolist()}
         if dataset.test_labels is not None:
             report["adjusted_rand_index"] = applications.adjusted_rand_index(dataset.test_labels, labels)
         if diagnose is not None:
