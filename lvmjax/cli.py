@@ -25,13 +25,13 @@ from typing import Any
 
 import jax
 
-from lvmjax import __version__, app, applications, parallel, time_series
+from lvmjax import __version__, app, applications, parallel, text, time_series
 from lvmjax import data as data_lib
 from lvmjax.app import registry
 from lvmjax.app.config import ARCHITECTURES, PRECISIONS, PRIORS
 from lvmjax.app.selection import CRITERIA
 from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged, render
-from lvmjax.models import hmm
+from lvmjax.models import hmm, lda
 from lvmjax.models.bayesian_mixture import WEIGHT_PRIORS
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
@@ -90,6 +90,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def _fraction_or_one(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
 
 
@@ -193,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"for the real-valued ones); for the sequence models ({_names(_takes_sequences)}) one of "
         f"{', '.join(time_series.SEQUENCE_DATASETS)}, or a .csv file of time steps (one per row; a "
         f"'{time_series.SEQUENCE_COLUMN}' column in its header splits it into sequences), a .npy "
-        "(T, D) or a .npz of one array per sequence (default: "
+        "(T, D) or a .npz of one array per sequence; for the topic models "
+        f"({_names(lambda spec: spec.data_kind is app.DataKind.COUNTS)}) one of {', '.join(text.CORPORA)}, "
+        "or a .txt file of one document per line, a .npz count matrix (scipy.sparse.save_npz) or a dense "
+        ".npy one (documents x words; FILE.vocabulary.txt beside it names the words) (default: "
         + "; ".join(f"{kind.default_data} for {', '.join(names)}" for kind, names in _by_kind().items())
         + ")",
     )
@@ -277,6 +290,68 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.emission,
         help="p(x_t | z_t): gaussian (with --covariance full or diag), categorical (one column of category "
         f"indices 0, 1, ...) or poisson (columns of counts) ({_models_reading('emission')})",
+    )
+    fit.add_argument(
+        "--topics",
+        type=_positive_int,
+        default=defaults.topics,
+        help=f"K: topics ({_models_reading('topics')})",
+    )
+    fit.add_argument(
+        "--method",
+        choices=lda.METHODS,
+        default=defaults.method,
+        help="cavi: batch coordinate ascent over all documents; svi: stochastic VI with natural gradients on "
+        f"minibatches of --batch-size documents, --max-iter passes ({_models_reading('method')})",
+    )
+    fit.add_argument(
+        "--tol",
+        type=_non_negative_float,
+        default=defaults.tol,
+        help=f"stop once the ELBO per word changes by less than this between iterations ({_models_reading('tol')})",
+    )
+    fit.add_argument(
+        "--learning-offset",
+        type=_non_negative_float,
+        default=defaults.learning_offset,
+        metavar="TAU0",
+        help=f"τ_0 of svi's step size ρ_t = (τ_0 + t)^-κ ({_models_reading('learning_offset')})",
+    )
+    fit.add_argument(
+        "--learning-decay",
+        type=_non_negative_float,
+        default=defaults.learning_decay,
+        metavar="KAPPA",
+        help=f"κ of svi's step size, in (0.5, 1] for convergence ({_models_reading('learning_decay')})",
+    )
+    fit.add_argument(
+        "--doc-topic-prior",
+        type=_positive_float,
+        default=None,
+        metavar="ALPHA",
+        help="α of θ_d ~ Dir(α) (default: 1/K for lda, 1 for prodlda, as scikit-learn and the ProdLDA paper; "
+        f"{_models_reading('doc_topic_prior')})",
+    )
+    fit.add_argument(
+        "--topic-word-prior",
+        type=_positive_float,
+        default=None,
+        metavar="ETA",
+        help=f"η of β_k ~ Dir(η) (default: 1/K; {_models_reading('topic_word_prior')})",
+    )
+    fit.add_argument(
+        "--min-df",
+        type=_positive_int,
+        default=defaults.min_df,
+        metavar="N",
+        help=f"a text file's vocabulary: the words of at least N training documents ({_models_reading('min_df')})",
+    )
+    fit.add_argument(
+        "--max-df",
+        type=_fraction_or_one,
+        default=defaults.max_df,
+        metavar="SHARE",
+        help=f"and of at most this share of them ({_models_reading('max_df')})",
     )
     fit.add_argument(
         "--max-iter",
@@ -721,6 +796,15 @@ def _fit(args) -> int:
         weight_prior=args.weight_prior,
         states=args.states,
         emission=args.emission,
+        topics=args.topics,
+        method=args.method,
+        tol=args.tol,
+        learning_offset=args.learning_offset,
+        learning_decay=args.learning_decay,
+        doc_topic_prior=args.doc_topic_prior,
+        topic_word_prior=args.topic_word_prior,
+        min_df=args.min_df,
+        max_df=args.max_df,
         test_fraction=args.test_fraction,
         max_skipped_steps=args.max_skipped_steps,
         precision=args.precision,

@@ -131,6 +131,10 @@ class Dataset(NamedTuple):
     train_lengths: np.ndarray | None = None
     test_lengths: np.ndarray | None = None
     test_follows_train: bool = False  # the test split is the continuation of the one training sequence
+    # Text (`lvmjax.text`): the splits are documents x words count matrices (scipy.sparse CSR), whose columns
+    # are these words; None for other data.
+    vocabulary: tuple[str, ...] | None = None
+    label_names: tuple[str, ...] | None = None  # what each label means, where the labels have names
 
 
 def load_dataset(

@@ -22,7 +22,12 @@ from lvmjax.types import Array
 __all__ = ["ACTIVATIONS", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
 
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"gelu": nn.gelu, "tanh": jnp.tanh, "relu": nn.relu}
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": nn.gelu,
+    "tanh": jnp.tanh,
+    "relu": nn.relu,
+    "softplus": nn.softplus,
+}
 """The hidden layers' nonlinearity of the MLPs, by name: GELU (tanh-approximated, the default),
 tanh (the networks of Burda et al. 2016) or ReLU."""
 

@@ -1,4 +1,4 @@
-"""Figures of fitted models: image grids, imputations, latent spaces and training curves.
+"""Figures of fitted models: image grids, imputations, latent spaces, training curves and topics.
 
 Every function returns a matplotlib `Figure` built without pyplot, so nothing
 needs a display and no global state is touched; `save` writes one to a PNG
@@ -23,6 +23,7 @@ from lvmjax.errors import ArgumentError
 __all__ = [
     "MISSING_COLOUR",
     "curves",
+    "document_topics",
     "estimates_versus_samples",
     "forecast",
     "image_grid",
@@ -34,6 +35,7 @@ __all__ = [
     "sample_clouds",
     "save",
     "segmented_series",
+    "topic_words",
 ]
 
 MISSING_COLOUR = (0.85, 0.25, 0.2)  # the missing pixels of an observed image
@@ -482,6 +484,85 @@ def estimates_versus_samples(
         axis.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
+    return figure
+
+
+def topic_words(
+    words: Sequence[Sequence[str]],
+    probabilities: Sequence[Sequence[float]],
+    captions: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The top words of each topic as horizontal bars of p(w | topic), one small panel per topic.
+
+    Args:
+      words: K lists of the top words, most probable first.
+      probabilities: the K lists of their probabilities.
+      captions: a caption of each topic (its coherence), or None.
+    """
+    if len(words) != len(probabilities) or any(
+        len(row) != len(values) for row, values in zip(words, probabilities, strict=True)
+    ):
+        raise ArgumentError("words and probabilities must hold the same number of topics and of words in each.")
+    num_topics = len(words)
+    columns = min(5, num_topics)
+    rows = -(-num_topics // columns)
+    height = 0.22 * max(len(row) for row in words) + 0.7
+    figure = Figure(figsize=(2.6 * columns, height * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for topic, axis in enumerate(axes):
+        if topic >= num_topics:
+            axis.set_visible(False)
+            continue
+        values = np.asarray(probabilities[topic], dtype=np.float64)
+        positions = np.arange(len(values))
+        axis.barh(positions, values, color=matplotlib.colormaps["tab20"](topic % 20))
+        axis.set_yticks(positions, labels=list(words[topic]), fontsize=7)
+        axis.invert_yaxis()
+        axis.tick_params(axis="x", labelsize=6)
+        heading = f"topic {topic + 1}" + (f" ({captions[topic]})" if captions is not None else "")
+        axis.set_title(heading, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def document_topics(proportions: Any, names: Sequence[str], title: str | None = None) -> Figure:
+    """Each document's topic proportions θ_d as one stacked horizontal bar (topic k in colour k).
+
+    Args:
+      proportions: (N, K), rows summing to 1.
+      names: the N documents' names.
+    """
+    proportions = np.asarray(proportions, dtype=np.float64)
+    if proportions.ndim != 2 or proportions.shape[0] != len(names):
+        raise ArgumentError(
+            f"proportions must be (N, K) with one row per name ({len(names)}), got shape {proportions.shape}."
+        )
+    num_docs, num_topics = proportions.shape
+    figure = Figure(figsize=(7, 0.35 * num_docs + 1.4), layout="constrained")
+    axis = figure.subplots()
+    left = np.zeros(num_docs)
+    colours = matplotlib.colormaps["tab20"]
+    for topic in range(num_topics):
+        axis.barh(
+            np.arange(num_docs), proportions[:, topic], left=left, color=colours(topic % 20), label=f"{topic + 1}"
+        )
+        left += proportions[:, topic]
+    axis.set_yticks(np.arange(num_docs), labels=list(names), fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("topic proportion E[θ_dk]")
+    axis.legend(
+        title="topic",
+        ncols=min(num_topics, 10),
+        fontsize=6,
+        title_fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if num_docs < 8 else -0.12),
+    )
+    if title:
+        axis.set_title(title)
     return figure
 
 

@@ -256,3 +256,42 @@ def test_bad_fit_options():
         lda.fit(jax.random.key(0), np.ones((2, 3)), 2, method="svi", batch_size=0)
     with pytest.raises(ArgumentError, match="doc_topic_prior must be a finite number > 0"):
         lda.fit(jax.random.key(0), np.ones((2, 3)), 2, doc_topic_prior=-1.0)
+
+
+def test_document_elbos_and_the_global_terms_sum_to_the_elbo(corpus, cavi_fit):
+    with jax.enable_x64(True):
+        params = cavi_fit[0]
+        batch = lda.as_corpus(corpus[0])
+        gammas = lda.document_gammas(params, batch)
+        by_document = jax.vmap(lda.document_elbo, in_axes=(None, 0, 0, 0))(params, batch.word_ids, batch.counts, gammas)
+        terms = lda.elbo_terms(params, batch, gammas)
+        np.testing.assert_allclose(
+            float(jnp.sum(by_document) + terms.log_p_beta + terms.entropy_beta),
+            float(lda.elbo(params, batch, gammas)),
+            rtol=1e-12,
+        )
+
+
+def test_restarting_the_local_steps_keeps_each_documents_better_gamma(corpus, cavi_fit):
+    """Per document, the kept γ_d has the larger ELBO_d of the previous γ_d and the restart from ones, so
+    the ELBO never falls below its value at the previous γ."""
+    with jax.enable_x64(True):
+        params = cavi_fit[0]
+        batch = lda.as_corpus(corpus[0])
+        previous = lda.initial_gammas(jax.random.key(3), batch.counts.shape[0], NUM_TOPICS, jnp.float64) * 5
+        restarted = lda.e_step(params, batch, jnp.ones_like(previous))[0]
+        kept = lda.restart_gammas(params, batch, previous)
+        by_document = jax.vmap(lda.document_elbo, in_axes=(None, 0, 0, 0))
+        scores = [np.asarray(by_document(params, batch.word_ids, batch.counts, g)) for g in (previous, restarted, kept)]
+        np.testing.assert_array_equal(scores[2], np.maximum(scores[0], scores[1]))
+        assert np.any(scores[1] > scores[0])  # the restart wins somewhere, so the test can tell the two apart
+        assert float(lda.elbo(params, batch, kept)) >= float(lda.elbo(params, batch, previous))
+
+
+def test_word_probabilities_are_the_topic_proportions_times_the_topics(corpus, cavi_fit):
+    params = cavi_fit[0]
+    with jax.enable_x64(True):
+        probabilities = np.asarray(lda.word_probabilities(params, corpus[0][:5]))
+        expected = np.asarray(lda.document_topics(params, corpus[0][:5])) @ np.asarray(lda.topic_word(params))
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-12)

@@ -80,7 +80,8 @@ def test_declarations_are_consistent(spec):
     assert spec.options <= fields, spec.options - fields
     assert spec.nll_method in ("exact", "importance sampling", "posterior predictive", None)
     assert spec.history_unit in ("epoch", "EM iteration")
-    assert spec.checkpointed == (spec.history_unit == "epoch")
+    if spec.checkpointed:  # resumable between epochs (prodlda trains over epochs in one go)
+        assert spec.history_unit == "epoch"
     for capability in CAPABILITIES:
         if getattr(spec, capability) is None:
             assert spec.reasons.get(capability), f"{spec.name} lacks {capability} and says not why"
@@ -153,7 +154,8 @@ def test_a_new_spec_reaches_the_command_line_unchanged(monkeypatch, tmp_path, ca
     monkeypatch.setitem(registry._SPECS, "toy-mixture", toy)
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
-    assert "toy-mixture: a spec added in a test" in " ".join(capsys.readouterr().out.split())
+    help_text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse may wrap at a hyphen
+    assert "toy-mixture: a spec added in a test" in help_text
     run_dir = tmp_path / "toy"
     assert (
         cli.main(

@@ -7,11 +7,12 @@ import math
 
 from jax.sharding import Mesh
 
+from lvmjax import text
 from lvmjax.app import registry
 from lvmjax.app.spec import ModelSpec
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
-from lvmjax.models import hmm
+from lvmjax.models import hmm, lda
 from lvmjax.models.bayesian_mixture import WEIGHT_PRIORS
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
@@ -39,7 +40,11 @@ class FitConfig:
     maximum likelihood, or "conjugate", MAP-EM under Fraley & Raftery's prior); the
     variational Bayesian mixture (bgmm) components (its truncation), covariance,
     weight_prior ("dirichlet-process" or "dirichlet"), max_iter, n_init and reg_covar; the
-    hidden Markov model states, emission, covariance, max_iter and n_init.
+    hidden Markov model states, emission, covariance, max_iter and n_init; the topic models
+    topics (K), min_df and max_df (the vocabulary of a text file, `lvmjax.text`) and
+    doc_topic_prior (α), lda also method ("cavi" or "svi"), max_iter (iterations, or passes
+    for svi), tol (on the ELBO per word), topic_word_prior (η), batch_size, learning_offset
+    (τ_0) and learning_decay (κ) of svi, and prodlda the training loop's settings.
     latent_dim is the dimension of z for the neural models and for fa and
     ppca. precision is the float type of the fit and of its evaluation ("float64" for
     data whose scales float32 cannot resolve). test_fraction splits a user's data file
@@ -69,6 +74,15 @@ class FitConfig:
     weight_prior: str = "dirichlet-process"
     states: int = 3
     emission: str = "gaussian"
+    topics: int = 10
+    method: str = "cavi"
+    tol: float = 1e-4
+    learning_offset: float = 10.0
+    learning_decay: float = 0.7
+    doc_topic_prior: float | None = None  # None: the model's default (1/K for lda, 1 for prodlda)
+    topic_word_prior: float | None = None  # None: 1/K
+    min_df: int = text.MIN_DF
+    max_df: float = text.MAX_DF
     test_fraction: float = 0.2
     precision: str = "float32"
 
@@ -91,6 +105,8 @@ class FitConfig:
             "max_skipped_steps",
             "components",
             "states",
+            "topics",
+            "min_df",
             "max_iter",
             "n_init",
         ):
@@ -108,6 +124,18 @@ class FitConfig:
             raise RunError(f"{{weight_prior}} must be one of {', '.join(WEIGHT_PRIORS)}, got {self.weight_prior!r}.")
         if self.prior not in PRIORS:
             raise RunError(f"{{prior}} must be one of {', '.join(PRIORS)}, got {self.prior!r}.")
+        if self.method not in lda.METHODS:
+            raise RunError(f"{{method}} must be one of {', '.join(lda.METHODS)}, got {self.method!r}.")
+        for name in ("tol", "learning_offset", "learning_decay"):
+            value = getattr(self, name)
+            if not value >= 0 or not math.isfinite(value):
+                raise RunError(f"{{{name}}} must be a non-negative number, got {value}.")
+        for name in ("doc_topic_prior", "topic_word_prior"):
+            value = getattr(self, name)
+            if value is not None and (not value > 0 or not math.isfinite(value)):
+                raise RunError(f"{{{name}}} must be a positive number, got {value}.")
+        if not 0 < self.max_df <= 1:
+            raise RunError(f"{{max_df}} must be a share of the documents in (0, 1], got {self.max_df}.")
         if self.precision not in PRECISIONS:
             raise RunError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.precision != "float32" and "precision" not in self.spec.options:

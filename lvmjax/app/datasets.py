@@ -1,9 +1,9 @@
 """The data of a run: binary for the Bernoulli models, real-valued for the Gaussian ones, sequences for the
-sequence models."""
+sequence models, word counts for the topic models."""
 
 from __future__ import annotations
 
-from lvmjax import _validation, time_series
+from lvmjax import _validation, text, time_series
 from lvmjax import data as data_lib
 from lvmjax.app import registry
 from lvmjax.app.config import FitConfig
@@ -21,7 +21,8 @@ def load_data(config: FitConfig, data_dir: str | None = None) -> data_lib.Datase
     minibatch afresh (`data.binarize`; `Dataset.grey_levels` stays True), the others
     see one fixed binarization; the test split is always one fixed draw
     (`data.binarize_split`), so that test metrics are reproducible (Burda et al. 2016).
-    Sequence models read `time_series.load_sequences`. Then the spec's `prepare`, if any.
+    Sequence models read `time_series.load_sequences`, the topic models `text.load_corpus`.
+    Then the spec's `prepare`, if any.
     """
     spec = config.spec
     dataset = _load(config, data_dir)
@@ -33,6 +34,8 @@ def _load(config: FitConfig, data_dir: str | None) -> data_lib.Dataset:
     assert config.data is not None  # FitConfig fills in its data kind's default
     if spec.data_kind is DataKind.SEQUENCES:
         return time_series.load_sequences(config.data, config.test_fraction, config.seed)
+    if spec.data_kind is DataKind.COUNTS:
+        return text.load_corpus(config.data, config.test_fraction, config.seed, config.min_df, config.max_df)
     real = spec.data_kind is DataKind.REAL
     dataset = data_lib.load_dataset(
         config.data,

@@ -10,7 +10,7 @@ import numpy as np
 from lvmjax.app import registry
 from lvmjax.app.config import FitConfig
 from lvmjax.app.datasets import load_data
-from lvmjax.app.rundir import load_run
+from lvmjax.app.rundir import load_run, read_vocabulary
 from lvmjax.app.spec import EvaluationSettings, Run
 from lvmjax.data import Dataset
 from lvmjax.errors import RunError
@@ -80,9 +80,18 @@ def load_run_data(run: Run, run_dir: str | os.PathLike, data_dir: str | None = N
     """The data `run` was fitted to (`load_data`), refused if its columns do not match the model's."""
     dataset = load_data(run.config, data_dir)
     if dataset.test.shape[1] != run.data_dim:
+        what = "words in its vocabulary" if dataset.vocabulary is not None else "columns"
         raise RunError(
-            f"the test data has {dataset.test.shape[1]} columns but the model of {run_dir} was trained "
+            f"the test data has {dataset.test.shape[1]} {what} but the model of {run_dir} was trained "
             f"on {run.data_dim}; use it on the data it was fitted to."
+        )
+    vocabulary = dataset.vocabulary
+    saved = read_vocabulary(run_dir) if vocabulary is not None else None
+    if vocabulary is not None and saved is not None and saved != vocabulary:
+        word = next(index for index, pair in enumerate(zip(saved, vocabulary, strict=True)) if pair[0] != pair[1])
+        raise RunError(
+            f"the vocabulary of {dataset.name} is not the one {run_dir} was fitted with (word {word} is "
+            f"{vocabulary[word]!r}, the run's {saved[word]!r}); the data changed since 'lvmjax fit'."
         )
     return dataset
 

@@ -179,7 +179,7 @@ def plot_run(
         ),
     )
     key_samples, key_impute = jax.random.split(key)
-    chosen = one_per_label(dataset.test_labels, min(10, len(dataset.test)))
+    chosen = one_per_label(dataset.test_labels, min(10, dataset.test.shape[0]))
     if spec.generative is not None and shape is not None:
         save("samples", samples_figure(run, generate(key_samples, run, 100)))
     if spec.impute is not None and shape is not None:

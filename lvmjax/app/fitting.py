@@ -47,4 +47,5 @@ def fit(
     dataset = dataset if dataset is not None else load_data(config)
     check_config_against_data(config, dataset)
     mesh = check_mesh(config, mesh)
-    return config.spec.fit(config, dataset, progress=progress, checkpoints=checkpoints, mesh=mesh)
+    result = config.spec.fit(config, dataset, progress=progress, checkpoints=checkpoints, mesh=mesh)
+    return result._replace(vocabulary=dataset.vocabulary)

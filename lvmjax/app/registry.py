@@ -16,13 +16,14 @@ from lvmjax.app.specs import (
     hmm,
     linear_gaussian,
     neural,
+    topic_models,
 )
 from lvmjax.errors import RunError
 
 __all__ = ["get", "names", "specs"]
 
 # In the order of the seed texts: the amortized and non-amortized neural models, the classical ones, then
-# the sequence models.
+# the sequence models and the topic models.
 _SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -32,6 +33,7 @@ _SPECS: dict[str, ModelSpec] = {
         bernoulli_mixture.SPEC,
         *linear_gaussian.SPECS,
         hmm.SPEC,
+        *topic_models.SPECS,
     )
 }
 

@@ -38,6 +38,7 @@ __all__ = [
     "load_run",
     "read_config",
     "read_history",
+    "read_vocabulary",
     "resume_run",
     "save_run",
     "start_run",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
+VOCABULARY_FILE = "vocabulary.txt"  # text: the words of the columns, one a line, in order
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -136,6 +138,8 @@ def finish_run(run_dir: str | os.PathLike, result: FitResult) -> Path:
     description = json.loads((run_dir / CONFIG_FILE).read_text()) | {"train_seconds": result.seconds}
     if result.diagnostics is not None:
         description["diagnostics"] = result.diagnostics
+    if result.vocabulary is not None:
+        write_atomically(run_dir / VOCABULARY_FILE, "".join(f"{word}\n" for word in result.vocabulary))
     write_atomically(run_dir / CONFIG_FILE, json.dumps(description, indent=2) + "\n")
     checkpoints_lib.write_params(run_dir / CHECKPOINT_DIR, result.params)
     return run_dir
@@ -246,6 +250,17 @@ def load_run(run_dir: str | os.PathLike) -> Run:
             )
         params = checkpoints_lib.read_params(checkpoint, template)
     return Run(config, params, data_dim, image_shape, networks, spec)
+
+
+def read_vocabulary(run_dir: str | os.PathLike) -> tuple[str, ...] | None:
+    """The words of RUN_DIR/vocabulary.txt, in order; None for a run of data without a vocabulary."""
+    path = Path(run_dir) / VOCABULARY_FILE
+    if not path.exists():
+        return None
+    try:
+        return tuple(path.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"cannot read {path} ({error}).") from None
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict]:

@@ -43,11 +43,12 @@ class DataKind(enum.Enum):
     BINARY = "binary"  # 0 or 1: Bernoulli likelihoods; grey levels are binarized for them
     REAL = "real"  # real values: Gaussian likelihoods; the digits are dequantized for them
     SEQUENCES = "sequence"  # time steps of one or more sequences (`lvmjax.time_series`)
+    COUNTS = "count"  # documents as word counts over a vocabulary (`lvmjax.text`)
 
     @property
     def default_data(self) -> str:
         """The dataset a model of this kind fits when none is named."""
-        return "nile" if self is DataKind.SEQUENCES else "digits"
+        return {DataKind.SEQUENCES: "nile", DataKind.COUNTS: "scipy-docs"}.get(self, "digits")
 
 
 class FitResult(NamedTuple):
@@ -61,6 +62,7 @@ class FitResult(NamedTuple):
     num_train: int = 0  # training datapoints: the models with one φ_i per datapoint are read back by it
     diagnostics: dict | None = None  # what the fit found that a user should know (collapsed components), saved
     warnings: tuple[str, ...] = ()  # one line each, arguments in braces (`lvmjax.errors.render`), for standard error
+    vocabulary: tuple[str, ...] | None = None  # the words of the columns (text), saved as RUN_DIR/vocabulary.txt
 
 
 class Run(NamedTuple):
