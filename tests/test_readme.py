@@ -25,7 +25,7 @@ def test_readme_examples_run_and_quote_true_values():
                 decimals = len(quoted.split(".")[1])
                 assert value == pytest.approx(float(quoted), abs=1.5 * 10**-decimals), expression
                 checked += 1
-    assert checked == 6
+    assert checked == 7
     # The SVI loop moved every φ_i towards its posterior mean.
     phi, data, params = namespace["phi"], namespace["data"], namespace["params"]
     posterior_means = jax.vmap(lambda x: namespace["linear_gaussian"].posterior(params, x).mean())(data)

@@ -127,6 +127,22 @@ def test_the_nile_story_is_the_hmm_of_its_run(quick_tour):
     assert story["bic"] < story["baseline_bic"]
 
 
+def test_the_topic_story_is_the_topic_models_on_scipy_docs(quick_tour):
+    """LDA and ProdLDA on the shipped docstrings: numbers of the same test documents, and topics of their words."""
+    out_dir, metrics, _ = quick_tour
+    story = metrics["topics"]
+    assert story["data"] == "scipy-docs" and story["num_labels"] == 14
+    assert story["num_train_documents"] + story["num_test_documents"] == 1296
+    for name in tour.TOPIC_MODELS:
+        entry = story["models"][name]
+        # Completion perplexity: below the vocabulary's size (uniform guessing) even after a few iterations.
+        assert 1 < entry["test_completion_perplexity"] < story["vocabulary_size"]
+        assert entry["test_perplexity"] > 1 and -1 <= entry["coherence_npmi"] <= 1
+        assert len(entry["top_words"]) == metrics["settings"]["topics"]
+    report = (out_dir / "report.md").read_text()
+    assert "the topics of SciPy's documentation" in report and "figures/topics_lda.png" in report
+
+
 def test_the_gold_standard_compares_is_ais_and_bdmc_on_the_vae(quick_tour):
     _, metrics, _ = quick_tour
     gold = metrics["gold_standard"]

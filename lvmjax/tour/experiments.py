@@ -42,6 +42,8 @@ __all__ = [
     "SEMI_AMORTIZED",
     "SEQUENCE_BASELINE",
     "SEQUENCE_MODEL",
+    "TOPIC_DATA",
+    "TOPIC_MODELS",
     "TOUR_MODELS",
     "TourSettings",
     "by_data",
@@ -58,6 +60,8 @@ __all__ = [
     "sequence_configs",
     "sequence_story",
     "time_refinement",
+    "topic_configs",
+    "topic_story",
 ]
 
 Advance = Callable[..., None]  # advance(done, status): a stage's progress (`run._Stages`)
@@ -72,6 +76,8 @@ ANOMALIES = ("vae", "mob")  # the models whose least likely test images are show
 DATA_NAMES = {DataKind.BINARY: "binary", DataKind.REAL: "dequantized"}  # the digits in each kind
 SEQUENCE_MODEL = "hmm"  # fitted to the tour's time series, the Nile, beside a one-state baseline
 SEQUENCE_BASELINE = "hmm-1"  # one state: the years independent and identically Gaussian
+TOPIC_MODELS = ("lda", "prodlda")  # fitted to the tour's text, the docstrings of SciPy
+TOPIC_DATA = "scipy-docs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +101,9 @@ class TourSettings:
     ais_chains: int  # AIS chains per test image
     ais_images: int  # test images (and simulated ones, for BDMC) of the comparison
     mcmc_images: int  # test images whose posterior NUTS draws, beside the encoder's q
+    topics: int  # K of the topic models
+    lda_max_iter: int  # the most CAVI iterations of lda
+    prodlda_epochs: int  # training epochs of prodlda
 
 
 FULL = TourSettings(
@@ -114,6 +123,9 @@ FULL = TourSettings(
     ais_chains=16,
     ais_images=20,
     mcmc_images=3,
+    topics=12,
+    lda_max_iter=200,
+    prodlda_epochs=200,
 )
 QUICK = TourSettings(
     epochs={"ae": 3, "vae": 3, "iwae": 2, "svi": 3},
@@ -132,6 +144,9 @@ QUICK = TourSettings(
     ais_chains=4,
     ais_images=4,
     mcmc_images=2,
+    topics=12,
+    lda_max_iter=5,
+    prodlda_epochs=2,
 )
 
 
@@ -202,6 +217,45 @@ def sequence_story(runs: dict[str, app.Run], fits: dict, evaluations: dict, data
         "baseline_bic": evaluations[SEQUENCE_BASELINE]["bic"],
     }
     return {"entry": entry, "story": story}
+
+
+def topic_configs(seed: int, settings: TourSettings) -> dict[str, app.FitConfig]:
+    """LDA by batch coordinate ascent and ProdLDA (the paper's encoder, Adam at 0.002) on the same K."""
+    common: dict[str, Any] = {"data": TOPIC_DATA, "seed": seed, "topics": settings.topics}
+    return {
+        "lda": app.FitConfig(model="lda", method="cavi", max_iter=settings.lda_max_iter, **common),
+        "prodlda": app.FitConfig(
+            model="prodlda", epochs=settings.prodlda_epochs, hidden=(100, 100), lr=2e-3, batch_size=64, **common
+        ),
+    }
+
+
+def topic_story(fits: dict, evaluations: dict, dataset: Dataset) -> dict:
+    """Each topic model's numbers on the test documents (bound and completion perplexities, NPMI, the adjusted
+    Rand index against the subpackages) and its topics' top words."""
+    kept = (
+        "test_perplexity",
+        "test_document_perplexity",
+        "test_completion_perplexity",
+        "coherence_npmi",
+        "coherence_npmi_per_topic",
+        "adjusted_rand_index",
+        "top_words",
+        "test_elbo",
+        "test_elbo_stderr",
+    )
+    return {
+        "data": dataset.name,
+        "num_train_documents": int(dataset.train.shape[0]),
+        "num_test_documents": int(dataset.test.shape[0]),
+        "vocabulary_size": int(dataset.train.shape[1]),
+        "num_labels": len(dataset.label_names or ()),
+        "models": {
+            name: {key: evaluations[name][key] for key in kept}
+            | {"train_seconds": fits[name].seconds, "iterations": len(fits[name].history)}
+            for name in TOPIC_MODELS
+        },
+    }
 
 
 def by_data(names) -> dict[str, tuple[str, ...]]:

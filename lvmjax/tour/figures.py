@@ -26,6 +26,7 @@ from lvmjax.tour.experiments import (
     LATENT,
     OVER_EPOCHS,
     SEQUENCE_MODEL,
+    TOPIC_MODELS,
     Advance,
     by_data,
     image_shape,
@@ -54,6 +55,8 @@ FIGURES = (
     "estimators",
     "anomalies",
     "segmentation_hmm",
+    "topics_lda",
+    "document_topics_lda",
     "posterior_nuts",
 )
 
@@ -266,6 +269,23 @@ def draw_figures(
         f"Viterbi path of the {run.config.states}-state HMM (fitted to the first "
         f"{len(datasets[SEQUENCE_MODEL].train)} years); beneath, the smoothed p(z_t | x_1:T) of every year. "
         "The years after the dashed line are the test split.",
+    )
+
+    lda_run = runs[TOPIC_MODELS[0]]
+    corpus = datasets[TOPIC_MODELS[0]]
+    topic_figures = lda_run.spec.require("figures")(lda_run, corpus)
+    save(
+        "topics_lda",
+        topic_figures["topics"],
+        f"The ten most probable words of each of the {lda_run.config.topics} topics that LDA (batch coordinate "
+        f"ascent) found in {corpus.train.shape[0]} docstrings of SciPy, with p(w | topic) as bars; each topic's "
+        "NPMI coherence over the test documents is in its title (1: its words only occur together).",
+    )
+    save(
+        "document_topics_lda",
+        topic_figures["document_topics"],
+        "The topic proportions E[θ_d] of one test docstring of each SciPy subpackage (its name, and its row in "
+        "the test split): a subpackage's documents draw on a few topics.",
     )
 
     nuts, encoder = gold["nuts_samples"], gold["encoder_samples"]  # (images, chains, draws, d), (images, draws, d)

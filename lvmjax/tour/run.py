@@ -22,7 +22,7 @@ from lvmjax import data as data_lib
 from lvmjax.app.rundir import write_dir
 from lvmjax.errors import RunError
 from lvmjax.tour import experiments
-from lvmjax.tour.experiments import ANOMALIES, FULL, LATENT, QUICK, SEQUENCE_MODEL, TOUR_MODELS
+from lvmjax.tour.experiments import ANOMALIES, FULL, LATENT, QUICK, SEQUENCE_MODEL, TOPIC_MODELS, TOUR_MODELS
 from lvmjax.tour.figures import FIGURES, FIGURES_DIR, draw_figures
 from lvmjax.tour.html import render_html
 from lvmjax.tour.machine import load_average, machine_info
@@ -125,6 +125,21 @@ def run_tour(
     models[SEQUENCE_MODEL] = sequences["entry"]
     configs |= sequence_configs
 
+    topic_configs = experiments.topic_configs(seed, settings)
+    with stages(
+        f"fit and evaluate {', '.join(TOPIC_MODELS)} ({experiments.TOPIC_DATA})", 2 * len(topic_configs)
+    ) as advance:
+        corpus = app.load_data(topic_configs[TOPIC_MODELS[0]])
+        for done, (name, config) in enumerate(topic_configs.items()):
+            advance(2 * done, f"fit {name}, {config.topics} topics")
+            fits[name] = app.fit(config, corpus)
+            runs[name] = experiments.make_run(config, fits[name])
+            advance(2 * done + 1, f"evaluate {name}")
+            evaluations[name] = app.evaluate(config, fits[name].params, corpus, seed=seed)
+        datasets[TOPIC_MODELS[0]] = corpus
+        topic_story = experiments.topic_story(fits, evaluations, corpus)
+    configs |= topic_configs
+
     with stages("estimators versus K", len(settings.estimator_samples)) as advance:
         estimators = experiments.estimator_comparison(runs["vae"], datasets["vae"].test, settings, seed, advance)
 
@@ -174,6 +189,7 @@ def run_tour(
             | {"configs": {name: dataclasses.asdict(config) for name, config in configs.items()}},
             "models": models,
             "sequences": sequences["story"],
+            "topics": topic_story,
             "estimators": estimators,
             "gold_standard": gold["metrics"],
             "imputation": imputation["metrics"],

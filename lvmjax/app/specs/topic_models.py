@@ -4,7 +4,9 @@ and `prodlda` (ProdLDA by amortized VI, `lvmjax.prodlda`).
 Their data are word counts (`lvmjax.text`): a "datapoint" is a document, and the
 saved vocabulary (RUN_DIR/vocabulary.txt) names the columns. Neither has an exact
 log p(w): the test metrics are the variational bound as a perplexity per word
-(`test_perplexity`, scikit-learn's definition for lda), the document-completion
+(`test_perplexity`: for lda scikit-learn's, whose bound also holds the global terms
+E[log p(β)] − E[log q(β)] of the topics; `test_document_perplexity`: exp(−Σ_d ELBO_d / N)
+from the documents' own terms, the same figure for both models), the document-completion
 perplexity of each test document's held-out half given the other half
 (`test_completion_perplexity`, which no bound enters), the NPMI coherence of each
 topic's top words over the test documents, and the top words themselves. Where the
@@ -180,6 +182,7 @@ def _report(config, dataset, topic_word, per_document, perplexity, completion, p
         "test_elbo_stderr": float(np.std(per_document) / math.sqrt(len(per_document))),
         "test_nll": None,
         "test_perplexity": perplexity,
+        "test_document_perplexity": float(np.exp(-np.sum(per_document) / float(dataset.test.sum()))),
         "test_completion_perplexity": completion,
         "coherence_npmi": None if coherence is None else float(np.mean(coherence)),
         "coherence_npmi_per_topic": None if coherence is None else [float(value) for value in coherence],
