@@ -326,11 +326,11 @@ def restart_gammas(
     """Each document's better γ_d under λ: the previous one, or the local step restarted from ones.
 
     Warm-started coordinate ascent commits each document to the topics of the first few
-    iterations and stalls in a poor optimum (on scipy-docs, K = 15, at an ELBO of -5.98 nats
-    per word against -5.61); scikit-learn's batch fit restarts every local step instead, which
-    escapes it but may lower the ELBO. Keeping, per document, whichever γ_d has the larger
-    `document_elbo` escapes it too, and the ELBO still never decreases: it is at least its
-    value at the previous γ.
+    iterations and stalls in a poor optimum (on scipy-docs, K = 15, after 100 iterations, at an
+    ELBO of -5.967 nats per word against -5.564, a test perplexity of 848 against 528); scikit-
+    learn's batch fit restarts every local step instead, which escapes it but may lower the
+    ELBO. Keeping, per document, whichever γ_d has the larger `document_elbo` escapes it too,
+    and the ELBO still never decreases: it is at least its value at the previous γ.
 
     Returns:
       γ, (D, K).
