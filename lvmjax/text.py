@@ -4,7 +4,7 @@ A text dataset is a `lvmjax.data.Dataset` whose splits are documents × vocabula
 counts, `scipy.sparse` CSR matrices of float32 (rows are documents, columns the words of
 `Dataset.vocabulary`). One corpus is known by name:
 
-- ``"scipy-docs"``: the prose of SciPy's public docstrings, 1302 documents labelled by
+- ``"scipy-docs"``: the prose of SciPy's public docstrings, 1296 documents labelled by
   the subpackage they document (stats, signal, linalg, ...), shipped with lvmjax
   (``lvmjax/datasets/scipy_docs.tsv.gz``; BSD 3-Clause, see its README).
 
