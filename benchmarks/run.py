@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import jax
 
-from benchmarks import ais_mcmc, bgmm, evaluation, gmm_em, hmm_em, mnist_quality, svi_step, vae_training
+from benchmarks import ais_mcmc, bgmm, evaluation, gmm_em, hmm_em, lda, mnist_quality, svi_step, vae_training
 from benchmarks.common import Row, format_table, machine
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "mnist_quality": lambda quick: mnist_quality.run(quick),
     "ais_throughput": lambda quick: ais_mcmc.run_ais(**ais_mcmc.QUICK_AIS) if quick else ais_mcmc.run_ais(),
     "nuts_ess": lambda quick: ais_mcmc.run_nuts(**ais_mcmc.QUICK_NUTS) if quick else ais_mcmc.run_nuts(),
+    "lda": lambda quick: lda.run(quick),
 }
 
 
