@@ -55,7 +55,9 @@ def test_bad_configurations_are_refused():
         amortized.make_vae(64, 2, architecture="conv")
     with pytest.raises(ValueError, match="divisible by 4"):
         amortized.make_vae(36, 2, architecture="conv", image_shape=(6, 6))
-    with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'relu', 'tanh'\], got 'sigmoid'"):
+    with pytest.raises(
+        ValueError, match=r"activation must be one of \['gelu', 'relu', 'softplus', 'tanh'\], got 'sigmoid'"
+    ):
         amortized.make_vae(4, 2, activation="sigmoid")
 
 

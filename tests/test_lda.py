@@ -295,3 +295,17 @@ def test_word_probabilities_are_the_topic_proportions_times_the_topics(corpus, c
         expected = np.asarray(lda.document_topics(params, corpus[0][:5])) @ np.asarray(lda.topic_word(params))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-12)
+
+
+def test_the_batched_local_steps_are_each_documents_own_loop(corpus, cavi_fit):
+    """e_step runs documents in rounds so that none waits for the slowest; each still runs its own loop."""
+    with jax.enable_x64(True):
+        params = cavi_fit[0]
+        batch = lda.as_corpus(corpus[0])
+        start = lda.initial_gammas(jax.random.key(5), batch.counts.shape[0], NUM_TOPICS, jnp.float64)
+        for max_iter, tol in ((100, 1e-3), (100, 1e-9), (3, 1e-3), (0, 1e-3)):
+            batched = lda.e_step(params, batch, start, max_iter, tol)[0]
+            one_by_one = jax.vmap(lda.local_step, in_axes=(None, 0, 0, 0, None, None))(
+                params, batch.word_ids, batch.counts, start, max_iter, tol
+            )
+            np.testing.assert_allclose(batched, one_by_one, rtol=1e-12, atol=0)

@@ -5,6 +5,7 @@ mean of S_eff effectively independent draws of f(z) is off from E[f(z) | x] by a
 sd(f(z) | x) / √S_eff, and the checks allow 4 of those standard errors.
 """
 
+import itertools
 import re
 
 import distrax
@@ -143,9 +144,13 @@ def test_acceptance_rate_follows_the_target(posterior_run):
     runs[0.95] = run(algorithm, target_acceptance=0.95).info
     for target, info in runs.items():
         assert np.all(info.acceptance_rate > target - 0.1), (target, info.acceptance_rate)
-    rates = [np.mean(info.acceptance_rate) for info in runs.values()]
+    rates = [float(np.mean(info.acceptance_rate)) for info in runs.values()]
     step_sizes = [np.mean(info.step_size) for info in runs.values()]
-    assert rates == sorted(rates) and step_sizes == sorted(step_sizes, reverse=True), (rates, step_sizes)
+    assert step_sizes == sorted(step_sizes, reverse=True), step_sizes
+    # The draws' rate at target 0.8 is already near its ceiling, so the rise from 0.8 to 0.95 can be within the
+    # noise of a mean over the chains' draws (HMC's rate at target 0.8 and 0.95 came out 0.9434 and 0.9431 on
+    # one machine): a rise overall, and no fall by more than 0.01 between neighbours.
+    assert rates[-1] > rates[0] and all(later > earlier - 0.01 for earlier, later in itertools.pairwise(rates)), rates
 
 
 def test_hmc_takes_its_fixed_number_of_steps_and_nuts_chooses(posterior_run):
