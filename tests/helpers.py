@@ -7,6 +7,7 @@ conftest.py); conftest.py holds only the fixtures, hooks and the XLA flags.
 import distrax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from lvmjax import LatentVariableModel
 from lvmjax.amortized import AmortizedModel
@@ -20,6 +21,8 @@ __all__ = [
     "make_binary_latent",
     "make_gaussian_mixture",
     "make_linear_gaussian",
+    "make_topic_corpus",
+    "matched_cosines",
 ]
 
 
@@ -122,3 +125,29 @@ def linear_bernoulli_vae(data_dim=16, latent_dim=2, seed=0):
         LatentVariableModel(prior, likelihood), mean_field_gaussian(latent_dim), encoder_output, None, latent_dim
     )
     return vae, params
+
+
+TOPIC_CORPUS = {"num_topics": 3, "vocabulary": 30, "num_docs": 200, "doc_length": 80}  # of `make_topic_corpus`
+
+
+def make_topic_corpus(dtype=np.float64, seed=0):
+    """K = 3 topics over V = 30 words, each with 90% of its mass on its own 10 words, and D = 200 documents
+    of 80 words drawn from LDA (θ_d ~ Dir(0.5)): (counts (D, V), topics (K, V))."""
+    num_topics, vocabulary, num_docs, doc_length = TOPIC_CORPUS.values()
+    rng = np.random.default_rng(seed)
+    topics = np.full((num_topics, vocabulary), 0.1 / vocabulary)
+    for k in range(num_topics):
+        topics[k, 10 * k : 10 * (k + 1)] += 0.9 / 10
+    topics /= topics.sum(axis=1, keepdims=True)
+    proportions = rng.dirichlet(np.full(num_topics, 0.5), num_docs)
+    counts = np.stack([rng.multinomial(doc_length, p @ topics) for p in proportions]).astype(dtype)
+    return counts, topics
+
+
+def matched_cosines(estimated, true):
+    """Cosine similarity of each true topic with the estimated topic the Hungarian assignment matches to it."""
+    estimated = estimated / np.linalg.norm(estimated, axis=1, keepdims=True)
+    true = true / np.linalg.norm(true, axis=1, keepdims=True)
+    cosines = true @ estimated.T
+    rows, columns = linear_sum_assignment(-cosines)
+    return cosines[rows, columns]

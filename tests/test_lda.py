@@ -10,29 +10,17 @@ import pytest
 import scipy.sparse
 import scipy.special
 import scipy.stats
-from scipy.optimize import linear_sum_assignment
+from helpers import TOPIC_CORPUS, make_topic_corpus, matched_cosines
 
 from lvmjax.errors import ArgumentError, DataError
 from lvmjax.models import lda
 
-NUM_TOPICS, VOCABULARY, NUM_DOCS, DOC_LENGTH = 3, 30, 200, 80
-
-
-def make_corpus(seed=0):
-    """K = 3 topics, each with 90% of its mass on its own 10 words, and D documents drawn from LDA."""
-    rng = np.random.default_rng(seed)
-    topics = np.full((NUM_TOPICS, VOCABULARY), 0.1 / VOCABULARY)
-    for k in range(NUM_TOPICS):
-        topics[k, 10 * k : 10 * (k + 1)] += 0.9 / 10
-    topics /= topics.sum(axis=1, keepdims=True)
-    proportions = rng.dirichlet(np.full(NUM_TOPICS, 0.5), NUM_DOCS)
-    counts = np.stack([rng.multinomial(DOC_LENGTH, p @ topics) for p in proportions]).astype(np.float64)
-    return counts, topics
+NUM_TOPICS, VOCABULARY, NUM_DOCS, DOC_LENGTH = TOPIC_CORPUS.values()
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    return make_corpus()
+    return make_topic_corpus(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +33,6 @@ def cavi_fit(corpus):
 def svi_fit(corpus):
     with jax.enable_x64(True):
         return lda.fit(jax.random.key(1), corpus[0], NUM_TOPICS, method="svi", max_iter=30, batch_size=64)
-
-
-def matched_cosines(estimated, true):
-    """Cosine similarity of each true topic with the estimated topic the Hungarian assignment matches to it."""
-    estimated = estimated / np.linalg.norm(estimated, axis=1, keepdims=True)
-    true = true / np.linalg.norm(true, axis=1, keepdims=True)
-    cosines = true @ estimated.T
-    rows, columns = linear_sum_assignment(-cosines)
-    return cosines[rows, columns]
 
 
 @pytest.mark.parametrize("fit_name", ["cavi_fit", "svi_fit"])

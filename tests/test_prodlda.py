@@ -8,26 +8,17 @@ import scipy.optimize
 import scipy.sparse
 import scipy.special
 import scipy.stats
-from helpers import assert_within_stderr
-from scipy.optimize import linear_sum_assignment
+from helpers import TOPIC_CORPUS, assert_within_stderr, make_topic_corpus, matched_cosines
 
 from lvmjax import prodlda
 from lvmjax.errors import ArgumentError, ArgumentTypeError, DataError
 
-NUM_TOPICS, VOCABULARY, NUM_DOCS, DOC_LENGTH = 3, 30, 200, 80
+NUM_TOPICS, VOCABULARY, NUM_DOCS, DOC_LENGTH = TOPIC_CORPUS.values()
 NUM_EPOCHS, BATCH_SIZE = 150, 32
 
 
 def make_corpus(seed=0):
-    """K = 3 topics, each with 90% of its mass on its own 10 words, and D documents drawn from LDA."""
-    rng = np.random.default_rng(seed)
-    topics = np.full((NUM_TOPICS, VOCABULARY), 0.1 / VOCABULARY)
-    for k in range(NUM_TOPICS):
-        topics[k, 10 * k : 10 * (k + 1)] += 0.9 / 10
-    topics /= topics.sum(axis=1, keepdims=True)
-    proportions = rng.dirichlet(np.full(NUM_TOPICS, 0.5), NUM_DOCS)
-    counts = np.stack([rng.multinomial(DOC_LENGTH, p @ topics) for p in proportions]).astype(np.float32)
-    return counts, topics
+    return make_topic_corpus(np.float32, seed)
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +31,6 @@ def fitted(corpus):
     # The tests run with strict dtype promotion; optax's Adam mixes its integer step count with floats.
     with jax.numpy_dtype_promotion("standard"):
         return prodlda.fit(jax.random.key(0), corpus[0], NUM_TOPICS, num_epochs=NUM_EPOCHS, batch_size=BATCH_SIZE)
-
-
-def matched_cosines(estimated, true):
-    """Cosine similarity of each true topic with the estimated topic the Hungarian assignment matches to it."""
-    estimated = estimated / np.linalg.norm(estimated, axis=1, keepdims=True)
-    true = true / np.linalg.norm(true, axis=1, keepdims=True)
-    cosines = true @ estimated.T
-    rows, columns = linear_sum_assignment(-cosines)
-    return cosines[rows, columns]
 
 
 # --- The prior -------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def _evaluate_lda(config, saved, dataset, settings: EvaluationSettings) -> dict:
         dataset,
         np.asarray(lda.topic_word(params)),
         np.asarray(per_document),
-        float(lda.perplexity(params, corpus)),
+        float(jnp.exp(-lda.elbo(params, corpus, gammas) / jnp.sum(corpus.counts))),  # `lda.perplexity`, at these γ
         completion,
         proportions,
         settings,
