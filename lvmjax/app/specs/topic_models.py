@@ -97,7 +97,6 @@ def _evaluate_lda(config, saved, dataset, settings: EvaluationSettings) -> dict:
     completion = topics.completion_perplexity(lda.word_probabilities(params, observed), held_out)
     proportions = np.asarray(gammas / jnp.sum(gammas, axis=1, keepdims=True))
     return _report(
-        config,
         dataset,
         np.asarray(lda.topic_word(params)),
         np.asarray(per_document),
@@ -151,15 +150,13 @@ def _evaluate_prodlda(config, saved, dataset, settings: EvaluationSettings) -> d
     params = prodlda.Params(**saved)
     key = jax.random.key(settings.seed)
     per_document = np.asarray(prodlda.elbo(key, params, dataset.test, num_samples=16))
-    words = np.asarray(dataset.test.sum(axis=1)).ravel()
     observed, held_out = topics.completion_split(dataset.test, settings.seed)
     predictive = prodlda.word_probabilities(params, prodlda.document_topics(params, observed))
     return _report(
-        config,
         dataset,
         np.asarray(prodlda.topic_word(params)),
         per_document,
-        float(np.exp(-per_document.sum() / words.sum())),
+        None,  # its bound has the documents' terms only
         topics.completion_perplexity(predictive, held_out),
         np.asarray(prodlda.document_topics(params, dataset.test)),
         settings,
@@ -169,7 +166,9 @@ def _evaluate_prodlda(config, saved, dataset, settings: EvaluationSettings) -> d
 # --- shared --------------------------------------------------------------------------------
 
 
-def _report(config, dataset, topic_word, per_document, perplexity, completion, proportions, settings) -> dict:
+def _report(dataset, topic_word, per_document, perplexity, completion, proportions, settings) -> dict:
+    """The common metrics; `perplexity` None is the documents' bound, `test_document_perplexity`."""
+    document_perplexity = float(np.exp(-np.sum(per_document) / float(dataset.test.sum())))
     num_words = min(TOP_WORDS, topic_word.shape[1])
     coherence = topics.npmi_coherence(topic_word, dataset.test, num_words) if num_words > 1 else None
     tops = topics.top_words(topic_word, dataset.vocabulary, num_words)
@@ -181,8 +180,8 @@ def _report(config, dataset, topic_word, per_document, perplexity, completion, p
         "test_elbo": float(np.mean(per_document)),
         "test_elbo_stderr": float(np.std(per_document) / math.sqrt(len(per_document))),
         "test_nll": None,
-        "test_perplexity": perplexity,
-        "test_document_perplexity": float(np.exp(-np.sum(per_document) / float(dataset.test.sum()))),
+        "test_perplexity": document_perplexity if perplexity is None else perplexity,
+        "test_document_perplexity": document_perplexity,
         "test_completion_perplexity": completion,
         "coherence_npmi": None if coherence is None else float(np.mean(coherence)),
         "coherence_npmi_per_topic": None if coherence is None else [float(value) for value in coherence],
