@@ -150,7 +150,7 @@ def elbo(
     x: Array,
     num_samples: int = 1,
     analytic_kl: bool = False,
-    gradient: Literal["reparam", "score"] = "reparam",
+    gradient: Literal["reparam", "score", "stl"] = "reparam",
 ) -> Array:
     """Monte Carlo estimate of the evidence lower bound of one datapoint.
 
@@ -170,6 +170,11 @@ def elbo(
         where f is the integrand and b_k = mean_{j≠k} f(z_j) is the
         leave-one-out baseline (Kool et al. 2019); b_k = 0 when K = 1. For
         latents that cannot be reparameterized (discrete ones).
+      - "stl": sticking the landing (Roeder et al. 2017): the same value, the
+        pathwise gradient with the score term E_q[∇_φ log q(z; φ)] = 0 dropped,
+            ∇_φ ≈ (1/K) Σ_k ∇_z [log p(x, z; θ) − log q(z; φ)]|_{z = z_k} ∂z_k / ∂φ
+        (log q evaluated with φ held fixed), whose variance vanishes as q reaches the
+        posterior. Needs log q of any z (not an IAF) and the Monte Carlo KL.
 
     Args:
       key: PRNG key.
@@ -179,19 +184,26 @@ def elbo(
       x: one datapoint.
       num_samples: K, a static int >= 1.
       analytic_kl: use the closed-form KL(q ‖ p(z)).
-      gradient: "reparam" or "score".
+      gradient: "reparam", "score" or "stl".
 
     Returns:
       A scalar: the estimate of the ELBO (unbiased, for any K).
     """
     num_samples = _validation.check_num_samples(num_samples)
-    if gradient not in ("reparam", "score"):
-        raise ArgumentError(f"gradient must be 'reparam' or 'score', got {gradient!r}.")
+    if gradient not in ("reparam", "score", "stl"):
+        raise ArgumentError(f"gradient must be 'reparam', 'score' or 'stl', got {gradient!r}.")
+    if gradient == "stl" and analytic_kl:
+        raise ArgumentError(
+            "gradient='stl' drops the score term of log q(z), which the closed-form KL does not have: "
+            "use analytic_kl=False."
+        )
     _check_inputs(model, params, x, q)
-    if gradient == "reparam" and _validation.is_discrete(q):
-        raise _not_reparameterizable(q, "elbo(..., gradient='reparam')")
+    if gradient != "score" and _validation.is_discrete(q):
+        raise _not_reparameterizable(q, f"elbo(..., gradient={gradient!r})")
 
     z, log_q = _sample_latents(key, q, num_samples)
+    if gradient == "stl":
+        log_q = jax.vmap(_held_fixed(q).log_prob)(z)  # ∂/∂φ only through z
     if gradient == "score":
         z = jax.lax.stop_gradient(z)
         log_q = jax.vmap(q.log_prob)(z)  # differentiable in φ through log q only
@@ -215,16 +227,47 @@ def elbo(
     return jnp.mean(integrand) - kl
 
 
+def _held_fixed(q: distrax.Distribution) -> distrax.Distribution:
+    """q with every parameter behind `stop_gradient`: log q(z) then has gradients through z only.
+
+    distrax's Gaussians cache bound methods of their scale bijector, which `jax.tree.map` cannot
+    reach, so they are rebuilt from their stopped parameters; a flow's base likewise."""
+    stop = jax.lax.stop_gradient
+    if isinstance(q, distrax.MultivariateNormalDiag):
+        return distrax.MultivariateNormalDiag(stop(q.loc), stop(q.scale_diag))
+    if isinstance(q, distrax.MultivariateNormalTri):
+        return distrax.MultivariateNormalTri(stop(q.loc), stop(q.scale_tri))
+    if isinstance(q, distrax.Transformed):
+        return distrax.Transformed(_held_fixed(q.distribution), jax.tree.map(stop, q.bijector))
+    return jax.tree.map(stop, q)
+
+
 def iwae_bound(
-    key: Array, model: LatentVariableModel, params: Params, q: distrax.Distribution, x: Array, num_samples: int
+    key: Array,
+    model: LatentVariableModel,
+    params: Params,
+    q: distrax.Distribution,
+    x: Array,
+    num_samples: int,
+    gradient: Literal["reparam", "dreg"] = "reparam",
 ) -> Array:
     """The importance-weighted bound of Burda et al. (2016) for one datapoint.
 
         IWAE_K(x) = E[log (1/K) Σ_k p(x, z_k; θ) / q(z_k; φ)],   z_1..z_K ~ q
 
     ELBO = IWAE_1 <= IWAE_K <= IWAE_K' <= log p(x; θ) for K <= K', and IWAE_K
-    tends to log p(x; θ) as K grows. Computed with a log-sum-exp; gradients are
-    reparameterized.
+    tends to log p(x; θ) as K grows. Computed with a log-sum-exp.
+
+    Gradients: "reparam" (default), pathwise through z_k = g(ε_k; φ); or "dreg", the
+    doubly reparameterized gradient of Tucker et al. (2019): the same value and the
+    same ∇_θ = Σ_k w̃_k ∇_θ log p(x, z_k; θ), with w̃ = softmax(log w), and
+
+        ∇_φ = Σ_k w̃_k² ∇_z log w(z)|_{z = z_k} ∂z_k / ∂φ,   log w(z) = log p(x, z; θ) − log q(z; φ) (φ fixed)
+
+    unbiased for the same ∇_φ, whose variance does not grow with K as the plain
+    estimator's signal-to-noise ratio falls (Rainforth et al. 2018). Needs log q of any
+    z (not an IAF). θ and φ are told apart by where they act (p or q), not by name, so
+    a parameter in both (a VampPrior's encoder) gets both terms.
 
     Args:
       key: PRNG key.
@@ -233,16 +276,32 @@ def iwae_bound(
       q: q(z; φ), a reparameterizable distrax distribution over one latent.
       x: one datapoint.
       num_samples: K, a static int >= 1.
+      gradient: "reparam" or "dreg".
 
     Returns:
       A scalar: one draw of log (1/K) Σ_k w_k.
     """
     num_samples = _validation.check_num_samples(num_samples)
+    if gradient not in ("reparam", "dreg"):
+        raise ArgumentError(f"gradient must be 'reparam' or 'dreg', got {gradient!r}.")
     _check_inputs(model, params, x, q)
     if _validation.is_discrete(q):
         raise _not_reparameterizable(q, "iwae_bound")
-    weights = _log_weights(key, model, params, q, x, num_samples)
-    return logsumexp(weights) - math.log(num_samples)
+    if gradient == "reparam":
+        weights = _log_weights(key, model, params, q, x, num_samples)
+        return logsumexp(weights) - math.log(num_samples)
+    z, _ = _sample_latents(key, q, num_samples)
+    fixed_q, fixed_params = _held_fixed(q), jax.lax.stop_gradient(params)
+
+    def log_weight(params, z_k):
+        return log_joint(model, params, x, z_k) - fixed_q.log_prob(z_k)
+
+    # The same forward values twice (XLA computes them once): one with gradients to θ, one through z.
+    weights_theta = jax.vmap(lambda z_k: log_weight(params, jax.lax.stop_gradient(z_k)))(z)
+    weights_path = jax.vmap(lambda z_k: log_weight(fixed_params, z_k))(z)
+    squared = jax.lax.stop_gradient(jax.nn.softmax(weights_theta) ** 2)
+    path_term = jnp.sum(squared * weights_path)
+    return logsumexp(weights_theta) - math.log(num_samples) + path_term - jax.lax.stop_gradient(path_term)
 
 
 class _WeightMoments(NamedTuple):

@@ -139,7 +139,7 @@ def test_q_and_prior_of_different_kinds_are_refused():
 
 
 def test_unknown_options_are_refused():
-    with pytest.raises(ValueError, match="gradient must be 'reparam' or 'score', got 'pathwise'"):
+    with pytest.raises(ValueError, match="gradient must be 'reparam', 'score' or 'stl', got 'pathwise'"):
         lvmjax.elbo(KEY, MODEL, PARAMS, Q, X, 3, gradient="pathwise")
     with pytest.raises(ValueError, match="proposal must be 'prior' or 'uniform', got 'posterior'"):
         lvmjax.log_marginal_naive_mc(KEY, MODEL, PARAMS, X, 3, proposal="posterior")
