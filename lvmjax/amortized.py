@@ -12,6 +12,14 @@ encoder φ(x) = g_φ(x): instead of optimizing φ_1 … φ_N separately (seed te
 `LatentVariableModel` plus `encode(params, x) -> q(z | x)`, so every estimator
 of the core applies unchanged. Objectives are functions of ONE datapoint,
 `objective(key, params, x) -> scalar to maximize`, for `make_train_step`.
+
+Richer posteriors and priors than the Gaussian pair (`make_vae(posterior=...,
+prior=...)`): a full-rank Gaussian or a normalizing flow conditioned on the
+encoder's context h(x) (IAF, Kingma et al. 2016; RealNVP; spline couplings), and
+a learned mixture-of-Gaussians prior or the VampPrior (Tomczak & Welling 2018).
+The objectives take a β (a number or an optax schedule of the step), free bits,
+and the sticking-the-landing (Roeder et al. 2017) or doubly reparameterized
+(Tucker et al. 2019) gradients.
 """
 
 from __future__ import annotations
@@ -25,14 +33,27 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from lvmjax import _validation, networks
+from lvmjax import _validation, networks, variational
 from lvmjax.errors import ArgumentError
-from lvmjax.estimators import MarginalEstimate, elbo, iwae_bound, log_marginal_is
+from lvmjax.estimators import (
+    MarginalEstimate,
+    _check_inputs,
+    _held_fixed,
+    _sample_latents,
+    elbo,
+    iwae_bound,
+    log_marginal_is,
+)
 from lvmjax.model import LatentVariableModel, log_likelihood
+from lvmjax.training import ScheduledObjective
 from lvmjax.types import Array, Objective, Params
-from lvmjax.variational import VariationalFamily, mean_field_gaussian
+from lvmjax.variational import POSTERIORS, VariationalFamily
+
+PRIORS = ("normal", "mixture", "vamp")
+"""p(z) of `make_vae`: N(0, I), a learned mixture of Gaussians, or the VampPrior."""
 
 __all__ = [
+    "PRIORS",
     "AmortizedModel",
     "BernoulliLogits",
     "autoencoder_objective",
@@ -73,8 +94,11 @@ class AmortizedModel(NamedTuple):
       family: the variational family of q(z | x).
       encoder_output: `(params, x) -> φ(x)`, the family's parameters for one x;
         reads `params["encoder"]`.
-      init: `init(key) -> params`, a dict with "encoder" and "decoder".
+      init: `init(key) -> params`, a dict with "encoder" and "decoder" (and "flow",
+        the shared layers of a flow posterior; "prior", a learned prior's parameters).
       latent_dim: d.
+      analytic_kl: KL(q(z | x) ‖ p(z)) has a closed form (Gaussian q, normal prior), so
+        the ELBO may use it; False for flows and learned priors (Monte Carlo KL).
     """
 
     model: LatentVariableModel
@@ -82,6 +106,7 @@ class AmortizedModel(NamedTuple):
     encoder_output: Callable[[Params, Array], Params]
     init: Callable[[Array], Params]
     latent_dim: int
+    analytic_kl: bool = True
 
     def encode(self, params: Params, x: Array) -> distrax.Distribution:
         """q(z | x; φ) for one datapoint x."""
@@ -97,12 +122,41 @@ def make_vae(
     image_shape: tuple[int, int] | None = None,
     observation_scale: float | None = None,
     activation: Literal["gelu", "tanh", "relu"] = "gelu",
+    posterior: str = "diagonal",
+    prior: str = "normal",
+    prior_components: int = 10,
+    flow_layers: int = 4,
+    flow_hidden: Sequence[int] = (64, 64),
 ) -> AmortizedModel:
-    """A VAE with a standard-normal prior, a mean-field Gaussian q(z | x) and Flax networks.
+    """A VAE with Flax networks: by default a standard-normal prior and a mean-field Gaussian q(z | x).
 
     The same arguments return the same `AmortizedModel` object: a jitted function
     that takes it as a static argument (it hashes by identity, as its functions do)
     compiles once per network configuration, however many times it is built.
+
+    Posteriors q(z | x):
+      - "diagonal": N(μ(x), diag σ(x)²).
+      - "full-rank": N(μ(x), L(x) L(x)ᵀ), the d(d − 1)/2 entries below L's diagonal a
+        linear read-out of the encoder's last hidden layer.
+      - "iaf", "realnvp", "spline": the diagonal Gaussian pushed through `flow_layers`
+        layers of `variational.normalizing_flow`, every layer's network (hidden widths
+        `flow_hidden`) also fed the encoder's context h(x) of size flow_hidden[0]; the
+        layers' weights ("flow" in params) are shared by all x, h(x) is not (Kingma et
+        al. 2016). An IAF gives log q(z | x) of its own samples only, all that the
+        objectives and the importance-sampled NLL need; the STL and DReG gradients and
+        AIS from the encoder need log q of any z, and a realnvp or spline flow.
+
+    Priors p(z):
+      - "normal": N(0, I).
+      - "mixture": Σ_k π_k N(m_k, diag s_k²), K = `prior_components`, all learned
+        (params["prior"]: "logits", "means", "log_scales").
+      - "vamp": the VampPrior (Tomczak & Welling 2018), (1/K) Σ_k q₀(z | u_k) with K
+        learned pseudo-inputs u_k (params["prior"]["pseudo_inputs"], shape (K, D)) and q₀
+        the Gaussian part of the encoder's q: the aggregate posterior of the pseudo-inputs,
+        exactly for the Gaussian posteriors, and of the flows' base Gaussians for flows.
+
+    Every pair but a Gaussian posterior with the normal prior has no closed-form KL
+    (`AmortizedModel.analytic_kl` False): the ELBO's KL is then Monte Carlo.
 
     Args:
       data_dim: D, the size of one (flattened) datapoint.
@@ -118,15 +172,31 @@ def make_vae(
         None learns a σ_θ(z) per dimension.
       activation: the MLP's hidden nonlinearity: "gelu", "tanh" (the networks
         of Burda et al. 2016) or "relu". The convolutional networks use GELU.
+      posterior: one of `variational.POSTERIORS`, above.
+      prior: one of `PRIORS`, above.
+      prior_components: K of the mixture prior or the VampPrior.
+      flow_layers: the number of layers of a flow posterior.
+      flow_hidden: the hidden widths of a flow layer's network.
 
     Returns:
       An `AmortizedModel`.
     """
     hidden = tuple(hidden)
-    if any(isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1 for width in hidden):
-        raise ArgumentError(
-            f"hidden must be the widths of the hidden layers, positive ints such as (256, 256), got {hidden!r}."
-        )
+    flow_hidden = tuple(flow_hidden)
+    for name, widths in (("hidden", hidden), ("flow_hidden", flow_hidden)):
+        if any(isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1 for width in widths):
+            raise ArgumentError(
+                f"{name} must be the widths of the hidden layers, positive ints such as (256, 256), got {widths!r}."
+            )
+    if posterior not in POSTERIORS:
+        raise ArgumentError(f"posterior must be one of {', '.join(POSTERIORS)}, got {posterior!r}.")
+    if prior not in PRIORS:
+        raise ArgumentError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}.")
+    for name, count in (("prior_components", prior_components), ("flow_layers", flow_layers)):
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+            raise ArgumentError(f"{name} must be a positive int, got {count!r}.")
+    if posterior in variational.FLOW_KINDS and not flow_hidden:
+        raise ArgumentError("a flow posterior needs at least one hidden width in flow_hidden (its context's size).")
     return _make_vae(
         data_dim,
         latent_dim,
@@ -136,12 +206,36 @@ def make_vae(
         tuple(image_shape) if image_shape is not None else None,
         observation_scale,
         activation,
+        posterior,
+        prior,
+        int(prior_components),
+        int(flow_layers),
+        flow_hidden,
     )
+
+
+def _context_dim(posterior: str, latent_dim: int, flow_hidden: tuple[int, ...]) -> int:
+    """The size of the encoder's extra output: L's off-diagonal entries, or a flow's context h(x)."""
+    if posterior == "full-rank":
+        return latent_dim * (latent_dim - 1) // 2
+    return flow_hidden[0] if posterior in variational.FLOW_KINDS else 0
 
 
 @functools.cache
 def _make_vae(
-    data_dim, latent_dim, likelihood, architecture, hidden, image_shape, observation_scale, activation
+    data_dim,
+    latent_dim,
+    likelihood,
+    architecture,
+    hidden,
+    image_shape,
+    observation_scale,
+    activation,
+    posterior="diagonal",
+    prior_kind="normal",
+    prior_components=10,
+    flow_layers=4,
+    flow_hidden=(64, 64),
 ) -> AmortizedModel:
     if likelihood not in ("bernoulli", "gaussian"):
         raise ArgumentError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
@@ -152,11 +246,13 @@ def _make_vae(
     if latent_dim < 1 or data_dim < 1:
         raise ArgumentError(f"data_dim and latent_dim must be at least 1, got {data_dim} and {latent_dim}.")
     num_outputs = 2 if likelihood == "gaussian" and observation_scale is None else 1
+    context_dim = _context_dim(posterior, latent_dim, flow_hidden)
+    family = variational.posterior_family(posterior, latent_dim, flow_layers, flow_hidden, context_dim)
 
     encoder: networks.MLPEncoder | networks.ConvEncoder
     decoder: networks.MLPDecoder | networks.ConvDecoder
     if architecture == "mlp":
-        encoder = networks.MLPEncoder(latent_dim, tuple(hidden), activation)
+        encoder = networks.MLPEncoder(latent_dim, tuple(hidden), activation, context_dim)
         decoder = networks.MLPDecoder(data_dim, tuple(hidden), num_outputs, activation)
     else:
         if image_shape is None or image_shape[0] * image_shape[1] != data_dim:
@@ -167,11 +263,37 @@ def _make_vae(
             raise ArgumentError("architecture='conv' needs at least one hidden width, the size of its dense layer.")
         if image_shape[0] % 4 or image_shape[1] % 4:
             raise ArgumentError(f"architecture='conv' needs H and W divisible by 4, got {image_shape}.")
-        encoder = networks.ConvEncoder(latent_dim, tuple(image_shape), hidden=hidden[-1])
+        encoder = networks.ConvEncoder(latent_dim, tuple(image_shape), hidden=hidden[-1], context_dim=context_dim)
         decoder = networks.ConvDecoder(tuple(image_shape), hidden=hidden[-1], num_outputs=num_outputs)
+    below_diagonal = jnp.tril_indices(latent_dim, -1)
+
+    def gaussian_part(params, x):
+        """The encoder's outputs for one x as φ(x) of the family (and the Gaussian part of q)."""
+        outputs = encoder.apply(params["encoder"], x)
+        mean, log_scale = outputs[0], outputs[1]
+        if posterior == "diagonal":
+            return {"mean": mean, "log_scale": log_scale}
+        if posterior == "full-rank":
+            off_diag = jnp.zeros((latent_dim, latent_dim), mean.dtype)
+            if context_dim:
+                off_diag = off_diag.at[below_diagonal].set(outputs[2])
+            return {"mean": mean, "log_diag": log_scale, "off_diag": off_diag}
+        return {"mean": mean, "log_scale": log_scale, "layers": params["flow"], "context": outputs[2]}
 
     def prior(params):
-        return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
+        if prior_kind == "normal":
+            return distrax.MultivariateNormalDiag(jnp.zeros(latent_dim), jnp.ones(latent_dim))
+        if prior_kind == "mixture":
+            p = params["prior"]
+            components = distrax.MultivariateNormalDiag(p["means"], jnp.exp(p["log_scales"]))
+            return distrax.MixtureSameFamily(distrax.Categorical(logits=p["logits"]), components)
+        phi = jax.vmap(gaussian_part, in_axes=(None, 0))(params, params["prior"]["pseudo_inputs"])
+        if posterior == "full-rank":
+            components = family.distribution(phi)  # a batch of K MultivariateNormalTri
+        else:
+            components = distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
+        uniform = distrax.Categorical(logits=jnp.zeros(prior_components, components.dtype))
+        return distrax.MixtureSameFamily(uniform, components)
 
     def likelihood_fn(params, z):
         outputs = decoder.apply(params["decoder"], z)
@@ -188,35 +310,135 @@ def _make_vae(
             raise ArgumentError(
                 f"x has shape {jnp.shape(x)}, but the encoder takes one datapoint of shape ({data_dim},).{hint}"
             )
-        mean, log_scale = encoder.apply(params["encoder"], x)
-        return {"mean": mean, "log_scale": log_scale}
+        return gaussian_part(params, x)
 
     def init(key):
-        key_encoder, key_decoder = jax.random.split(key)
-        return {
+        key_encoder, key_decoder, key_flow, key_prior = jax.random.split(key, 4)
+        params = {
             "encoder": encoder.init(key_encoder, jnp.zeros(data_dim)),
             "decoder": decoder.init(key_decoder, jnp.zeros(latent_dim)),
         }
+        if posterior in variational.FLOW_KINDS:
+            params["flow"] = family.init(key_flow)["layers"]
+        if prior_kind == "mixture":
+            params["prior"] = {
+                "logits": jnp.zeros(prior_components),
+                "means": jax.random.normal(key_prior, (prior_components, latent_dim)),
+                "log_scales": jnp.zeros((prior_components, latent_dim)),
+            }
+        elif prior_kind == "vamp":  # pseudo-inputs start as noise about the middle of the data's range
+            noise = 0.01 * jax.random.normal(key_prior, (prior_components, data_dim))
+            params["prior"] = {"pseudo_inputs": (0.5 if likelihood == "bernoulli" else 0.0) + noise}
+        return params
 
+    analytic_kl = posterior in ("diagonal", "full-rank") and prior_kind == "normal"
     return AmortizedModel(
-        LatentVariableModel(prior, likelihood_fn), mean_field_gaussian(latent_dim), encoder_output, init, latent_dim
+        LatentVariableModel(prior, likelihood_fn), family, encoder_output, init, latent_dim, analytic_kl
     )
 
 
-def elbo_objective(amortized: AmortizedModel, num_samples: int = 1, analytic_kl: bool = True) -> Objective:
-    """The VAE objective: ELBO(x; θ, φ) with q = q(z | x; φ) from the encoder."""
+def _check_gradient(gradient: str, allowed: tuple[str, ...]) -> None:
+    if gradient not in allowed:
+        raise ArgumentError(f"gradient must be one of {', '.join(allowed)}, got {gradient!r}.")
+
+
+def _per_dimension_kl(q: distrax.Distribution) -> Array:
+    """KL(N(μ_j, σ_j²) ‖ N(0, 1)) = (μ_j² + σ_j² − 1) / 2 − log σ_j for every dimension j, shape (d,)."""
+    return 0.5 * (q.loc**2 + q.scale_diag**2 - 1.0) - jnp.log(q.scale_diag)
+
+
+def elbo_objective(
+    amortized: AmortizedModel,
+    num_samples: int = 1,
+    analytic_kl: bool | None = None,
+    beta: float | Array | Callable[[Array], Array] = 1.0,
+    free_bits: float = 0.0,
+    gradient: Literal["reparam", "stl"] = "reparam",
+) -> Objective | ScheduledObjective:
+    """The VAE objective with the encoder's q = q(z | x; φ): the ELBO, or a β-ELBO with free bits,
+
+        E_q[log p(x | z; θ)] − β · Σ_j max(λ, KL_j),
+
+    β = 1 and λ = 0 the ELBO itself. KL_j is the closed-form KL of latent dimension j
+    (diagonal q, normal prior); otherwise free bits clamp the whole KL, max(λ d, KL), with
+    the KL a Monte Carlo estimate of E_q[log q(z) − log p(z)]. Free bits (Kingma et al.
+    2016) are applied per datapoint, so no dimension is pushed below λ nats by any x.
+
+    Args:
+      amortized: the `AmortizedModel`.
+      num_samples: K draws z_k ~ q per datapoint.
+      analytic_kl: the closed-form KL; None (default) uses it where it exists
+        (`amortized.analytic_kl`), and never with gradient="stl".
+      beta: β, a number, or an optax schedule of the training step (a KL warm-up,
+        `optax.linear_schedule(0.0, 1.0, warmup_steps)`, Bowman et al. 2016), which returns
+        a `training.ScheduledObjective` for `make_train_step`.
+      free_bits: λ in nats per latent dimension.
+      gradient: "reparam", or "stl" (sticking the landing, Roeder et al. 2017; see `elbo`).
+    """
+    _check_gradient(gradient, ("reparam", "stl"))
+    if callable(beta):
+        schedule = beta
+        _beta_elbo(amortized, num_samples, analytic_kl, 1.0, free_bits, gradient)  # checks the arguments now
+        return ScheduledObjective(
+            lambda step: _beta_elbo(amortized, num_samples, analytic_kl, schedule(step), free_bits, gradient)
+        )
+    return _beta_elbo(amortized, num_samples, analytic_kl, beta, free_bits, gradient)
+
+
+def _beta_elbo(
+    amortized: AmortizedModel,
+    num_samples: int,
+    analytic_kl: bool | None,
+    beta: float | Array,
+    free_bits: float,
+    gradient: str,
+) -> Objective:
+    if analytic_kl and not amortized.analytic_kl:
+        raise ArgumentError(
+            "analytic_kl=True needs a closed-form KL(q(z | x) ‖ p(z)), which this VAE's posterior and prior "
+            "do not have (a flow, or a learned prior): use analytic_kl=None or False for the Monte Carlo KL."
+        )
+    if analytic_kl and gradient == "stl":
+        raise ArgumentError("gradient='stl' needs the Monte Carlo KL: use analytic_kl=None or False.")
+    analytic = amortized.analytic_kl and gradient != "stl" if analytic_kl is None else analytic_kl
+    if not isinstance(free_bits, numbers.Real) or free_bits < 0:
+        raise ArgumentError(f"free_bits must be a number of nats >= 0, got {free_bits!r}.")
+    plain = isinstance(beta, numbers.Real) and beta == 1.0 and free_bits == 0.0
 
     def objective(key, params, x):
-        return elbo(key, amortized.model, params, amortized.encode(params, x), x, num_samples, analytic_kl=analytic_kl)
+        q = amortized.encode(params, x)
+        if plain:
+            return elbo(key, amortized.model, params, q, x, num_samples, analytic_kl=analytic, gradient=gradient)
+        _check_inputs(amortized.model, params, x, q)
+        z, log_q = _sample_latents(key, q, num_samples)
+        if gradient == "stl":
+            log_q = jax.vmap(_held_fixed(q).log_prob)(z)
+        reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(amortized.model, params, x, z_k))(z))
+        prior = amortized.model.prior(params)
+        if not analytic:
+            kl = jnp.mean(log_q - jax.vmap(prior.log_prob)(z))
+        elif isinstance(q, distrax.MultivariateNormalDiag) and isinstance(prior, distrax.MultivariateNormalDiag):
+            kl = _per_dimension_kl(q)  # the prior is N(0, I) wherever amortized.analytic_kl holds
+        else:
+            kl = q.kl_divergence(prior)
+        if jnp.ndim(kl):
+            penalty = jnp.sum(jnp.maximum(free_bits, kl))
+        else:
+            penalty = jnp.maximum(free_bits * amortized.latent_dim, kl)
+        return reconstruction - beta * penalty
 
     return objective
 
 
-def iwae_objective(amortized: AmortizedModel, num_samples: int) -> Objective:
-    """The IWAE objective (Burda et al. 2016): IWAE_K(x; θ, φ) with the encoder's q(z | x)."""
+def iwae_objective(
+    amortized: AmortizedModel, num_samples: int, gradient: Literal["reparam", "dreg"] = "reparam"
+) -> Objective:
+    """The IWAE objective (Burda et al. 2016): IWAE_K(x; θ, φ) with the encoder's q(z | x); `gradient`
+    "dreg" for the doubly reparameterized gradient (Tucker et al. 2019; see `iwae_bound`)."""
+    _check_gradient(gradient, ("reparam", "dreg"))
 
     def objective(key, params, x):
-        return iwae_bound(key, amortized.model, params, amortized.encode(params, x), x, num_samples)
+        return iwae_bound(key, amortized.model, params, amortized.encode(params, x), x, num_samples, gradient)
 
     return objective
 
@@ -252,8 +474,9 @@ def autoencoder_objective(amortized: AmortizedModel) -> Objective:
 
 
 def encode_mean(amortized: AmortizedModel, params: Params, x: Array) -> Array:
-    """E_q[z | x]: the latent code of one datapoint (dimensionality reduction)."""
-    return amortized.encoder_output(params, x)["mean"]
+    """E_q[z | x]: the latent code of one datapoint (dimensionality reduction); for a flow posterior,
+    the flow's image of its base mean (`variational.code`)."""
+    return variational.code(amortized.encode(params, x))
 
 
 def decode_mean(amortized: AmortizedModel, params: Params, z: Array) -> Array:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lvmjax import _validation, mcmc
+from lvmjax import _validation, mcmc, variational
 from lvmjax.errors import ArgumentError, ArgumentTypeError
 from lvmjax.model import LatentVariableModel
 from lvmjax.models import bernoulli_mixture, gaussian_mixture, linear_gaussian
@@ -353,7 +353,8 @@ def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], par
       M⁻¹ Wᵀ (x - b) with M = Wᵀ W + σ² I (Bishop 2006, eq. 12.48): a linear map
       whose rows span the principal subspace of the maximum-likelihood W.
     - A VAE, `posterior=amortized.encode`: E_q[z | x] under the encoder's
-      q(z | x; φ), the code of `lvmjax.amortized.encode_mean`.
+      q(z | x; φ), the code of `lvmjax.amortized.encode_mean` (for a flow posterior,
+      which has no closed-form mean, the flow's image of its base mean: `variational.code`).
 
     Args:
       posterior: `posterior(params, x) -> p(z | x)` (or q(z | x)) of one datapoint.
@@ -364,7 +365,7 @@ def latent_means(posterior: Callable[[Params, Array], distrax.Distribution], par
       The means, shape (N, d).
     """
     data = _validation.check_data_matrix(data)
-    return jax.vmap(lambda x: posterior(params, x).mean())(data)
+    return jax.vmap(lambda x: variational.code(posterior(params, x)))(data)
 
 
 # --- Clustering ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def refine(
 
         φ_i ← φ(x_i),   then num_steps times   φ_i ← φ_i + optimizer(∇_{φ_i} ELBO(x_i; θ, φ_i))
 
-    (`svi.fit_local` with θ fixed, the ELBO with the closed-form KL).
+    (`svi.fit_local` with θ fixed; the ELBO with the closed-form KL where `amortized.analytic_kl`).
 
     Args:
       key: PRNG key.
@@ -66,7 +66,7 @@ def refine(
         optimizer,
         num_steps,
         num_samples,
-        analytic_kl=True,
+        analytic_kl=amortized.analytic_kl,
         return_trace=return_trace,
     )
 
@@ -122,7 +122,7 @@ def amortization_gap(
             family.distribution(phi),
             x,
             elbo_samples,
-            analytic_kl=True,
+            analytic_kl=amortized.analytic_kl,
         )
 
     indices = jnp.arange(data.shape[0])

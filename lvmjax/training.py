@@ -28,6 +28,7 @@ from lvmjax.errors import ArgumentError
 from lvmjax.types import Array, Objective, Params
 
 __all__ = [
+    "ScheduledObjective",
     "StepInfo",
     "TrainState",
     "Trainer",
@@ -67,6 +68,18 @@ class Trainer(NamedTuple):
 
     init: Callable[[Array, Params], Any]
     step: Callable[[Any, Array, Any], tuple[Any, Any]]
+
+
+class ScheduledObjective(NamedTuple):
+    """An objective that changes with the training step (a β warm-up, say): `at_step(step) -> objective`.
+
+    `make_train_step` (and so `gradient_ascent`) calls `at_step(state.step)` inside the
+    compiled step, with the step counter as a traced int32, so one program serves every
+    step; `at_step` builds its objective from optax schedules of that step
+    (`amortized.elbo_objective(beta=optax.linear_schedule(0.0, 1.0, 1000))`).
+    """
+
+    at_step: Callable[[Array], Objective]
 
 
 def all_finite(tree: Any) -> Array:
@@ -141,14 +154,15 @@ def batch_objective(objective: Objective) -> Callable[[Params, Array, Array], Ar
 
 
 def make_train_step(
-    objective: Objective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
+    objective: Objective | ScheduledObjective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepInfo]]:
     """A pure `(state, key, batch) -> (state, StepInfo)` step that ascends the objective.
 
         params ← params + optimizer(∇_params (1/B) Σ_i objective(key_i, params, x_i))
 
     Args:
-      objective: objective(key, params, x) for one datapoint, to maximize.
+      objective: objective(key, params, x) for one datapoint, to maximize; or a
+        `ScheduledObjective`, whose objective at `state.step` is ascended.
       optimizer: any optax optimizer (`ascent_step`: it receives the gradient of the negative).
       skip_nonfinite: a step whose objective or gradient is not finite changes
         nothing (`apply_if_finite`) and has `info.skipped` True; the step
@@ -157,9 +171,10 @@ def make_train_step(
     Returns:
       The step; wrap it in `jax.jit`, or scan it with `make_epoch`.
     """
-    mean_objective = batch_objective(objective)
 
     def step(state, key, batch):
+        current = objective.at_step(state.step) if isinstance(objective, ScheduledObjective) else objective
+        mean_objective = batch_objective(current)
         value, grads = jax.value_and_grad(mean_objective)(state.params, key, batch)
         loss_grads = jax.tree.map(jnp.negative, grads)  # before the guard: see `descent_step`
         grad_norm = optax.tree.norm(loss_grads)
@@ -174,7 +189,7 @@ def make_train_step(
 
 
 def gradient_ascent(
-    objective: Objective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
+    objective: Objective | ScheduledObjective, optimizer: optax.GradientTransformation, skip_nonfinite: bool = True
 ) -> Trainer:
     """Minibatch gradient ascent on an objective of one datapoint, as a `Trainer`.
 

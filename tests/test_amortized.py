@@ -91,7 +91,7 @@ def test_log_marginal_is_exact_when_the_encoder_is_the_posterior():
         return {"mean": posterior.mean(), "log_scale": 0.5 * jnp.log(jnp.diag(posterior.covariance()))}
 
     exact_encoder = amortized.AmortizedModel(
-        lvmjax.models.linear_gaussian.model, amortized.mean_field_gaussian(2), encoder_output, None, 2
+        lvmjax.models.linear_gaussian.model, lvmjax.variational.mean_field_gaussian(2), encoder_output, None, 2
     )
     x = jnp.asarray(rng.normal(size=6), jnp.float32)
     for chunk_size in (None, 10):

@@ -31,6 +31,7 @@ LAYERS = {
     "lvmjax.prodlda": LEARNING,
     "lvmjax.mixture_vi": LEARNING,
     "lvmjax.applications": LEARNING,
+    "lvmjax.diagnostics": LEARNING,
     "lvmjax.parallel": LEARNING,
     "lvmjax.distributed_em": LEARNING,
     "lvmjax.data": BESIDE,
