@@ -28,7 +28,7 @@ import jax
 from lvmjax import __version__, app, applications, parallel, text, time_series
 from lvmjax import data as data_lib
 from lvmjax.app import registry
-from lvmjax.app.config import ARCHITECTURES, PRECISIONS, PRIORS
+from lvmjax.app.config import ARCHITECTURES, CHOICES, PRECISIONS, PRIORS
 from lvmjax.app.selection import CRITERIA
 from lvmjax.errors import CheckpointError, LvmjaxError, RunError, TrainingDiverged, render
 from lvmjax.models import hmm, lda
@@ -60,6 +60,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -151,6 +161,14 @@ def _saved_run_arguments(parser: argparse.ArgumentParser, data_dir: bool = True)
 def _models_reading(option: str) -> str:
     """The models whose spec reads the `FitConfig` field `option`, for its help text."""
     return ", ".join(spec.name for spec in registry.specs() if option in spec.options)
+
+
+def _all_choices(option: str) -> list[str]:
+    """Every value of `option` that some model takes (`CHOICES`, `ModelSpec.choices`), in order."""
+    values = dict.fromkeys(CHOICES[option])
+    for spec in registry.specs():
+        values.update(dict.fromkeys(spec.choices.get(option, ())))
+    return list(values)
 
 
 def _names(predicate) -> str:
@@ -377,11 +395,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--prior",
-        choices=PRIORS,
-        default=defaults.prior,
-        help="prior on the parameters: none (maximum likelihood) or conjugate (MAP-EM under Fraley & "
-        "Raftery's Normal-inverse-Wishart prior with data-dependent defaults, which keeps every component "
-        f"from collapsing) ({_models_reading('prior')})",
+        choices=_all_choices("prior"),
+        default=None,
+        help="for gmm: the prior on the parameters, none (maximum likelihood, the default) or conjugate "
+        "(MAP-EM under Fraley & Raftery's Normal-inverse-Wishart prior with data-dependent defaults, which "
+        "keeps every component from collapsing); for vae and iwae: p(z), normal (N(0, I), the default), "
+        "mixture (a learned mixture of --components Gaussians) or vamp (the VampPrior of Tomczak & Welling "
+        "2018, the aggregate posterior of --components learned pseudo-inputs)",
+    )
+    fit.add_argument(
+        "--posterior",
+        choices=_all_choices("posterior"),
+        default=None,
+        help="q(z | x): diagonal (the default) or full-rank Gaussian, or a normalizing flow of --flow-layers "
+        "layers conditioned on the encoder: iaf (inverse autoregressive), realnvp (affine coupling) or "
+        f"spline (rational-quadratic coupling) ({_models_reading('posterior')})",
+    )
+    fit.add_argument(
+        "--flow-layers",
+        type=_positive_int,
+        default=defaults.flow_layers,
+        help=f"layers of a flow posterior ({_models_reading('flow_layers')})",
+    )
+    fit.add_argument(
+        "--gradient",
+        choices=_all_choices("gradient"),
+        default=None,
+        help="gradient estimator: reparam (the default), stl (sticking the landing, Roeder et al. 2017; vae) "
+        "or dreg (doubly reparameterized, Tucker et al. 2019; iwae); both need a posterior with the "
+        "density of any z, not iaf",
+    )
+    fit.add_argument(
+        "--beta",
+        type=_positive_float,
+        default=defaults.beta,
+        help=f"β of the β-ELBO, E[log p(x | z)] − β KL ({_models_reading('beta')})",
+    )
+    fit.add_argument(
+        "--warmup-epochs",
+        type=_non_negative_int,
+        default=defaults.warmup_epochs,
+        help=f"KL warm-up: β rises linearly from 0 over this many epochs ({_models_reading('warmup_epochs')})",
+    )
+    fit.add_argument(
+        "--free-bits",
+        type=_non_negative_float,
+        default=defaults.free_bits,
+        metavar="NATS",
+        help="free bits: the KL of each latent dimension counts as at least this many nats, per datapoint "
+        f"({_models_reading('free_bits')})",
     )
     fit.add_argument(
         "--weight-prior",
@@ -630,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument(
         "--reg-covar", type=_non_negative_float, default=argparse.SUPPRESS, metavar="EPS", help="as for 'lvmjax fit'"
     )
-    select.add_argument("--prior", choices=PRIORS, default=defaults.prior, help="as for 'lvmjax fit'")
+    select.add_argument("--prior", choices=PRIORS, default=None, help="as for 'lvmjax fit' of gmm")
     select.add_argument("--test-fraction", type=_fraction, default=defaults.test_fraction, help="as for 'lvmjax fit'")
     select.add_argument("--precision", choices=PRECISIONS, default=defaults.precision, help="as for 'lvmjax fit'")
     select.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split and of every fit")
@@ -757,7 +819,7 @@ def _reg_covar(args) -> float:
     """--reg-covar, or its default; refused beside --prior conjugate, whose M-step does not add it."""
     if not hasattr(args, "reg_covar"):
         return app.FitConfig.reg_covar
-    if args.prior != "none":
+    if args.prior == "conjugate":
         raise RunError(
             f"{{reg_covar}} is for maximum-likelihood EM; with {{prior}} {args.prior} the prior's scale keeps "
             "every covariance positive definite and nothing is added: drop one of the two."
@@ -793,6 +855,12 @@ def _fit(args) -> int:
         n_init=args.n_init,
         reg_covar=_reg_covar(args),
         prior=args.prior,
+        posterior=args.posterior,
+        gradient=args.gradient,
+        flow_layers=args.flow_layers,
+        beta=args.beta,
+        warmup_epochs=args.warmup_epochs,
+        free_bits=args.free_bits,
         weight_prior=args.weight_prior,
         states=args.states,
         emission=args.emission,
@@ -942,9 +1010,18 @@ def _evaluate(args) -> int:
         print(json.dumps(report))
     else:
         for name, value in report.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            print(f"{name:>22}  {shown}")
+            if isinstance(value, dict):  # a section (the diagnostics, BDMC): one line per entry, lists left out
+                print(f"{name:>22}")
+                for entry, inner in value.items():
+                    if not isinstance(inner, list) and inner is not None:
+                        print(f"{entry:>30}  {_shown(inner)}")
+                continue
+            print(f"{name:>22}  {_shown(value)}")
     return 0
+
+
+def _shown(value: Any) -> Any:
+    return f"{value:.4f}" if isinstance(value, float) else value
 
 
 def _outputs(out: str | None, default: Path, overwrite: bool) -> tuple[Path, Path]:

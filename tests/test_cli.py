@@ -372,3 +372,33 @@ def test_library_errors_name_arguments_in_python_and_flags_on_the_command_line(t
     assert cli.main(["fit", "vae", "--batch-size", "4096", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == "lvmjax: error: --batch-size 4096 is larger than the 1500 training datapoints.\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flow_posterior_and_a_vamp_prior_are_saved_honoured_and_diagnosed(tmp_path, capsys):
+    run_dir = tmp_path / "iaf"
+    flags = ["--posterior", "iaf", "--prior", "vamp", "--components", "7", "--flow-layers", "2"]
+    schedule = ["--beta", "0.5", "--warmup-epochs", "1", "--free-bits", "0.05"]
+    assert cli.main(["fit", "vae", "--data", "digits", "--out", str(run_dir), *flags, *schedule, *TINY]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["posterior"], config["prior"], config["components"], config["flow_layers"]) == ("iaf", "vamp", 7, 2)
+    assert (config["beta"], config["warmup_epochs"], config["free_bits"], config["gradient"]) == (
+        0.5,
+        1,
+        0.05,
+        "reparam",
+    )
+    run = app.load_run(run_dir)  # read back with the networks of its config: 7 pseudo-inputs, 2 flow layers
+    assert run.params["prior"]["pseudo_inputs"].shape == (7, 64) and len(run.params["flow"]) == 2
+    code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--num-samples", "20", "--json", "--quiet")
+    assert code == 0
+    report = json.loads(out)
+    diagnostics = report["diagnostics"]
+    assert diagnostics["num_datapoints"] == 297 and 0 <= diagnostics["active_units"] <= 2
+    assert diagnostics["rate"] > 0 and diagnostics["distortion"] > 0
+    # An IAF has no density at an arbitrary z, so no I(x; z); a flow has no closed-form KL per dimension.
+    assert diagnostics["mutual_information"] is None and diagnostics["kl_per_dimension"] is None
+    code, out, _ = run_cli(capsys, "sample", str(run_dir), "--out", str(tmp_path / "samples.png"))
+    assert code == 0 and np.load(tmp_path / "samples.npy").shape[1] == 64
+    code, _, err = run_cli(capsys, "fit", "iwae", "--data", "digits", "--out", str(tmp_path / "x"), "--gradient", "stl")
+    assert code == 2 and err.strip() == "lvmjax: error: --gradient of iwae must be one of reparam, dreg, got 'stl'."
+    assert not (tmp_path / "x").exists()

@@ -16,11 +16,22 @@ from lvmjax.models import hmm, lda
 from lvmjax.models.bayesian_mixture import WEIGHT_PRIORS
 from lvmjax.models.gaussian_mixture import COVARIANCE_TYPES
 
-__all__ = ["ARCHITECTURES", "PRECISIONS", "PRIORS", "FitConfig", "check_config_against_data", "check_mesh"]
+__all__ = [
+    "ARCHITECTURES",
+    "CHOICES",
+    "PRECISIONS",
+    "PRIORS",
+    "FitConfig",
+    "check_config_against_data",
+    "check_mesh",
+]
 
 ARCHITECTURES = ("mlp", "conv")
 PRECISIONS = ("float32", "float64")
 PRIORS = ("none", "conjugate")  # on θ: none (maximum likelihood), or the model's conjugate prior (MAP-EM)
+CHOICES = {"prior": PRIORS, "posterior": ("diagonal",), "gradient": ("reparam",)}
+"""The values of the options whose meaning depends on the model, default first, for the models whose
+spec does not name its own (`ModelSpec.choices`: the vae's prior is p(z), a flow its posterior)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +46,11 @@ class FitConfig:
     The models trained over epochs use epochs, batch_size, num_samples, lr, hidden,
     architecture, the svi settings and max_skipped_steps (a training step whose
     objective or gradient is not finite is skipped, and that many in a row stop the
-    run); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
+    run); vae and iwae also posterior (q(z | x): diagonal, full-rank or a flow of
+    flow_layers layers), prior (p(z): normal, mixture or vamp, with components
+    components or pseudo-inputs) and gradient (reparam, stl for vae, dreg for iwae),
+    and vae beta, warmup_epochs (β rises linearly from 0 over them) and free_bits (nats
+    per latent dimension); the ones fitted by EM use components (gmm, mob), covariance (gmm), max_iter
     and n_init, and gmm reg_covar (added to every covariance's diagonal) and prior ("none",
     maximum likelihood, or "conjugate", MAP-EM under Fraley & Raftery's prior); the
     variational Bayesian mixture (bgmm) components (its truncation), covariance,
@@ -70,7 +85,13 @@ class FitConfig:
     max_iter: int = 500
     n_init: int = 1
     reg_covar: float = 1e-6
-    prior: str = "none"
+    prior: str | None = None  # None: the model's default (`CHOICES`, `ModelSpec.choices`)
+    posterior: str | None = None
+    gradient: str | None = None
+    flow_layers: int = 4
+    beta: float = 1.0
+    warmup_epochs: int = 0
+    free_bits: float = 0.0
     weight_prior: str = "dirichlet-process"
     states: int = 3
     emission: str = "gaussian"
@@ -109,6 +130,7 @@ class FitConfig:
             "min_df",
             "max_iter",
             "n_init",
+            "flow_layers",
         ):
             if getattr(self, name) < 1:
                 raise RunError(f"{{{name}}} must be at least 1, got {getattr(self, name)}.")
@@ -122,8 +144,20 @@ class FitConfig:
             raise RunError(f"{{reg_covar}} must be a non-negative number, got {self.reg_covar}.")
         if self.weight_prior not in WEIGHT_PRIORS:
             raise RunError(f"{{weight_prior}} must be one of {', '.join(WEIGHT_PRIORS)}, got {self.weight_prior!r}.")
-        if self.prior not in PRIORS:
-            raise RunError(f"{{prior}} must be one of {', '.join(PRIORS)}, got {self.prior!r}.")
+        for name, fallback in CHOICES.items():
+            allowed = self.spec.choices.get(name, fallback)
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, allowed[0])
+            elif value not in allowed:
+                raise RunError(f"{{{name}}} of {self.model} must be one of {', '.join(allowed)}, got {value!r}.")
+        if not self.beta > 0 or not math.isfinite(self.beta):
+            raise RunError(f"{{beta}} must be a positive number, got {self.beta}.")
+        if self.warmup_epochs < 0 or not self.free_bits >= 0 or not math.isfinite(self.free_bits):
+            raise RunError(
+                f"{{warmup_epochs}} and {{free_bits}} must be non-negative, "
+                f"got {self.warmup_epochs} and {self.free_bits}."
+            )
         if self.method not in lda.METHODS:
             raise RunError(f"{{method}} must be one of {', '.join(lda.METHODS)}, got {self.method!r}.")
         for name in ("tol", "learning_offset", "learning_decay"):

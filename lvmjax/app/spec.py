@@ -147,6 +147,8 @@ class ModelSpec:
         the model takes no part (`reasons["select"]` says why).
       reasons: capability name -> why the model lacks it ("generate", "impute",
         "latent_codes", "resume", "devices", "select").
+      choices: option -> the values the model takes, its default first, where they differ
+        from `config.CHOICES` (the vae's "prior" is p(z), a mixture's is on θ).
     """
 
     name: str
@@ -177,6 +179,7 @@ class ModelSpec:
     figures: Callable[[Run, Dataset], dict[str, Any]] | None = None
     selection: str | None = None
     reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    choices: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def pixel_probabilities(self) -> bool:

@@ -9,6 +9,11 @@ a fitted model can do:
     iwae   IWAE_K(x; θ, φ), K importance samples from the encoder         (Burda et al. 2016)
     ae     log p(x | z = f(x)): reconstruction only, no p(z), no p(x)
     svi    Σ_i ELBO(x_i; θ, φ_i), one φ_i per training datapoint          (seed text §4.1)
+
+vae and iwae also take a richer posterior (full-rank, or a flow conditioned on the encoder),
+a learned prior (mixture, VampPrior) and their gradient estimator (STL, DReG); vae a β-ELBO
+with KL warm-up and free bits. Their evaluation reports how the latent space is used
+(`lvmjax.diagnostics`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lvmjax import amortized, applications, parallel, semi_amortized, svi, training
+from lvmjax import amortized, applications, diagnostics, parallel, semi_amortized, svi, training, variational
 from lvmjax import data as data_lib
 from lvmjax.ais import bdmc, log_marginal_ais
 from lvmjax.app.batches import chunk_size, in_batches
@@ -35,13 +40,34 @@ from lvmjax.model import log_likelihood, sample
 __all__ = ["AE", "IWAE", "SPECS", "SVI", "VAE", "networks"]
 
 OPTIONS = frozenset({"epochs", "batch_size", "latent_dim", "lr", "hidden", "architecture", "max_skipped_steps"})
+AMORTIZED_OPTIONS = frozenset({"posterior", "prior", "components", "flow_layers", "gradient"})
+"""What vae and iwae read beyond OPTIONS: q(z | x), p(z) and the gradient estimator."""
 
 
 def networks(config, data_dim: int, image_shape) -> amortized.AmortizedModel:
-    """The encoder and decoder of a run (svi uses only the decoder); the same object for the same sizes."""
+    """The encoder and decoder of a run (svi uses only the decoder); the same object for the same settings."""
+    options = config.spec.options
+    posterior = config.posterior if "posterior" in options else "diagonal"
+    prior = config.prior if "prior" in options else "normal"
     return amortized.make_vae(
-        data_dim, config.latent_dim, hidden=config.hidden, architecture=config.architecture, image_shape=image_shape
+        data_dim,
+        config.latent_dim,
+        hidden=config.hidden,
+        architecture=config.architecture,
+        image_shape=image_shape,
+        posterior=posterior,
+        prior=prior,
+        prior_components=config.components if prior != "normal" else 10,
+        flow_layers=config.flow_layers if posterior not in ("diagonal", "full-rank") else 4,
     )
+
+
+def _elbo_objective(config, vae, steps_per_epoch: int):
+    """The vae's objective: the ELBO, or a β-ELBO with free bits, β warmed up over `warmup_epochs`."""
+    beta = config.beta
+    if config.warmup_epochs:
+        beta = optax.linear_schedule(0.0, config.beta, config.warmup_epochs * steps_per_epoch)
+    return amortized.elbo_objective(vae, config.samples, None, beta, config.free_bits, config.gradient)
 
 
 def _optimizer(config, steps: int) -> optax.GradientTransformation:
@@ -78,7 +104,8 @@ def _train(config, dataset, trainer: training.Trainer, state, data, place, progr
 
 
 def _fit_amortized(objective: Callable) -> Callable:
-    """The fit of a model with an encoder, trained on `objective(config, vae)` by gradient ascent."""
+    """The fit of a model with an encoder, trained on `objective(config, vae, steps_per_epoch)` by gradient
+    ascent."""
 
     def fit(config, dataset, *, progress=None, checkpoints=None, mesh=None) -> FitResult:
         train = jnp.asarray(dataset.train)
@@ -86,7 +113,7 @@ def _fit_amortized(objective: Callable) -> Callable:
         vae = networks(config, data_dim, dataset.image_shape)
         key_init = jax.random.split(jax.random.key(config.seed), 3)[0]
         optimizer = _optimizer(config, config.epochs * (num_data // config.batch_size))
-        trainer = training.gradient_ascent(objective(config, vae), optimizer)
+        trainer = training.gradient_ascent(objective(config, vae, num_data // config.batch_size), optimizer)
         state = trainer.init(key_init, vae.init(key_init))
         state, history, seconds = _train(
             config, dataset, trainer, state, train, parallel.replicate, progress, checkpoints, mesh
@@ -266,15 +293,52 @@ def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -
         "amortization_gap": float(jnp.mean(gaps.amortization_gap)),
         "nll_estimator": f"importance sampling, K = {num_samples} from the refined q",
     }
+    report["diagnostics"] = _diagnostics(config, vae, params, test, settings.seed)
     log_marginals = gaps.log_marginal
     if settings.estimator == "ais":
-        report, estimate = _with_ais(report, vae, params, test, settings, True, gaps.refined_elbo)
+        # AIS anneals from its proposal's log-density at every z, which an IAF does not have
+        from_encoder = config.posterior != "iaf"
+        report, estimate = _with_ais(report, vae, params, test, settings, from_encoder, gaps.refined_elbo)
         log_marginals = estimate.log_marginal
     if settings.bdmc:
         report["bdmc"] = _bdmc_report(vae, params, settings)
     if settings.per_datapoint:
         report["test_log_marginals"] = jax.device_get(log_marginals).tolist()
     return report
+
+
+_DIAGNOSTIC_DATA = 1000  # test datapoints of the diagnostics: I(x; z) costs O(N²)
+
+
+@functools.partial(jax.jit, static_argnames=("vae", "closed_form_kl", "density"))
+def _diagnostic_values(key, vae, params, data, closed_form_kl: bool, density: bool):
+    key_units, key_rate, key_information = jax.random.split(key, 3)
+    units = diagnostics.active_units(key_units, vae, params, data)
+    rate = diagnostics.rate_distortion(key_rate, vae, params, data, num_samples=8)
+    kl = diagnostics.kl_per_dimension(vae, params, data) if closed_form_kl else None
+    information = diagnostics.mutual_information(key_information, vae, params, data) if density else None
+    return units, rate, kl, information
+
+
+def _diagnostics(config, vae, params, test, seed: int) -> dict:
+    """How the run uses its latent space, on the first 1000 test datapoints (`lvmjax.diagnostics`): the KL per
+    dimension where it has a closed form (diagonal q, normal prior), I(x; z) where q has a density at any z."""
+    data = jnp.asarray(test[:_DIAGNOSTIC_DATA])
+    closed_form_kl = config.posterior == "diagonal" and vae.analytic_kl
+    density = config.posterior != "iaf"
+    units, rate, kl, information = jax.device_get(
+        _diagnostic_values(jax.random.fold_in(jax.random.key(seed), 3), vae, params, data, closed_form_kl, density)
+    )
+    return {
+        "num_datapoints": int(data.shape[0]),
+        "active_units": int(units.num_active),
+        "active_unit_variances": units.variances.tolist(),
+        "kl_per_dimension": kl.tolist() if kl is not None else None,
+        "rate": float(rate.rate),
+        "distortion": float(rate.distortion),
+        "mutual_information": float(information.estimate) if information is not None else None,
+        "mutual_information_upper_bound": float(information.upper_bound) if information is not None else None,
+    }
 
 
 def _evaluate_svi(config, params, dataset, settings: EvaluationSettings) -> dict:
@@ -335,8 +399,13 @@ def _networks_of(run: Run) -> amortized.AmortizedModel:
     return run.vae
 
 
+def _generative_params(run: Run):
+    """The parameters of p(x, z): all but svi's per-datapoint φ_i (a learned prior reads more than the decoder)."""
+    return {name: value for name, value in run.params.items() if name != "phi"}
+
+
 def _decoder(run: Run):
-    return _networks_of(run).model, {"decoder": run.params["decoder"]}
+    return _networks_of(run).model, _generative_params(run)
 
 
 def _impute_with_encoder(key, run: Run, data, observed, num_samples: int) -> np.ndarray:
@@ -368,7 +437,7 @@ def _impute_all_by_mcmc(key, vae, params, data, observed, num_samples: int):
 def _impute_by_mcmc(key, run: Run, data, observed, num_samples: int) -> np.ndarray:
     """E[x_m | x_o] with z ~ p(z | x_o) by NUTS: 4 chains of num_samples / 4 draws after 200 warmup steps."""
     vae = _networks_of(run)
-    params = {"decoder": run.params["decoder"]}
+    params = _generative_params(run)
     return np.asarray(_impute_all_by_mcmc(key, vae, params, jnp.asarray(data), jnp.asarray(observed), num_samples))
 
 
@@ -403,8 +472,8 @@ def _common(name: str, summary: str, **fields) -> ModelSpec:
 VAE = _common(
     "vae",
     "amortized ELBO: a VAE's encoder and decoder trained together",
-    options=OPTIONS | {"num_samples"},
-    fit=_fit_amortized(lambda config, vae: amortized.elbo_objective(vae, config.samples, analytic_kl=True)),
+    options=OPTIONS | AMORTIZED_OPTIONS | {"num_samples", "beta", "warmup_epochs", "free_bits"},
+    fit=_fit_amortized(_elbo_objective),
     evaluate=_evaluate_amortized,
     template=_template,
     nll_method="importance sampling",
@@ -414,14 +483,15 @@ VAE = _common(
     impute_by_mcmc=_impute_by_mcmc,
     latent_codes=_encoder_codes,
     encoder=True,
+    choices={"prior": amortized.PRIORS, "posterior": variational.POSTERIORS, "gradient": ("reparam", "stl")},
 )
 
 IWAE = _common(
     "iwae",
     "importance-weighted bound with K samples (Burda et al. 2016)",
-    options=OPTIONS | {"num_samples"},
+    options=OPTIONS | AMORTIZED_OPTIONS | {"num_samples"},
     default_num_samples=5,
-    fit=_fit_amortized(lambda config, vae: amortized.iwae_objective(vae, config.samples)),
+    fit=_fit_amortized(lambda config, vae, steps: amortized.iwae_objective(vae, config.samples, config.gradient)),
     evaluate=_evaluate_amortized,
     template=_template,
     nll_method="importance sampling",
@@ -431,6 +501,7 @@ IWAE = _common(
     impute_by_mcmc=_impute_by_mcmc,
     latent_codes=_encoder_codes,
     encoder=True,
+    choices={"prior": amortized.PRIORS, "posterior": variational.POSTERIORS, "gradient": ("reparam", "dreg")},
 )
 
 _NO_LIKELIHOOD = (
@@ -441,7 +512,7 @@ AE = _common(
     "ae",
     "deterministic autoencoder (same networks, reconstruction only)",
     options=OPTIONS,
-    fit=_fit_amortized(lambda config, vae: amortized.autoencoder_objective(vae)),
+    fit=_fit_amortized(lambda config, vae, steps: amortized.autoencoder_objective(vae)),
     evaluate=_evaluate_autoencoder,
     template=_template,
     nll_method=None,
