@@ -39,6 +39,7 @@ __all__ = [
     "LATENT",
     "OVER_EPOCHS",
     "QUICK",
+    "RICH_VAE",
     "SEMI_AMORTIZED",
     "SEQUENCE_BASELINE",
     "SEQUENCE_MODEL",
@@ -66,10 +67,20 @@ __all__ = [
 
 Advance = Callable[..., None]  # advance(done, status): a stage's progress (`run._Stages`)
 
-TOUR_MODELS = ("mob", "gmm", "fa", "ae", "vae", "iwae", "svi")
+RICH_VAE = "vae-flow"  # the vae with the richer posterior and prior of `make_vae`, on the vae's budget
+RICH_VAE_OPTIONS: dict[str, Any] = {"posterior": "iaf", "prior": "vamp"}  # see benchmarks/rich_posteriors.py
+MODEL_OF = {RICH_VAE: "vae"}  # the registry's model of each tour row whose name is not one
+TOUR_MODELS = ("mob", "gmm", "fa", "ae", "vae", RICH_VAE, "iwae", "svi")
 SEMI_AMORTIZED = "semi-amortized"  # the VAE with its encoder's output refined per test image
-OVER_EPOCHS = tuple(name for name in TOUR_MODELS if registry.get(name).checkpointed)  # trained epoch by epoch
-BY_EM = tuple(name for name in TOUR_MODELS if not registry.get(name).checkpointed)  # fitted in one go, by EM
+
+
+def spec_of(name: str):
+    """The registry's spec of a row of the tour."""
+    return registry.get(MODEL_OF.get(name, name))
+
+
+OVER_EPOCHS = tuple(name for name in TOUR_MODELS if spec_of(name).checkpointed)  # trained epoch by epoch
+BY_EM = tuple(name for name in TOUR_MODELS if not spec_of(name).checkpointed)  # fitted in one go, by EM
 IMPUTED = ("mob", "vae", "gmm", "fa")  # the models that impute the missing upper halves, in this order
 LATENT = "vae"  # the model whose latent space is shown
 ANOMALIES = ("vae", "mob")  # the models whose least likely test images are shown
@@ -166,6 +177,7 @@ def fit_configs(data: str, data_dir: str | None, seed: int, settings: TourSettin
         "fa": app.FitConfig(model="fa", max_iter=settings.em_max_iter, **common),
         "ae": app.FitConfig(model="ae", epochs=settings.epochs["ae"], **common),
         "vae": app.FitConfig(model="vae", epochs=settings.epochs["vae"], **common),
+        RICH_VAE: app.FitConfig(model="vae", epochs=settings.epochs["vae"], **RICH_VAE_OPTIONS, **common),
         "iwae": app.FitConfig(
             model="iwae",
             epochs=settings.epochs["iwae"],
@@ -262,7 +274,7 @@ def by_data(names) -> dict[str, tuple[str, ...]]:
     """The models `names` grouped by the data they take ("binary", "dequantized"), in order of appearance."""
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(DATA_NAMES[registry.get(name).data_kind], []).append(name)
+        groups.setdefault(DATA_NAMES[spec_of(name).data_kind], []).append(name)
     return {data: tuple(group) for data, group in groups.items()}
 
 
@@ -307,7 +319,7 @@ def model_metrics(
     """One entry per model of the tour, and one for the semi-amortized VAE (the VAE with its refined q)."""
     models = {}
     for name in TOUR_MODELS:
-        spec = registry.get(name)
+        spec = spec_of(name)
         entry = {key: value for key, value in evaluations[name].items() if key not in _DROPPED}
         nll_method = spec.nll_method
         if nll_method == "importance sampling":

@@ -17,6 +17,7 @@ from lvmjax.tour.experiments import (
     ANOMALIES,
     DATA_NAMES,
     OVER_EPOCHS,
+    RICH_VAE,
     SEMI_AMORTIZED,
     SEQUENCE_BASELINE,
     SEQUENCE_MODEL,
@@ -32,6 +33,7 @@ _LABELS = {
     "fa": "fa (EM)",
     "ae": "ae",
     "vae": "vae",
+    RICH_VAE: "vae, {posterior} q, {prior} prior",
     "iwae": "iwae (K = {num_samples})",
     "svi": "svi",
     SEMI_AMORTIZED: "semi-amortized vae",
@@ -171,7 +173,11 @@ def report_blocks(metrics: dict, captions: dict[str, str]) -> list[tuple]:
             f"{configs['gmm']['components']} components ({configs['gmm']['covariance']} covariances), fa "
             f"with {configs['fa']['latent_dim']} factors. Iterations run: "
             + ", ".join(f"{name} {models[name]['iterations']}" for name in TOUR_MODELS)
-            + ".",
+            + f". {RICH_VAE} is the vae, its networks and budget, with a {configs[RICH_VAE]['posterior']} "
+            f"posterior q(z | x) of {configs[RICH_VAE]['flow_layers']} flow layers conditioned on the encoder "
+            f"and a {configs[RICH_VAE]['prior']} prior of {configs[RICH_VAE]['components']} learned "
+            "components (`make_vae(posterior=..., prior=...)`): its approximation gap beside the vae's is what "
+            "the richer q buys.",
         ),
         *_collapse_paragraphs(models),
         ("h", 2, "Estimating log p(x): naive Monte Carlo, importance sampling, the IWAE bound"),
