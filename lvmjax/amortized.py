@@ -25,6 +25,7 @@ and the sticking-the-landing (Roeder et al. 2017) or doubly reparameterized
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
@@ -84,6 +85,36 @@ class BernoulliLogits(distrax.Bernoulli):
         logits = self.logits
         value = jnp.asarray(value, logits.dtype)
         return value * logits - jnp.maximum(logits, 0) - jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+class _FullRankMixture(distrax.Distribution):
+    """(1/K) Σ_k N(μ_k, L_k L_kᵀ): the VampPrior of a full-rank posterior, its K triangular inverses L_k⁻¹
+    computed once, so that log p(z) is K small matrix-vector products (distrax's MixtureSameFamily of
+    MultivariateNormalTri solves K triangular systems for every z, with L_k broadcast to every draw)."""
+
+    def __init__(self, means: Array, scale_trils: Array):
+        super().__init__()
+        self._means = means
+        self._scale_trils = scale_trils
+        eye = jnp.eye(means.shape[-1], dtype=means.dtype)
+        self._inverses = jax.vmap(lambda tril: jax.scipy.linalg.solve_triangular(tril, eye, lower=True))(scale_trils)
+        self._log_dets = jnp.sum(jnp.log(jnp.diagonal(scale_trils, axis1=-2, axis2=-1)), axis=-1)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self._means.shape[-1],)
+
+    def log_prob(self, value: Array) -> Array:
+        whitened = jnp.einsum("kij,kj->ki", self._inverses, value - self._means)
+        dim = self._means.shape[-1]
+        log_components = -0.5 * jnp.sum(whitened**2, axis=-1) - self._log_dets - 0.5 * dim * math.log(2 * math.pi)
+        return jax.scipy.special.logsumexp(log_components) - math.log(self._means.shape[0])
+
+    def _sample_n(self, key: Array, n: int) -> Array:
+        key_component, key_noise = jax.random.split(key)
+        components = jax.random.randint(key_component, (n,), 0, self._means.shape[0])
+        noise = jax.random.normal(key_noise, (n, self._means.shape[-1]), self._means.dtype)
+        return self._means[components] + jnp.einsum("nij,nj->ni", self._scale_trils[components], noise)
 
 
 class AmortizedModel(NamedTuple):
@@ -289,9 +320,9 @@ def _make_vae(
             return distrax.MixtureSameFamily(distrax.Categorical(logits=p["logits"]), components)
         phi = jax.vmap(gaussian_part, in_axes=(None, 0))(params, params["prior"]["pseudo_inputs"])
         if posterior == "full-rank":
-            components = family.distribution(phi)  # a batch of K MultivariateNormalTri
-        else:
-            components = distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
+            scale_trils = jax.vmap(lambda phi_k: family.distribution(phi_k).scale_tri)(phi)
+            return _FullRankMixture(phi["mean"], scale_trils)
+        components = distrax.MultivariateNormalDiag(phi["mean"], jnp.exp(phi["log_scale"]))
         uniform = distrax.Categorical(logits=jnp.zeros(prior_components, components.dtype))
         return distrax.MixtureSameFamily(uniform, components)
 

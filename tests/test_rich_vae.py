@@ -35,7 +35,16 @@ def test_the_vamp_prior_with_the_training_data_as_pseudo_inputs_is_their_aggrega
     params["prior"]["pseudo_inputs"] = DATA
     log_q = jax.vmap(lambda x: vae.encode(params, x).log_prob(Z))(DATA)
     expected = logsumexp(log_q) - np.log(NUM_DATA)  # log (1/N) Σ_i q(z | x_i)
-    np.testing.assert_allclose(vae.model.prior(params).log_prob(Z), expected, rtol=1e-6)
+    prior = vae.model.prior(params)
+    np.testing.assert_allclose(prior.log_prob(Z), expected, rtol=1e-6)
+    # Its draws have the aggregate posterior's mean and covariance (the mean of the q's second moments).
+    draws = np.asarray(prior.sample(seed=jax.random.key(2), sample_shape=20000), np.float64)
+    posteriors = [vae.encode(params, x) for x in DATA]
+    mean = np.mean([q.mean() for q in posteriors], axis=0)
+    second = np.mean([q.covariance() + np.outer(q.mean(), q.mean()) for q in posteriors], axis=0)
+    stderr = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * stderr)
+    np.testing.assert_allclose(draws.T @ draws / len(draws), second, atol=0.05 * np.abs(second).max())
 
 
 def test_the_vamp_prior_of_a_flow_posterior_mixes_its_base_gaussians():
