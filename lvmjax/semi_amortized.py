@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import distrax
 import jax
 import jax.numpy as jnp
 import optax
@@ -47,15 +48,18 @@ def refine(
       params: its trained parameters.
       data: (N, D).
       num_steps: SVI steps on every φ_i, θ fixed.
-      optimizer: for φ; default Adam with learning rate 1e-2.
+      optimizer: for φ; default Adam with learning rate 1e-2 for a Gaussian q, 1e-3 for a flow
+        (whose per-datapoint copy of the layers' weights diverges at 1e-2: on the digits IAF VAE,
+        200 steps at 1e-2 lower the mean ELBO from −17.72 to −20.10, at 1e-3 they raise it to −17.62).
       num_samples: K of the ELBO's gradient estimates.
       return_trace: also return the ELBO estimates of every step, as `svi.fit_local`.
 
     Returns:
       The refined φ, leading axis N (and, with `return_trace`, the (num_steps, N) trace).
     """
-    optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
     phi = jax.vmap(amortized.encoder_output, in_axes=(None, 0))(params, data)
+    if optimizer is None:
+        optimizer = optax.adam(_default_learning_rate(amortized, phi))
     return svi.fit_local(
         key,
         amortized.model,
@@ -69,6 +73,11 @@ def refine(
         analytic_kl=amortized.analytic_kl,
         return_trace=return_trace,
     )
+
+
+def _default_learning_rate(amortized, phi: Params) -> float:
+    first = jax.tree.map(lambda leaf: leaf[0], phi)
+    return 1e-3 if isinstance(amortized.family.distribution(first), distrax.Transformed) else 1e-2
 
 
 class GapReport(NamedTuple):
