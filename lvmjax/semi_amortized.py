@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import distrax
 import jax
 import jax.numpy as jnp
 import optax
 
-from lvmjax import svi
+from lvmjax import svi, variational
 from lvmjax.estimators import elbo, log_marginal_is
 from lvmjax.types import Array, Params
 
@@ -77,7 +76,7 @@ def refine(
 
 def _default_learning_rate(amortized, phi: Params) -> float:
     first = jax.tree.map(lambda leaf: leaf[0], phi)
-    return 1e-3 if isinstance(amortized.family.distribution(first), distrax.Transformed) else 1e-2
+    return 1e-3 if variational.is_flow(amortized.family.distribution(first)) else 1e-2
 
 
 class GapReport(NamedTuple):

@@ -29,6 +29,7 @@ __all__ = [
     "categorical",
     "code",
     "full_rank_gaussian",
+    "is_flow",
     "mean_field_gaussian",
     "normalizing_flow",
     "posterior_family",
@@ -256,10 +257,16 @@ def normalizing_flow(
     return VariationalFamily(init, distribution)
 
 
+def is_flow(q: distrax.Distribution) -> bool:
+    """q is a normalizing flow: a transformed distribution whose Jacobian is not constant (distrax's
+    Gaussians are transformed distributions too, by an affine bijector)."""
+    return isinstance(q, distrax.Transformed) and not q.bijector.is_constant_jacobian
+
+
 def code(q: distrax.Distribution) -> Array:
     """A latent code of q: its mean E_q[z] where it has one in closed form, else (a flow) the image of the
     base distribution's mean under the flow, T(μ): a point of high density, not E_q[z]."""
-    if isinstance(q, distrax.Transformed) and not q.bijector.is_constant_jacobian:
+    if is_flow(q):
         return q.bijector.forward(q.distribution.mean())
     return q.mean()
 

@@ -374,7 +374,7 @@ def test_library_errors_name_arguments_in_python_and_flags_on_the_command_line(t
     assert not (tmp_path / "run").exists()
 
 
-def test_a_flow_posterior_and_a_vamp_prior_are_saved_honoured_and_diagnosed(tmp_path, capsys):
+def test_a_flow_posterior_and_a_vamp_prior_are_saved_and_honoured(tmp_path, capsys):
     run_dir = tmp_path / "iaf"
     flags = ["--posterior", "iaf", "--prior", "vamp", "--components", "7", "--flow-layers", "2"]
     schedule = ["--beta", "0.5", "--warmup-epochs", "1", "--free-bits", "0.05"]
@@ -388,16 +388,9 @@ def test_a_flow_posterior_and_a_vamp_prior_are_saved_honoured_and_diagnosed(tmp_
         "reparam",
     )
     run = app.load_run(run_dir)  # read back with the networks of its config: 7 pseudo-inputs, 2 flow layers
+    # (the evaluation of a flow run, its diagnostics included, is the tour's vae-flow row: test_tour.py)
     assert run.params["prior"]["pseudo_inputs"].shape == (7, 64) and len(run.params["flow"]) == 2
-    code, out, _ = run_cli(capsys, "evaluate", str(run_dir), "--num-samples", "20", "--json", "--quiet")
-    assert code == 0
-    report = json.loads(out)
-    diagnostics = report["diagnostics"]
-    assert diagnostics["num_datapoints"] == 297 and 0 <= diagnostics["active_units"] <= 2
-    assert diagnostics["rate"] > 0 and diagnostics["distortion"] > 0
-    # An IAF has no density at an arbitrary z, so no I(x; z); a flow has no closed-form KL per dimension.
-    assert diagnostics["mutual_information"] is None and diagnostics["kl_per_dimension"] is None
-    code, out, _ = run_cli(capsys, "sample", str(run_dir), "--out", str(tmp_path / "samples.png"))
+    code, _, _ = run_cli(capsys, "sample", str(run_dir), "--out", str(tmp_path / "samples.png"))
     assert code == 0 and np.load(tmp_path / "samples.npy").shape[1] == 64
     code, _, err = run_cli(capsys, "fit", "iwae", "--data", "digits", "--out", str(tmp_path / "x"), "--gradient", "stl")
     assert code == 2 and err.strip() == "lvmjax: error: --gradient of iwae must be one of reparam, dreg, got 'stl'."

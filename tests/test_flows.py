@@ -119,8 +119,9 @@ def test_svi_with_a_flow_reaches_the_exact_log_marginal_of_the_linear_gaussian_m
     family = variational.normalizing_flow(2, kind, num_layers=2, hidden=(16,))
     elbo, stderr = _fit_one(linear_gaussian.model, params, x, family, 1500, 1e-2, 8)
     assert -4 * stderr <= exact - elbo <= 0.005 + 4 * stderr
-    diagonal, _ = _fit_one(linear_gaussian.model, params, x, variational.mean_field_gaussian(2), 1500, 1e-2, 8)
-    assert exact - diagonal > 0.2
+    if kind == "realnvp":  # what the flow closes: a diagonal q's gap
+        diagonal, _ = _fit_one(linear_gaussian.model, params, x, variational.mean_field_gaussian(2), 1500, 1e-2, 8)
+        assert exact - diagonal > 0.2
 
 
 BANANA_NOISE = 0.3

@@ -10,7 +10,7 @@ import pytest
 from helpers import make_linear_gaussian
 from jax.scipy.special import logsumexp
 
-from lvmjax import amortized, estimators, training, variational
+from lvmjax import amortized, estimators, semi_amortized, training, variational
 from lvmjax.errors import ArgumentError
 from lvmjax.models import linear_gaussian
 
@@ -165,6 +165,14 @@ def test_stl_and_dreg_are_unbiased_for_the_gradient_away_from_the_posterior(boun
         stderr = difference.std(axis=0) / np.sqrt(len(keys))
         assert np.all(np.abs(difference.mean(axis=0)) <= 4 * stderr + 1e-6)
         assert np.all(stderr > 1e-4)  # the two estimators differ draw by draw
+
+
+def test_refinement_steps_a_flow_ten_times_more_gently_than_a_gaussian():
+    for posterior, rate in (("diagonal", 1e-2), ("full-rank", 1e-2), ("iaf", 1e-3)):
+        vae = _vae(posterior)
+        params = vae.init(jax.random.key(0))
+        phi = jax.vmap(vae.encoder_output, in_axes=(None, 0))(params, DATA)
+        assert semi_amortized._default_learning_rate(vae, phi) == rate
 
 
 def test_stl_and_dreg_refuse_what_they_cannot_use():

@@ -101,6 +101,13 @@ def test_metrics_json_is_what_run_tour_returned_and_covers_every_model(quick_tou
         assert stored["models"][model]["num_samples"] == tour.QUICK.nll_samples
         assert stored["models"][model]["test_nll_stderr"] > 0
     assert stored["tour"]["quick"] is True and stored["tour"]["num_test"] == 297
+    # The vae's row and the vae-flow row (an IAF posterior, a mixture prior) report how they use their latents:
+    # the KL per dimension only where it has a closed form, I(x; z) only where q has a density at any z.
+    plain, rich = stored["models"]["vae"]["diagnostics"], stored["models"][tour.RICH_VAE]["diagnostics"]
+    assert len(plain["kl_per_dimension"]) == 16 and rich["kl_per_dimension"] is None
+    assert 0 < plain["mutual_information"] <= plain["mutual_information_upper_bound"] == pytest.approx(math.log(297))
+    assert rich["mutual_information"] is None and rich["rate"] > 0 and 0 <= rich["active_units"] <= 16
+    assert stored["settings"]["configs"][tour.RICH_VAE]["posterior"] == "iaf"
     assert set(stored["stages"]) >= {
         "load data",
         "evaluate",

@@ -26,7 +26,16 @@ captions), `markdown` (the table and the report's blocks, in Markdown), `html` (
 self-contained page) and `machine` (what ran it).
 """
 
-from lvmjax.tour.experiments import FULL, QUICK, SEMI_AMORTIZED, SEQUENCE_MODEL, TOPIC_MODELS, TOUR_MODELS, TourSettings
+from lvmjax.tour.experiments import (
+    FULL,
+    QUICK,
+    RICH_VAE,
+    SEMI_AMORTIZED,
+    SEQUENCE_MODEL,
+    TOPIC_MODELS,
+    TOUR_MODELS,
+    TourSettings,
+)
 from lvmjax.tour.figures import FIGURES
 from lvmjax.tour.machine import machine_info
 from lvmjax.tour.markdown import format_table
@@ -36,6 +45,7 @@ __all__ = [
     "FIGURES",
     "FULL",
     "QUICK",
+    "RICH_VAE",
     "SEMI_AMORTIZED",
     "SEQUENCE_MODEL",
     "TOPIC_MODELS",

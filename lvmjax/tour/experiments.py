@@ -68,7 +68,7 @@ __all__ = [
 Advance = Callable[..., None]  # advance(done, status): a stage's progress (`run._Stages`)
 
 RICH_VAE = "vae-flow"  # the vae with the richer posterior and prior of `make_vae`, on the vae's budget
-RICH_VAE_OPTIONS: dict[str, Any] = {"posterior": "iaf", "prior": "vamp"}  # see benchmarks/rich_posteriors.py
+RICH_VAE_OPTIONS: dict[str, Any] = {"posterior": "iaf", "prior": "mixture"}  # see benchmarks/rich_posteriors.py
 MODEL_OF = {RICH_VAE: "vae"}  # the registry's model of each tour row whose name is not one
 TOUR_MODELS = ("mob", "gmm", "fa", "ae", "vae", RICH_VAE, "iwae", "svi")
 SEMI_AMORTIZED = "semi-amortized"  # the VAE with its encoder's output refined per test image

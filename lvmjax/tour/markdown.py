@@ -176,8 +176,8 @@ def report_blocks(metrics: dict, captions: dict[str, str]) -> list[tuple]:
             + f". {RICH_VAE} is the vae, its networks and budget, with a {configs[RICH_VAE]['posterior']} "
             f"posterior q(z | x) of {configs[RICH_VAE]['flow_layers']} flow layers conditioned on the encoder "
             f"and a {configs[RICH_VAE]['prior']} prior of {configs[RICH_VAE]['components']} learned "
-            "components (`make_vae(posterior=..., prior=...)`): its approximation gap beside the vae's is what "
-            "the richer q buys.",
+            "components (`make_vae(posterior=..., prior=...)`): its test ELBO and NLL beside the vae's are what "
+            "the richer q and p(z) buy.",
         ),
         *_collapse_paragraphs(models),
         ("h", 2, "Estimating log p(x): naive Monte Carlo, importance sampling, the IWAE bound"),
