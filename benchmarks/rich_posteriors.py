@@ -127,6 +127,7 @@ def figure(results: list[dict], path: str, machine_name: str) -> None:
         axis.set_xticks(np.arange(len(posteriors)), posteriors)
         axis.set_title(title)
         axis.legend(fontsize=8)
+    axes[1].set_ylim(0, 1.35 * max(r["approximation_gap"] for r in results))  # room for the legend
     low = min(r["test_nll"] for r in results)
     axes[0].set_ylim(low - 1.0, max(r["test_nll"] for r in results) + 0.5)
     fig.suptitle(f"digits VAE, 297 test images, q(z | x) × p(z); {machine_name}", fontsize=10)
