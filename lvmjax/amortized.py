@@ -39,8 +39,7 @@ from lvmjax.errors import ArgumentError
 from lvmjax.estimators import (
     MarginalEstimate,
     _check_inputs,
-    _held_fixed,
-    _sample_latents,
+    _pathwise_latents,
     elbo,
     iwae_bound,
     log_marginal_is,
@@ -239,9 +238,11 @@ def make_vae(
         activation,
         posterior,
         prior,
-        int(prior_components),
-        int(flow_layers),
-        flow_hidden,
+        # What the posterior or the prior does not use is left out of the cache's key, so that the
+        # same networks are the same object (and the same compiled programs) whatever it was.
+        int(prior_components) if prior != "normal" else 0,
+        int(flow_layers) if posterior in variational.FLOW_KINDS else 0,
+        flow_hidden if posterior in variational.FLOW_KINDS else (),
     )
 
 
@@ -373,11 +374,6 @@ def _check_gradient(gradient: str, allowed: tuple[str, ...]) -> None:
         raise ArgumentError(f"gradient must be one of {', '.join(allowed)}, got {gradient!r}.")
 
 
-def _per_dimension_kl(q: distrax.Distribution) -> Array:
-    """KL(N(μ_j, σ_j²) ‖ N(0, 1)) = (μ_j² + σ_j² − 1) / 2 − log σ_j for every dimension j, shape (d,)."""
-    return 0.5 * (q.loc**2 + q.scale_diag**2 - 1.0) - jnp.log(q.scale_diag)
-
-
 def elbo_objective(
     amortized: AmortizedModel,
     num_samples: int = 1,
@@ -441,15 +437,14 @@ def _beta_elbo(
         if plain:
             return elbo(key, amortized.model, params, q, x, num_samples, analytic_kl=analytic, gradient=gradient)
         _check_inputs(amortized.model, params, x, q)
-        z, log_q = _sample_latents(key, q, num_samples)
-        if gradient == "stl":
-            log_q = jax.vmap(_held_fixed(q).log_prob)(z)
+        z, log_q = _pathwise_latents(key, q, num_samples, gradient)
         reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(amortized.model, params, x, z_k))(z))
         prior = amortized.model.prior(params)
         if not analytic:
             kl = jnp.mean(log_q - jax.vmap(prior.log_prob)(z))
         elif isinstance(q, distrax.MultivariateNormalDiag) and isinstance(prior, distrax.MultivariateNormalDiag):
-            kl = _per_dimension_kl(q)  # the prior is N(0, I) wherever amortized.analytic_kl holds
+            marginals = [distrax.Normal(d.loc, d.scale_diag) for d in (q, prior)]
+            kl = marginals[0].kl_divergence(marginals[1])  # one closed-form KL per latent dimension
         else:
             kl = q.kl_divergence(prior)
         if jnp.ndim(kl):

@@ -201,9 +201,7 @@ def elbo(
     if gradient != "score" and _validation.is_discrete(q):
         raise _not_reparameterizable(q, f"elbo(..., gradient={gradient!r})")
 
-    z, log_q = _sample_latents(key, q, num_samples)
-    if gradient == "stl":
-        log_q = jax.vmap(_held_fixed(q).log_prob)(z)  # ∂/∂φ only through z
+    z, log_q = _pathwise_latents(key, q, num_samples, gradient)
     if gradient == "score":
         z = jax.lax.stop_gradient(z)
         log_q = jax.vmap(q.log_prob)(z)  # differentiable in φ through log q only
@@ -225,6 +223,14 @@ def elbo(
         # Adds zero to the value and (f - b) ∇ log q to the gradient.
         integrand = integrand + signal * (log_q - jax.lax.stop_gradient(log_q))
     return jnp.mean(integrand) - kl
+
+
+def _pathwise_latents(key: Array, q: distrax.Distribution, num_samples: int, gradient: str) -> tuple[Array, Array]:
+    """`_sample_latents`, with log q(z_k) differentiable in φ only through z_k for gradient="stl"."""
+    z, log_q = _sample_latents(key, q, num_samples)
+    if gradient == "stl":
+        log_q = jax.vmap(_held_fixed(q).log_prob)(z)
+    return z, log_q
 
 
 def _held_fixed(q: distrax.Distribution) -> distrax.Distribution:

@@ -29,6 +29,7 @@ __all__ = [
     "categorical",
     "code",
     "full_rank_gaussian",
+    "has_density",
     "is_flow",
     "mean_field_gaussian",
     "normalizing_flow",
@@ -261,6 +262,16 @@ def is_flow(q: distrax.Distribution) -> bool:
     """q is a normalizing flow: a transformed distribution whose Jacobian is not constant (distrax's
     Gaussians are transformed distributions too, by an affine bijector)."""
     return isinstance(q, distrax.Transformed) and not q.bijector.is_constant_jacobian
+
+
+def has_density(q: distrax.Distribution) -> bool:
+    """q.log_prob(z) is available at any z: False only for a flow with an inverse-autoregressive layer,
+    whose inverse is sequential (its `sample_and_log_prob` is exact all the same)."""
+    if not is_flow(q):
+        return True
+    bijector = q.bijector
+    layers = bijector.bijectors if isinstance(bijector, distrax.Chain) else [bijector]
+    return not any(isinstance(layer, _FlowLayer) and layer.kind == "iaf" for layer in layers)
 
 
 def code(q: distrax.Distribution) -> Array:

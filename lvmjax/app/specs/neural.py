@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,8 +58,8 @@ def networks(config, data_dim: int, image_shape) -> amortized.AmortizedModel:
         image_shape=image_shape,
         posterior=posterior,
         prior=prior,
-        prior_components=config.components if prior != "normal" else 10,
-        flow_layers=config.flow_layers if posterior not in ("diagonal", "full-rank") else 4,
+        prior_components=config.components,
+        flow_layers=config.flow_layers,
     )
 
 
@@ -293,11 +294,11 @@ def _evaluate_amortized(config, params, dataset, settings: EvaluationSettings) -
         "amortization_gap": float(jnp.mean(gaps.amortization_gap)),
         "nll_estimator": f"importance sampling, K = {num_samples} from the refined q",
     }
-    report["diagnostics"] = _diagnostics(config, vae, params, test, settings.seed)
+    report["diagnostics"] = _diagnostics(vae, params, test, settings.seed)
     log_marginals = gaps.log_marginal
     if settings.estimator == "ais":
         # AIS anneals from its proposal's log-density at every z, which an IAF does not have
-        from_encoder = config.posterior != "iaf"
+        from_encoder = variational.has_density(vae.encode(params, test[0]))
         report, estimate = _with_ais(report, vae, params, test, settings, from_encoder, gaps.refined_elbo)
         log_marginals = estimate.log_marginal
     if settings.bdmc:
@@ -320,12 +321,13 @@ def _diagnostic_values(key, vae, params, data, closed_form_kl: bool, density: bo
     return units, rate, kl, information
 
 
-def _diagnostics(config, vae, params, test, seed: int) -> dict:
+def _diagnostics(vae, params, test, seed: int) -> dict:
     """How the run uses its latent space, on the first 1000 test datapoints (`lvmjax.diagnostics`): the KL per
-    dimension where it has a closed form (diagonal q, normal prior), I(x; z) where q has a density at any z."""
+    dimension where it has a closed form (diagonal q, diagonal p(z)), I(x; z) where q has a density at any z."""
     data = jnp.asarray(test[:_DIAGNOSTIC_DATA])
-    closed_form_kl = config.posterior == "diagonal" and vae.analytic_kl
-    density = config.posterior != "iaf"
+    q, prior = vae.encode(params, data[0]), vae.model.prior(params)
+    closed_form_kl = all(isinstance(d, distrax.MultivariateNormalDiag) for d in (q, prior))
+    density = variational.has_density(q)
     units, rate, kl, information = jax.device_get(
         _diagnostic_values(jax.random.fold_in(jax.random.key(seed), 3), vae, params, data, closed_form_kl, density)
     )
